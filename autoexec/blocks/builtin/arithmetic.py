@@ -1,0 +1,69 @@
+"""Arithmetic on two numbers: ``calculator`` (SPEC §13)."""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+from pydantic import Field
+
+from autoexec.blocks.base import Block, BlockInput, BlockOutput, RunContext
+
+Operation = Literal["add", "subtract", "multiply", "divide", "power", "modulo"]
+
+_OPERATIONS: dict[str, Callable[[float, float], Any]] = {
+    "add": operator.add,
+    "subtract": operator.sub,
+    "multiply": operator.mul,
+    "divide": operator.truediv,
+    "power": operator.pow,
+    "modulo": operator.mod,
+}
+
+
+class CalculatorInput(BlockInput):
+    operation: Operation = Field(description="What to do with a and b.")
+    a: float = Field(description="The first number.")
+    b: float = Field(description="The second number.")
+    round_result: bool = Field(default=False, description="Round the result to a whole number.")
+
+
+class CalculatorOutput(BlockOutput):
+    result: float = Field(description="The result of the operation.")
+
+
+class CalculatorBlock(Block[CalculatorInput]):
+    """Applies one arithmetic operation to ``a`` and ``b``; dividing by zero is a user error."""
+
+    id = "calculator"
+    name = "Calculator"
+    description = (
+        "Adds, subtracts, multiplies, divides, raises to a power or takes the remainder "
+        "of two numbers."
+    )
+    Input = CalculatorInput
+    Output = CalculatorOutput
+
+    def run(self, data: CalculatorInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
+        result = calculate(data.operation, data.a, data.b)
+        yield "result", round_whole(result) if data.round_result else result
+
+
+def calculate(operation: Operation, a: float, b: float) -> float:
+    """``a <operation> b``; raises ``ValueError`` when it has no real, finite answer."""
+    if operation in ("divide", "modulo") and b == 0:
+        raise ValueError(f"division by zero in {operation}({a}, {b}): give b a value other than 0")
+    try:
+        result = _OPERATIONS[operation](a, b)
+    except (ZeroDivisionError, OverflowError) as exc:
+        raise ValueError(f"cannot {operation} {a} and {b}: {exc}") from exc
+    if isinstance(result, complex):
+        raise ValueError(f"{operation} of {a} and {b} is not a real number")
+    return float(result)
+
+
+def round_whole(value: float) -> float:
+    """``value`` rounded to a whole number (half to even); infinity and NaN stay as they are."""
+    return float(round(value)) if math.isfinite(value) else value

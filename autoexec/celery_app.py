@@ -1,0 +1,51 @@
+"""The Celery app: queues, routes, reliability settings. Configured lazily from the settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from autoexec.settings import Settings, get_settings
+
+GRAPH_TASKS = ("autoexec.run_graph", "autoexec.advance_graph", "autoexec.cancel_graph")
+NODE_TASKS = ("autoexec.execute_node",)
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings derived from autoexec's; ``celeryconfig.py`` may override any of them."""
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.effective_result_backend,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+        "task_track_started": True,
+        "result_expires": 86400,
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": settings.graph_queue,
+        "task_queues": (Queue(settings.graph_queue), Queue(settings.node_queue)),
+        "task_routes": {
+            **{name: {"queue": settings.graph_queue} for name in GRAPH_TASKS},
+            **{name: {"queue": settings.node_queue} for name in NODE_TASKS},
+        },
+        "worker_hijack_root_logger": False,
+        "timezone": "UTC",
+    }
+
+
+def create_app() -> Celery:
+    app = Celery("autoexec", include=["autoexec.engine.tasks"])
+    app.add_defaults(lambda: celery_config(get_settings()))
+    app.config_from_object("celeryconfig", silent=True)
+    return app
+
+
+app = create_app()

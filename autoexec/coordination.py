@@ -1,0 +1,110 @@
+"""Cluster coordination in Redis: locks, wake-up flags, cancel flags. All key names live here.
+
+The same code runs on a real Redis and on the embedded stack's in-process stand-in (fakeredis,
+selected by a ``memory://`` Redis URL).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import redis
+from redis.lock import Lock
+
+MEMORY_SCHEME = "memory://"
+
+
+class Keys:
+    """Every Redis key autoexec uses."""
+
+    prefix = "autoexec"
+
+    @classmethod
+    def wake(cls, graph_exec_id: str) -> str:
+        return f"{cls.prefix}:wake:{graph_exec_id}"
+
+    @classmethod
+    def graph_lock(cls, graph_exec_id: str) -> str:
+        return f"{cls.prefix}:lock:graph:{graph_exec_id}"
+
+    @classmethod
+    def admission_lock(cls, user_id: str) -> str:
+        return f"{cls.prefix}:lock:admission:{user_id}"
+
+    @classmethod
+    def cancel(cls, graph_exec_id: str) -> str:
+        return f"{cls.prefix}:cancel:{graph_exec_id}"
+
+    @classmethod
+    def events(cls, graph_exec_id: str) -> str:
+        return f"{cls.prefix}:events:graph:{graph_exec_id}"
+
+
+class Coordinator:
+    """Redis primitives the engine needs, over one client."""
+
+    WAKE_TTL_SECONDS = 60
+    CANCEL_TTL_SECONDS = 7 * 24 * 3600
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def request_wake(self, graph_exec_id: str) -> bool:
+        """Flag that the graph has work; True if the caller must enqueue the orchestrator."""
+        return bool(self.client.set(Keys.wake(graph_exec_id), 1, nx=True, ex=self.WAKE_TTL_SECONDS))
+
+    def clear_wake(self, graph_exec_id: str) -> None:
+        self.client.delete(Keys.wake(graph_exec_id))
+
+    def wake_pending(self, graph_exec_id: str) -> bool:
+        return bool(self.client.exists(Keys.wake(graph_exec_id)))
+
+    def graph_lock(self, graph_exec_id: str, ttl_seconds: float) -> Lock:
+        """The cluster-wide lock of one graph execution: an owner token and a time-to-live."""
+        lock: Lock = self.client.lock(Keys.graph_lock(graph_exec_id), timeout=ttl_seconds)
+        return lock
+
+    def admission_lock(self, user_id: str) -> Lock:
+        lock: Lock = self.client.lock(Keys.admission_lock(user_id), timeout=10, blocking_timeout=10)
+        return lock
+
+    def set_cancel(self, graph_exec_id: str) -> None:
+        self.client.set(Keys.cancel(graph_exec_id), 1, ex=self.CANCEL_TTL_SECONDS)
+
+    def is_cancelled(self, graph_exec_id: str) -> bool:
+        return bool(self.client.exists(Keys.cancel(graph_exec_id)))
+
+    def publish(self, graph_exec_id: str, message: str) -> None:
+        self.client.publish(Keys.events(graph_exec_id), message)
+
+
+_memory_servers: dict[str, Any] = {}
+_coordinators: dict[tuple[int, str], Coordinator] = {}
+_guard = threading.Lock()
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A Redis client for ``url``; ``memory://name`` is an in-process stand-in shared by name."""
+    if url.startswith(MEMORY_SCHEME):
+        import fakeredis
+
+        server = _memory_servers.setdefault(url, fakeredis.FakeServer())
+        client: redis.Redis = fakeredis.FakeRedis(server=server)
+        return client
+    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+
+
+def get_coordinator(url: str | None = None) -> Coordinator:
+    """The process-wide coordinator for ``url`` (default: the settings' Redis URL)."""
+    if url is None:
+        from autoexec.settings import get_settings
+
+        url = get_settings().redis_url
+    key = (os.getpid(), url)
+    with _guard:
+        coordinator = _coordinators.get(key)
+        if coordinator is None:
+            coordinator = _coordinators[key] = Coordinator(redis_client(url))
+    return coordinator

@@ -1,0 +1,69 @@
+"""What every engine step needs, built once per process and passed explicitly."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from autoexec.blocks.registry import BlockRegistry, get_registry
+from autoexec.coordination import Coordinator, get_coordinator
+from autoexec.dataflow import RunSpec
+from autoexec.graph import Graph
+from autoexec.settings import Settings, get_settings
+from autoexec.store.db import Database, get_database
+from autoexec.store.tables import GraphExecution
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher(Protocol):
+    """Sends the engine's work to workers (Celery in production)."""
+
+    def run_graph(self, graph_exec_id: str) -> None: ...
+
+    def advance_graph(self, graph_exec_id: str) -> None: ...
+
+    def execute_node(self, node_exec_id: int, graph_exec_id: str, task_id: str) -> None: ...
+
+    def revoke(self, task_ids: list[str]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Engine:
+    settings: Settings
+    db: Database
+    coordinator: Coordinator
+    registry: BlockRegistry
+    dispatcher: Dispatcher
+
+    def wake(self, graph_exec_id: str) -> None:
+        """Make sure one orchestrator step will run for this graph (wake-ups coalesce)."""
+        if not self.coordinator.request_wake(graph_exec_id):
+            return
+        try:
+            self.dispatcher.advance_graph(graph_exec_id)
+        except Exception:
+            self.coordinator.clear_wake(graph_exec_id)
+            raise
+
+
+def build_engine(dispatcher: Dispatcher, settings: Settings | None = None) -> Engine:
+    settings = settings or get_settings()
+    return Engine(
+        settings=settings,
+        db=get_database(settings.database_url),
+        coordinator=get_coordinator(settings.redis_url),
+        registry=get_registry(),
+        dispatcher=dispatcher,
+    )
+
+
+def run_spec(engine: Engine, graph: Graph, execution: GraphExecution) -> RunSpec:
+    return RunSpec(
+        graph=graph,
+        blocks=engine.registry.get,
+        inputs=execution.inputs,
+        nodes_input_masks=execution.nodes_input_masks,
+        nodes_to_skip=frozenset(execution.nodes_to_skip),
+    )

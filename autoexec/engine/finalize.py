@@ -1,0 +1,91 @@
+"""The end of a graph execution (SPEC §3.6, §3.7): final status, stats, outputs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from autoexec.dataflow import (
+    FailedNode,
+    YieldedOutput,
+    final_status,
+    graph_outputs,
+    unhandled_failures,
+)
+from autoexec.engine.admission import admit_next
+from autoexec.engine.context import Engine
+from autoexec.graph import Graph
+from autoexec.statuses import ExecutionStatus
+from autoexec.store import executions as repo
+from autoexec.store.graphs import load_graph
+from autoexec.store.tables import GraphExecution, NodeExecution, utcnow
+from autoexec.store.transitions import transition_graph
+
+S = ExecutionStatus
+log = logging.getLogger(__name__)
+
+
+def finalize(engine: Engine, graph_exec_id: str) -> ExecutionStatus | None:
+    """Give a finished RUNNING execution its final status; the status applied, if any."""
+    with engine.db.session() as session:
+        execution = repo.get_graph_execution(session, graph_exec_id)
+        graph = load_graph(session, execution.graph_id, execution.graph_version)
+        nodes = repo.node_executions(session, graph_exec_id)
+        failed = [FailedNode(n.node_id, n.error or "") for n in nodes if n.status is S.FAILED]
+        status = final_status(graph, failed)
+        unhandled = unhandled_failures(graph, failed)
+        error = unhandled[0].error if unhandled else None
+        stats = graph_stats(execution, nodes, error)
+        if not transition_graph(session, graph_exec_id, status, stats=stats, error=error):
+            return None
+        user_id = execution.user_id
+    log.info("graph execution %s ended %s", graph_exec_id, status.value)
+    publish_status(engine, graph_exec_id, status)
+    admit_next(engine, user_id)
+    return status
+
+
+def graph_stats(
+    execution: GraphExecution, nodes: Sequence[NodeExecution], error: str | None
+) -> dict[str, Any]:
+    ran = [n for n in nodes if n.status is not S.INCOMPLETE and not n.stats.get("skipped")]
+    nodes_walltime = sum(float(n.stats.get("walltime", 0.0)) for n in ran)
+    nodes_cputime = sum(float(n.stats.get("cputime", 0.0)) for n in ran)
+    started = execution.started_at or execution.created_at
+    return {
+        "walltime": max((utcnow() - _aware(started)).total_seconds(), 0.0),
+        "cputime": nodes_cputime,
+        "nodes_walltime": nodes_walltime,
+        "nodes_cputime": nodes_cputime,
+        "node_count": len(ran),
+        "node_error_count": sum(1 for n in ran if n.status is S.FAILED),
+        "cost": 0,
+        "error": error,
+    }
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def execution_outputs(session: Session, graph: Graph, graph_exec_id: str) -> dict[str, list[Any]]:
+    """The graph's outputs: ``agent_output`` values by output name, in yield order."""
+    rows = repo.outputs_of_graph_execution(session, graph_exec_id)
+    return graph_outputs(
+        YieldedOutput(ne.node_id, ne.block_id, out.name, out.value, ne.input_data or {})
+        for ne, out in rows
+    )
+
+
+def publish_status(engine: Engine, graph_exec_id: str, status: ExecutionStatus) -> None:
+    """Tell subscribers (``api.wait``) that the status changed; never breaks the run."""
+    try:
+        message = json.dumps({"graph_exec_id": graph_exec_id, "status": status.value})
+        engine.coordinator.publish(graph_exec_id, message)
+    except Exception:
+        log.warning("could not publish status of %s", graph_exec_id, exc_info=True)

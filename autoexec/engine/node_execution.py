@@ -1,0 +1,222 @@
+"""One node execution on a worker: claim it, run its block, persist each output as it is
+yielded (waking the orchestrator at once, so downstream nodes start while this one streams),
+and record the end with its stats."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError
+
+from autoexec.blocks.base import ERROR_PIN, RunContext
+from autoexec.engine.context import Engine
+from autoexec.errors import AutoexecError
+from autoexec.graph import Graph
+from autoexec.node_runner import error_message, is_user_error, iterate_block
+from autoexec.statuses import TERMINAL, ExecutionStatus
+from autoexec.store import executions as repo
+from autoexec.store.graphs import load_graph
+from autoexec.store.transitions import transition_node
+
+S = ExecutionStatus
+log = logging.getLogger("autoexec.node")
+
+INFRASTRUCTURE_ERRORS = (OperationalError, RedisError)
+CANCEL_CHECK_INTERVAL = 0.25
+
+
+class ExecutionCancelledError(AutoexecError):
+    """The graph execution was cancelled while this node ran."""
+
+
+@dataclass(frozen=True)
+class NodeJob:
+    node_exec_id: int
+    graph_exec_id: str
+    graph: Graph
+    node_id: str
+    block_id: str
+    user_id: str
+    inputs: dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    status: ExecutionStatus
+    error: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class NodeLogAdapter(logging.LoggerAdapter[logging.Logger]):
+    """Prefixes every line with user, graph, graph execution, node, node execution, block."""
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        extra = self.extra or {}
+        context = " ".join(f"{key}={value}" for key, value in extra.items())
+        kwargs.setdefault("extra", {}).update(extra)
+        return f"[{context}] {msg}", kwargs
+
+
+def node_logger(job: NodeJob) -> NodeLogAdapter:
+    return NodeLogAdapter(
+        log,
+        {
+            "user": job.user_id,
+            "graph": job.graph.id,
+            "graph_exec": job.graph_exec_id,
+            "node": job.node_id,
+            "node_exec": job.node_exec_id,
+            "block": job.block_id,
+        },
+    )
+
+
+def execute_node(engine: Engine, node_exec_id: int, rerun: bool = False) -> ExecutionStatus | None:
+    """Run one node execution to its end; None if it was not ours to run."""
+    claimed = claim(engine, node_exec_id, rerun)
+    if isinstance(claimed, ExecutionStatus):
+        return None
+    outcome = run_job(engine, claimed)
+    with engine.db.session() as session:
+        transition_node(
+            session,
+            node_exec_id,
+            outcome.status,
+            allowed_from=frozenset({S.RUNNING}),
+            stats=outcome.stats,
+            error=outcome.error,
+        )
+    engine.wake(claimed.graph_exec_id)
+    return outcome.status
+
+
+def claim(engine: Engine, node_exec_id: int, rerun: bool) -> NodeJob | ExecutionStatus:
+    """Move the node execution to RUNNING and load what it needs; else its current status."""
+    with engine.db.session() as session:
+        node_exec = repo.get_node_execution(session, node_exec_id)
+        execution = repo.get_graph_execution(session, node_exec.graph_exec_id)
+        if execution.cancel_requested_at is not None or execution.status in TERMINAL:
+            transition_node(session, node_exec_id, S.TERMINATED)
+            engine.wake(execution.id)
+            return S.TERMINATED
+        attempt = node_exec.attempt + 1
+        sources = frozenset({S.QUEUED, S.RUNNING} if rerun else {S.QUEUED})
+        if not transition_node(
+            session, node_exec_id, S.RUNNING, allowed_from=sources, attempt=attempt
+        ):
+            log.info("node execution %s is %s; not running it", node_exec_id, node_exec.status)
+            return node_exec.status
+        graph = load_graph(session, execution.graph_id, execution.graph_version)
+        return NodeJob(
+            node_exec_id=node_exec_id,
+            graph_exec_id=execution.id,
+            graph=graph,
+            node_id=node_exec.node_id,
+            block_id=node_exec.block_id,
+            user_id=execution.user_id,
+            inputs=node_exec.input_data or {},
+        )
+
+
+class _Run:
+    """The state of one block run: yield counter, sizes, clocks, cancel checks."""
+
+    def __init__(self, engine: Engine, job: NodeJob) -> None:
+        self.engine, self.job = engine, job
+        self.logger = node_logger(job)
+        self.seq = 0
+        self.output_size = 0
+        self.wall_start = time.perf_counter()
+        self.cpu_start = time.thread_time()
+        self.next_cancel_check = 0.0
+
+    def context(self) -> RunContext:
+        job = self.job
+        return RunContext(
+            user_id=job.user_id,
+            graph_id=job.graph.id,
+            graph_version=job.graph.version,
+            graph_exec_id=job.graph_exec_id,
+            node_id=job.node_id,
+            node_exec_id=str(job.node_exec_id),
+            block_id=job.block_id,
+            logger=self.logger,
+            is_cancelled=lambda: self.engine.coordinator.is_cancelled(job.graph_exec_id),
+        )
+
+    def emit(self, pin: str, value: Any) -> None:
+        size = self._checked_size(pin, value)
+        with self.engine.db.session() as session:
+            repo.append_output(
+                session, self.job.node_exec_id, self.job.graph_exec_id, self.seq, pin, value
+            )
+        self.seq += 1
+        self.output_size += size
+        self.engine.wake(self.job.graph_exec_id)
+
+    def _checked_size(self, pin: str, value: Any) -> int:
+        try:
+            size = len(json.dumps(value))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"output {pin!r} is not JSON-serializable: {exc}") from None
+        limit = self.engine.settings.max_output_bytes
+        if size > limit:
+            raise ValueError(
+                f"output {pin!r} is {size} bytes, over the limit of {limit} "
+                "(AUTOEXEC_MAX_OUTPUT_BYTES)"
+            )
+        return size
+
+    def check_cancelled(self) -> None:
+        now = time.monotonic()
+        if now < self.next_cancel_check:
+            return
+        self.next_cancel_check = now + CANCEL_CHECK_INTERVAL
+        if self.engine.coordinator.is_cancelled(self.job.graph_exec_id):
+            raise ExecutionCancelledError()
+
+    def stats(self, error: str | None) -> dict[str, Any]:
+        return {
+            "walltime": time.perf_counter() - self.wall_start,
+            "cputime": time.thread_time() - self.cpu_start,
+            "input_size": len(json.dumps(self.job.inputs, default=str)),
+            "output_size": self.output_size,
+            "error": error,
+        }
+
+
+def run_job(engine: Engine, job: NodeJob) -> Outcome:
+    run = _Run(engine, job)
+    run.logger.info("started")
+    try:
+        block = engine.registry.get(job.block_id)
+        for pin, value in iterate_block(block, job.inputs, run.context()):
+            run.emit(pin, value)
+            run.check_cancelled()
+    except ExecutionCancelledError:
+        run.logger.info("cancelled")
+        return Outcome(S.TERMINATED, None, run.stats(None))
+    except INFRASTRUCTURE_ERRORS:
+        raise
+    except Exception as exc:
+        return _failed(run, exc)
+    run.logger.info("completed with %d output(s)", run.seq)
+    return Outcome(S.COMPLETED, None, run.stats(None))
+
+
+def _failed(run: _Run, exc: Exception) -> Outcome:
+    error = error_message(exc)
+    if is_user_error(exc):
+        run.logger.info("failed: %s", error)
+    else:
+        run.logger.exception("failed with an unexpected error")
+    run.emit(ERROR_PIN, error)
+    return Outcome(S.FAILED, error, run.stats(error))

@@ -1,0 +1,98 @@
+"""The orchestrator step: admission, delivery of outputs, dispatch of ready nodes, finalization.
+
+Each function is a short step over persisted state; none waits for another task. The graph
+execution's Redis lock serializes the steps of one execution across the cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from redis.exceptions import LockError
+from redis.lock import Lock
+
+from autoexec.dataflow import deliver
+from autoexec.engine.context import Engine, run_spec
+from autoexec.engine.finalize import finalize
+from autoexec.statuses import ExecutionStatus
+from autoexec.store import executions as repo
+from autoexec.store.dataflow_sql import SqlDataflowStore
+from autoexec.store.graphs import load_graph
+
+S = ExecutionStatus
+log = logging.getLogger(__name__)
+
+
+# --- the step -------------------------------------------------------------------------------
+
+
+def advance(engine: Engine, graph_exec_id: str) -> None:
+    """Drain what is pending for one graph execution, under its cluster-wide lock."""
+    lock = engine.coordinator.graph_lock(graph_exec_id, engine.settings.graph_lock_ttl_seconds)
+    if not lock.acquire(blocking=False):
+        return  # the owner re-checks the wake flag after it releases the lock
+    try:
+        _drain(engine, graph_exec_id, lock)
+    finally:
+        _release(lock, graph_exec_id)
+    if engine.coordinator.wake_pending(graph_exec_id):
+        engine.dispatcher.advance_graph(graph_exec_id)
+
+
+def _release(lock: Lock, graph_exec_id: str) -> None:
+    try:
+        lock.release()
+    except LockError:
+        log.warning("lock of graph execution %s expired before release", graph_exec_id)
+
+
+def _drain(engine: Engine, graph_exec_id: str, lock: Lock) -> None:
+    while True:
+        engine.coordinator.clear_wake(graph_exec_id)
+        delivered, running = _deliver_batch(engine, graph_exec_id)
+        if not running:
+            return
+        dispatch_ready(engine, graph_exec_id)
+        if delivered < engine.settings.delivery_batch_size:
+            break
+        lock.reacquire()
+    if _finished(engine, graph_exec_id):
+        finalize(engine, graph_exec_id)
+
+
+def _deliver_batch(engine: Engine, graph_exec_id: str) -> tuple[int, bool]:
+    """Deliver the oldest undelivered outputs in one transaction; (count, still running)."""
+    with engine.db.session() as session:
+        execution = repo.get_graph_execution(session, graph_exec_id)
+        if execution.status is not S.RUNNING:
+            return 0, False
+        graph = load_graph(session, execution.graph_id, execution.graph_version)
+        spec = run_spec(engine, graph, execution)
+        store = SqlDataflowStore(session, graph, graph_exec_id)
+        pending = repo.undelivered_outputs(
+            session, graph_exec_id, engine.settings.delivery_batch_size
+        )
+        for output in pending:
+            deliver(spec, store, output.node_id, output.name, output.value)
+        repo.mark_delivered(session, [output.id for output in pending])
+        return len(pending), True
+
+
+def dispatch_ready(engine: Engine, graph_exec_id: str) -> None:
+    """Send every QUEUED, not yet dispatched node execution to the node queue."""
+    with engine.db.session() as session:
+        ready = repo.undispatched(session, graph_exec_id)
+        jobs = [(row.id, row.celery_task_id or str(uuid.uuid4())) for row in ready]
+        for row, (_, task_id) in zip(ready, jobs, strict=True):
+            row.celery_task_id = task_id
+    for node_exec_id, task_id in jobs:
+        engine.dispatcher.execute_node(node_exec_id, graph_exec_id, task_id)
+    if jobs:
+        with engine.db.session() as session:
+            repo.mark_dispatched(session, [node_exec_id for node_exec_id, _ in jobs])
+
+
+def _finished(engine: Engine, graph_exec_id: str) -> bool:
+    with engine.db.session() as session:
+        return not repo.has_pending_work(session, graph_exec_id)

@@ -1,0 +1,91 @@
+"""Submitting a graph execution: validate the request, then write the execution and its
+starting node executions in one transaction (SPEC §3.1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from autoexec.dataflow import start
+from autoexec.engine.context import Engine, run_spec
+from autoexec.errors import InputValidationError
+from autoexec.graph import Graph
+from autoexec.store import executions as repo
+from autoexec.store.dataflow_sql import SqlDataflowStore
+from autoexec.store.graphs import ensure_user, latest_version_number, load_graph
+from autoexec.store.tables import GraphExecution
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    graph_id: str
+    user_id: str
+    inputs: dict[str, Any] = field(default_factory=dict)
+    graph_version: int | None = None
+    nodes_input_masks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    nodes_to_skip: list[str] = field(default_factory=list)
+    parent_execution_id: str | None = None
+    root_execution_id: str | None = None
+
+
+def validate_request(graph: Graph, request: RunRequest) -> None:
+    """Reject unknown or missing graph inputs and masks/skips naming unknown nodes."""
+    problems = [*_input_problems(graph, request.inputs), *_node_problems(graph, request)]
+    if problems:
+        raise InputValidationError("; ".join(problems))
+
+
+def _input_problems(graph: Graph, inputs: dict[str, Any]) -> list[str]:
+    declared = {str(n.input_default.get("name")): n for n in graph.input_nodes()}
+    problems = [f"unknown graph input {name!r}" for name in inputs if name not in declared]
+    for name, node in declared.items():
+        has_fallback = any(node.input_default.get(k) is not None for k in ("value", "default"))
+        if name not in inputs and not has_fallback:
+            problems.append(f"missing required graph input {name!r}")
+    return problems
+
+
+def _node_problems(graph: Graph, request: RunRequest) -> list[str]:
+    known = graph.nodes_by_id
+    problems = [
+        f"nodes_input_masks names unknown node {node_id!r}"
+        for node_id in request.nodes_input_masks
+        if node_id not in known
+    ]
+    problems += [
+        f"nodes_to_skip names unknown node {node_id!r}"
+        for node_id in request.nodes_to_skip
+        if node_id not in known
+    ]
+    return problems
+
+
+def create_execution(engine: Engine, request: RunRequest, exec_id: str | None = None) -> str:
+    """Write a QUEUED execution with its starting node executions; return its id.
+
+    With ``exec_id`` the call is idempotent: an execution that already has that id is reused.
+    """
+    with engine.db.session() as session:
+        if exec_id is not None and session.get(GraphExecution, exec_id) is not None:
+            return exec_id
+        version = request.graph_version or latest_version_number(
+            session, request.graph_id, request.user_id
+        )
+        graph = load_graph(session, request.graph_id, version, request.user_id)
+        validate_request(graph, request)
+        ensure_user(session, request.user_id)
+        row = repo.create_graph_execution(session, _submission(graph, request), exec_id)
+        start(run_spec(engine, graph, row), SqlDataflowStore(session, graph, row.id))
+        return row.id
+
+
+def _submission(graph: Graph, request: RunRequest) -> repo.Submission:
+    return repo.Submission(
+        graph=graph,
+        user_id=request.user_id,
+        inputs=request.inputs,
+        nodes_input_masks=request.nodes_input_masks,
+        nodes_to_skip=request.nodes_to_skip,
+        parent_execution_id=request.parent_execution_id,
+        root_execution_id=request.root_execution_id,
+    )

@@ -1,0 +1,121 @@
+"""The Celery tasks: thin adapters from a message to an engine step.
+
+``autoexec.run_graph``      admission, then the first orchestrator step (queue autoexec.graphs)
+``autoexec.advance_graph``  one orchestrator step                      (queue autoexec.graphs)
+``autoexec.execute_node``   one node execution                         (queue autoexec.nodes)
+``autoexec.cancel_graph``   cancel an execution                        (queue autoexec.graphs)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError
+
+from autoexec.celery_app import app
+from autoexec.engine import node_execution, orchestrator
+from autoexec.engine.admission import admit
+from autoexec.engine.cancellation import cancel_execution
+from autoexec.engine.context import Engine, build_engine
+from autoexec.engine.submission import RunRequest, create_execution
+from autoexec.errors import AutoexecError
+
+log = logging.getLogger(__name__)
+
+RETRY_ON = (OperationalError, RedisError)
+RETRY_POLICY: dict[str, Any] = {
+    "autoretry_for": RETRY_ON,
+    "retry_backoff": True,
+    "retry_backoff_max": 30,
+    "max_retries": 8,
+}
+
+
+class CeleryDispatcher:
+    """Sends engine work as Celery tasks."""
+
+    def run_graph(self, graph_exec_id: str) -> None:
+        run_graph.apply_async(kwargs={"graph_exec_id": graph_exec_id})
+
+    def advance_graph(self, graph_exec_id: str) -> None:
+        advance_graph.apply_async(args=[graph_exec_id])
+
+    def execute_node(self, node_exec_id: int, graph_exec_id: str, task_id: str) -> None:
+        execute_node.apply_async(args=[node_exec_id, graph_exec_id], task_id=task_id)
+
+    def revoke(self, task_ids: list[str]) -> None:
+        app.control.revoke(task_ids)
+
+
+_engines: dict[str, Engine] = {}
+
+
+def get_engine() -> Engine:
+    """The engine of this process, built on first use (after the worker has forked)."""
+    engine = _engines.get("default")
+    if engine is None:
+        engine = _engines["default"] = build_engine(CeleryDispatcher())
+    return engine
+
+
+def reset_engine() -> None:
+    _engines.clear()
+
+
+@app.task(name="autoexec.run_graph", bind=True, **RETRY_POLICY)
+def run_graph(
+    self: Task[Any, Any],
+    graph_exec_id: str | None = None,
+    graph_id: str | None = None,
+    user_id: str | None = None,
+    inputs: dict[str, Any] | None = None,
+    graph_version: int | None = None,
+    nodes_input_masks: dict[str, dict[str, Any]] | None = None,
+    nodes_to_skip: list[str] | None = None,
+) -> str | None:
+    """Start a graph execution, by its id or (graph_id, user_id, inputs); returns its id."""
+    engine = get_engine()
+    if graph_exec_id is None:
+        if not graph_id or not user_id:
+            log.error("run_graph needs graph_exec_id, or graph_id and user_id; message dropped")
+            return None
+        request = RunRequest(
+            graph_id,
+            user_id,
+            inputs or {},
+            graph_version,
+            nodes_input_masks or {},
+            nodes_to_skip or [],
+        )
+        # The task id makes a re-delivered message find the execution it already created.
+        graph_exec_id = create_execution(engine, request, exec_id=self.request.id)
+    if admit(engine, graph_exec_id):
+        orchestrator.advance(engine, graph_exec_id)
+    return graph_exec_id
+
+
+@app.task(name="autoexec.advance_graph", **RETRY_POLICY)
+def advance_graph(graph_exec_id: str) -> None:
+    """Deliver pending outputs, dispatch ready nodes and finish the execution when done."""
+    orchestrator.advance(get_engine(), graph_exec_id)
+
+
+@app.task(name="autoexec.execute_node", bind=True, **RETRY_POLICY)
+def execute_node(self: Task[Any, Any], node_exec_id: int, graph_exec_id: str) -> str | None:
+    """Run one node execution (``graph_exec_id`` is carried for visibility in Flower)."""
+    delivery = self.request.delivery_info or {}
+    rerun = bool(delivery.get("redelivered")) or self.request.retries > 0
+    status = node_execution.execute_node(get_engine(), int(node_exec_id), rerun=rerun)
+    return status.value if status else None
+
+
+@app.task(name="autoexec.cancel_graph", **RETRY_POLICY)
+def cancel_graph(graph_exec_id: str, user_id: str | None = None) -> str:
+    """Cancel an execution; returns what happened."""
+    try:
+        return cancel_execution(get_engine(), graph_exec_id, user_id)
+    except AutoexecError as exc:
+        return str(exc)

@@ -1,0 +1,203 @@
+"""Graphs, nodes and links (SPEC §1): the models, loading from JSON/YAML, and validation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from autoexec.blocks.base import ERROR_PIN
+from autoexec.blocks.registry import BlockRegistry
+from autoexec.errors import BlockNotFoundError, GraphValidationError
+from autoexec.pins import base_name
+
+GRAPH_INPUT_BLOCK = "agent_input"
+GRAPH_OUTPUT_BLOCK = "agent_output"
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    block_id: str = Field(min_length=1)
+    input_default: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    fan_out: str | None = None
+
+
+class Link(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source_id: str
+    source_name: str
+    sink_id: str
+    sink_name: str
+    is_static: bool = False
+
+
+class GraphDefinition(BaseModel):
+    """What a user writes: the content of a graph, without identity or version."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str | None = None
+    name: str = "untitled"
+    description: str = ""
+    nodes: list[Node]
+    links: list[Link] = Field(default_factory=list)
+
+    def content_hash(self) -> str:
+        """A digest of what the graph does (not its id), to tell whether a save changed it."""
+        content = self.model_dump(mode="json", exclude={"id"})
+        encoded = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+class Graph(GraphDefinition):
+    """A saved graph version."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, ignored_types=(cached_property,))
+
+    id: str
+    version: int = Field(ge=1)
+    user_id: str
+
+    @cached_property
+    def nodes_by_id(self) -> dict[str, Node]:
+        return {node.id: node for node in self.nodes}
+
+    @cached_property
+    def links_from(self) -> dict[str, list[Link]]:
+        out: dict[str, list[Link]] = {}
+        for link in self.links:
+            out.setdefault(link.source_id, []).append(link)
+        return out
+
+    @cached_property
+    def links_into(self) -> dict[str, list[Link]]:
+        into: dict[str, list[Link]] = {}
+        for link in self.links:
+            into.setdefault(link.sink_id, []).append(link)
+        return into
+
+    def node(self, node_id: str) -> Node:
+        return self.nodes_by_id[node_id]
+
+    def input_nodes(self) -> list[Node]:
+        return [n for n in self.nodes if n.block_id == GRAPH_INPUT_BLOCK]
+
+    def starting_nodes(self) -> list[Node]:
+        """Nodes with no incoming link, plus every graph-input node (SPEC §3.1)."""
+        return [
+            n for n in self.nodes if n.block_id == GRAPH_INPUT_BLOCK or n.id not in self.links_into
+        ]
+
+    def error_is_handled(self, node_id: str) -> bool:
+        return any(link.source_name == ERROR_PIN for link in self.links_from.get(node_id, []))
+
+
+def parse_definition(data: dict[str, Any] | str) -> GraphDefinition:
+    """Build a definition from a dict or a JSON/YAML text; errors say where."""
+    if isinstance(data, str):
+        try:
+            data = yaml.safe_load(data)
+        except yaml.YAMLError as exc:
+            raise GraphValidationError(
+                f"graph definition is not valid JSON or YAML: {exc}"
+            ) from None
+    if not isinstance(data, dict):
+        raise GraphValidationError("graph definition must be a mapping with 'nodes' and 'links'")
+    try:
+        return GraphDefinition.model_validate(data)
+    except ValidationError as exc:
+        raise GraphValidationError(f"graph definition is malformed: {_describe(exc)}") from None
+
+
+def load_definition(path: str | Path) -> GraphDefinition:
+    return parse_definition(Path(path).read_text())
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+    )
+
+
+def validate_graph(definition: GraphDefinition, registry: BlockRegistry) -> None:
+    """Raise ``GraphValidationError`` listing every problem, each naming the node and pin."""
+    problems = [
+        *_duplicate_node_ids(definition),
+        *_unknown_blocks(definition, registry),
+        *_bad_links(definition, registry),
+        *_duplicate_input_names(definition),
+    ]
+    if problems:
+        raise GraphValidationError("invalid graph: " + "; ".join(problems))
+
+
+def _duplicate_node_ids(definition: GraphDefinition) -> list[str]:
+    counts = Counter(node.id for node in definition.nodes)
+    return [f"duplicate node id {node_id!r}" for node_id, n in counts.items() if n > 1]
+
+
+def _unknown_blocks(definition: GraphDefinition, registry: BlockRegistry) -> list[str]:
+    return [
+        f"node {node.id!r}: unknown block {node.block_id!r}"
+        for node in definition.nodes
+        if node.block_id not in registry
+    ]
+
+
+def _bad_links(definition: GraphDefinition, registry: BlockRegistry) -> list[str]:
+    nodes = {node.id: node for node in definition.nodes}
+    problems: list[str] = []
+    for link in definition.links:
+        source, sink = nodes.get(link.source_id), nodes.get(link.sink_id)
+        if source is None:
+            problems.append(f"link source node {link.source_id!r} does not exist")
+        elif not _has_output(registry, source, link.source_name):
+            problems.append(
+                f"node {source.id!r} ({source.block_id}) has no output pin {link.source_name!r}"
+            )
+        if sink is None:
+            problems.append(f"link sink node {link.sink_id!r} does not exist")
+        elif not _has_input(registry, sink, link.sink_name):
+            problems.append(
+                f"node {sink.id!r} ({sink.block_id}) has no input pin {link.sink_name!r}"
+            )
+    return problems
+
+
+def _has_output(registry: BlockRegistry, node: Node, pin: str) -> bool:
+    try:
+        block = registry.get(node.block_id)
+    except BlockNotFoundError:
+        return True  # reported as an unknown block
+    return block.has_output_pin(pin) or block.has_output_pin(base_name(pin))
+
+
+def _has_input(registry: BlockRegistry, node: Node, pin: str) -> bool:
+    try:
+        block = registry.get(node.block_id)
+    except BlockNotFoundError:
+        return True
+    return base_name(pin) in block.input_pins()
+
+
+def _duplicate_input_names(definition: GraphDefinition) -> list[str]:
+    names = Counter(
+        str(node.input_default.get("name"))
+        for node in definition.nodes
+        if node.block_id == GRAPH_INPUT_BLOCK
+    )
+    return [
+        f"graph input name {name!r} is used by more than one node"
+        for name, n in names.items()
+        if n > 1
+    ]

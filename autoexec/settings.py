@@ -1,0 +1,79 @@
+"""Every ``AUTOEXEC_*`` setting, in one place.
+
+Settings are read from the environment once per process (:func:`get_settings`) and passed down;
+nothing is configured at import time. An invalid value fails with a message that names the
+environment variable.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from autoexec.errors import ConfigurationError
+
+ENV_PREFIX = "AUTOEXEC_"
+
+
+class Settings(BaseSettings):
+    """Configuration of autoexec; each field is the environment variable ``AUTOEXEC_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/autoexec"
+    result_backend: str | None = None
+
+    graph_queue: str = "autoexec.graphs"
+    node_queue: str = "autoexec.nodes"
+    block_modules: str = ""
+
+    max_concurrent_runs_per_user: int = Field(default=10, ge=1)
+    graph_lock_ttl_seconds: float = Field(default=30.0, gt=0)
+    delivery_batch_size: int = Field(default=200, ge=1)
+
+    billing_enabled: bool = False
+    execution_cost_count_threshold: int = Field(default=100, ge=1)
+    execution_cost_per_threshold: int = Field(default=1, ge=0)
+    low_balance_threshold: int = Field(default=100, ge=0)
+
+    event_max_value_bytes: int = Field(default=4096, ge=64)
+    max_output_bytes: int = Field(default=10_000_000, ge=1024)
+    metrics_port: int = Field(default=9808, ge=0, le=65535)
+
+    @field_validator("broker_url", "redis_url", "database_url")
+    @classmethod
+    def _has_scheme(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError(f"{value!r} is not a URL (expected scheme://...)")
+        return value
+
+    @property
+    def effective_result_backend(self) -> str:
+        """The Celery result backend: ``AUTOEXEC_RESULT_BACKEND``, else the Redis URL."""
+        return self.result_backend or self.redis_url
+
+    @property
+    def block_module_names(self) -> list[str]:
+        return [name.strip() for name in self.block_modules.split(",") if name.strip()]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (plus ``overrides``), naming any bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{ENV_PREFIX}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

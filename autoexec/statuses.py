@@ -1,0 +1,51 @@
+"""Execution statuses and the transitions SPEC §2 allows."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExecutionStatus(enum.StrEnum):
+    INCOMPLETE = "INCOMPLETE"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    TERMINATED = "TERMINATED"
+    REVIEW = "REVIEW"
+    WAITING = "WAITING"
+
+
+S = ExecutionStatus
+TERMINAL = frozenset({S.COMPLETED, S.FAILED, S.TERMINATED})
+
+GRAPH_TRANSITIONS: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
+    S.QUEUED: frozenset({S.RUNNING, S.TERMINATED, S.FAILED}),
+    S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.TERMINATED, S.REVIEW}),
+    S.REVIEW: frozenset({S.RUNNING, S.TERMINATED, S.FAILED}),
+}
+
+NODE_TRANSITIONS: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
+    # INCOMPLETE -> COMPLETED is a skipped node (SPEC §3.5).
+    S.INCOMPLETE: frozenset({S.QUEUED, S.COMPLETED, S.TERMINATED, S.FAILED}),
+    # QUEUED -> FAILED: refused before it ran (e.g. a charge that failed).
+    S.QUEUED: frozenset({S.RUNNING, S.COMPLETED, S.FAILED, S.TERMINATED}),
+    S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.TERMINATED, S.REVIEW, S.WAITING}),
+    S.REVIEW: frozenset({S.RUNNING, S.COMPLETED, S.FAILED, S.TERMINATED}),
+    S.WAITING: frozenset({S.RUNNING, S.COMPLETED, S.FAILED, S.TERMINATED}),
+}
+
+
+def sources_of(
+    target: ExecutionStatus, table: dict[ExecutionStatus, frozenset[ExecutionStatus]]
+) -> frozenset[ExecutionStatus]:
+    """Every status from which ``target`` may be entered."""
+    return frozenset(src for src, targets in table.items() if target in targets)
+
+
+def is_allowed(
+    current: ExecutionStatus,
+    target: ExecutionStatus,
+    table: dict[ExecutionStatus, frozenset[ExecutionStatus]],
+) -> bool:
+    return target in table.get(current, frozenset())

@@ -1,0 +1,118 @@
+"""``DataflowStore`` over SQL: the dataflow rules' reads and writes for one graph execution."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from autoexec.graph import Graph
+from autoexec.statuses import ExecutionStatus
+from autoexec.store.tables import NodeExecution, NodeExecutionInput, StaticInput
+from autoexec.store.transitions import transition_node
+
+S = ExecutionStatus
+_INCOMPLETE_ONLY = frozenset({S.INCOMPLETE})
+
+
+class SqlDataflowStore:
+    """Runs inside the caller's transaction; the graph-execution lock serializes its users."""
+
+    def __init__(self, session: Session, graph: Graph, graph_exec_id: str) -> None:
+        self.session = session
+        self.graph = graph
+        self.graph_exec_id = graph_exec_id
+        self._static: dict[str, dict[str, Any]] = {}
+
+    def _lacking(self, node_id: str, pin: str) -> Any:
+        has_pin = exists().where(
+            NodeExecutionInput.node_exec_id == NodeExecution.id, NodeExecutionInput.name == pin
+        )
+        return (
+            select(NodeExecution.id)
+            .where(
+                NodeExecution.graph_exec_id == self.graph_exec_id,
+                NodeExecution.node_id == node_id,
+                NodeExecution.status == S.INCOMPLETE,
+                ~has_pin,
+            )
+            .order_by(NodeExecution.id)
+        )
+
+    def earliest_incomplete_lacking(self, node_id: str, pin: str) -> int | None:
+        found: int | None = self.session.scalar(self._lacking(node_id, pin).limit(1))
+        return found
+
+    def incomplete_lacking(self, node_id: str, pin: str) -> list[int]:
+        return list(self.session.scalars(self._lacking(node_id, pin)))
+
+    def create_execution(self, node_id: str) -> int:
+        row = NodeExecution(
+            graph_exec_id=self.graph_exec_id,
+            node_id=node_id,
+            block_id=self.graph.node(node_id).block_id,
+            status=S.INCOMPLETE,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row.id
+
+    def add_input(self, exec_id: int, pin: str, value: Any) -> None:
+        self.session.add(NodeExecutionInput(node_exec_id=exec_id, name=pin, value=value))
+        self.session.flush()
+
+    def delivered_inputs(self, exec_id: int) -> dict[str, Any]:
+        stmt = select(NodeExecutionInput.name, NodeExecutionInput.value).where(
+            NodeExecutionInput.node_exec_id == exec_id
+        )
+        return {name: value for name, value in self.session.execute(stmt).tuples()}
+
+    def set_static_input(self, node_id: str, pin: str, value: Any) -> None:
+        insert = postgresql.insert if self._dialect() == "postgresql" else sqlite.insert
+        stmt = insert(StaticInput).values(
+            graph_exec_id=self.graph_exec_id, node_id=node_id, name=pin, value=value
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["graph_exec_id", "node_id", "name"], set_={"value": value}
+        )
+        self.session.execute(stmt)
+        self._static.pop(node_id, None)
+
+    def static_inputs(self, node_id: str) -> dict[str, Any]:
+        if node_id not in self._static:
+            stmt = select(StaticInput.name, StaticInput.value).where(
+                StaticInput.graph_exec_id == self.graph_exec_id, StaticInput.node_id == node_id
+            )
+            self._static[node_id] = dict(self.session.execute(stmt).tuples().all())
+        return dict(self._static[node_id])
+
+    def mark_queued(self, exec_id: int, inputs: dict[str, Any]) -> None:
+        transition_node(
+            self.session,
+            exec_id,
+            S.QUEUED,
+            allowed_from=_INCOMPLETE_ONLY,
+            input_data=inputs,
+            stats={},
+        )
+
+    def mark_skipped(self, exec_id: int) -> None:
+        transition_node(
+            self.session,
+            exec_id,
+            S.COMPLETED,
+            allowed_from=_INCOMPLETE_ONLY,
+            stats={"skipped": True},
+        )
+
+    def note_not_ready(self, exec_id: int, reason: str) -> None:
+        self.session.execute(
+            update(NodeExecution)
+            .where(NodeExecution.id == exec_id)
+            .values(stats={"waiting": reason})
+        )
+
+    def _dialect(self) -> str:
+        return self.session.get_bind().dialect.name

@@ -1,0 +1,94 @@
+"""Database engines and sessions: one engine per process, rebuilt after a fork."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+
+
+class Database:
+    """An engine and its session factory for one database URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def make_engine(url: str) -> Engine:
+    if is_sqlite(url):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not the driver, open transactions, so BEGIN IMMEDIATE below applies.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    # Writers take the lock at BEGIN, so two writers queue instead of failing to upgrade.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def ensure_database_exists(url: str) -> bool:
+    """Create the PostgreSQL database named in ``url`` if it is missing; True if created."""
+    parsed = make_url(url)
+    if is_sqlite(parsed) or not parsed.database:
+        return False
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": parsed.database}
+            ).scalar()
+            if exists:
+                return False
+            quoted = admin.dialect.identifier_preparer.quote(parsed.database)
+            conn.execute(text(f"CREATE DATABASE {quoted}"))
+            return True
+    finally:
+        admin.dispose()
+
+
+_databases: dict[tuple[int, str], Database] = {}
+
+
+def get_database(url: str | None = None) -> Database:
+    """The process-wide database for ``url`` (default: the settings'), one per process id."""
+    if url is None:
+        from autoexec.settings import get_settings
+
+        url = get_settings().database_url
+    key = (os.getpid(), url)
+    database = _databases.get(key)
+    if database is None:
+        database = _databases[key] = Database(url)
+    return database

@@ -1,0 +1,220 @@
+"""Graph and node executions: rows, inputs, outputs, and the queries the engine needs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from autoexec.errors import NotFoundError
+from autoexec.graph import Graph
+from autoexec.statuses import ExecutionStatus
+from autoexec.store.tables import (
+    GraphExecution,
+    NodeExecution,
+    NodeExecutionInput,
+    NodeExecutionOutput,
+)
+
+S = ExecutionStatus
+ACTIVE_NODE_STATUSES = (S.QUEUED, S.RUNNING)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What a user asked to run."""
+
+    graph: Graph
+    user_id: str
+    inputs: dict[str, Any]
+    nodes_input_masks: dict[str, dict[str, Any]]
+    nodes_to_skip: list[str]
+    parent_execution_id: str | None = None
+    root_execution_id: str | None = None
+
+
+def create_graph_execution(
+    session: Session, submission: Submission, exec_id: str | None = None
+) -> GraphExecution:
+    row = GraphExecution(
+        id=exec_id or str(uuid.uuid4()),
+        graph_id=submission.graph.id,
+        graph_version=submission.graph.version,
+        user_id=submission.user_id,
+        status=S.QUEUED,
+        inputs=submission.inputs,
+        nodes_input_masks=submission.nodes_input_masks,
+        nodes_to_skip=submission.nodes_to_skip,
+        parent_execution_id=submission.parent_execution_id,
+        root_execution_id=submission.root_execution_id or submission.parent_execution_id,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_graph_execution(
+    session: Session, graph_exec_id: str, user_id: str | None = None
+) -> GraphExecution:
+    """The execution; with ``user_id``, another user's execution is not found."""
+    row = session.get(GraphExecution, graph_exec_id)
+    if row is None or (user_id is not None and row.user_id != user_id):
+        raise NotFoundError(f"graph execution {graph_exec_id!r} not found")
+    return row
+
+
+def get_node_execution(session: Session, node_exec_id: int) -> NodeExecution:
+    row = session.get(NodeExecution, node_exec_id)
+    if row is None:
+        raise NotFoundError(f"node execution {node_exec_id} not found")
+    return row
+
+
+def node_executions(session: Session, graph_exec_id: str) -> Sequence[NodeExecution]:
+    stmt = (
+        select(NodeExecution)
+        .where(NodeExecution.graph_exec_id == graph_exec_id)
+        .order_by(NodeExecution.id)
+    )
+    return session.scalars(stmt).all()
+
+
+def inputs_of(session: Session, node_exec_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    stmt = select(NodeExecutionInput).where(NodeExecutionInput.node_exec_id.in_(node_exec_ids))
+    result: dict[int, dict[str, Any]] = {i: {} for i in node_exec_ids}
+    for row in session.scalars(stmt):
+        result[row.node_exec_id][row.name] = row.value
+    return result
+
+
+@dataclass(frozen=True)
+class PendingOutput:
+    id: int
+    node_id: str
+    name: str
+    value: Any
+
+
+def undelivered_outputs(session: Session, graph_exec_id: str, limit: int) -> list[PendingOutput]:
+    """The oldest outputs not yet delivered, in the order they were persisted."""
+    stmt = (
+        select(
+            NodeExecutionOutput.id,
+            NodeExecution.node_id,
+            NodeExecutionOutput.name,
+            NodeExecutionOutput.value,
+        )
+        .join(NodeExecution, NodeExecution.id == NodeExecutionOutput.node_exec_id)
+        .where(
+            NodeExecutionOutput.graph_exec_id == graph_exec_id,
+            NodeExecutionOutput.delivered.is_(False),
+        )
+        .order_by(NodeExecutionOutput.id)
+        .limit(limit)
+    )
+    return [PendingOutput(*row) for row in session.execute(stmt)]
+
+
+def mark_delivered(session: Session, output_ids: Sequence[int]) -> None:
+    session.execute(
+        update(NodeExecutionOutput)
+        .where(NodeExecutionOutput.id.in_(output_ids))
+        .values(delivered=True)
+    )
+
+
+def append_output(
+    session: Session, node_exec_id: int, graph_exec_id: str, seq: int, name: str, value: Any
+) -> None:
+    """Record the ``seq``-th yield of a node execution once (a replayed yield is ignored)."""
+    values = {
+        "node_exec_id": node_exec_id,
+        "graph_exec_id": graph_exec_id,
+        "seq": seq,
+        "name": name,
+        "value": value,
+        "delivered": False,
+    }
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(NodeExecutionOutput).values(**values)
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["node_exec_id", "seq"]))
+
+
+def output_count(session: Session, node_exec_id: int) -> int:
+    stmt = select(func.count()).where(NodeExecutionOutput.node_exec_id == node_exec_id)
+    return session.scalar(stmt) or 0
+
+
+def has_pending_work(session: Session, graph_exec_id: str) -> bool:
+    """True while a node execution is QUEUED or RUNNING or an output awaits delivery."""
+    active = exists().where(
+        NodeExecution.graph_exec_id == graph_exec_id,
+        NodeExecution.status.in_(ACTIVE_NODE_STATUSES),
+    )
+    undelivered = exists().where(
+        NodeExecutionOutput.graph_exec_id == graph_exec_id,
+        NodeExecutionOutput.delivered.is_(False),
+    )
+    return bool(session.scalar(select(active | undelivered)))
+
+
+def undispatched(session: Session, graph_exec_id: str) -> Sequence[NodeExecution]:
+    stmt = (
+        select(NodeExecution)
+        .where(
+            NodeExecution.graph_exec_id == graph_exec_id,
+            NodeExecution.status == S.QUEUED,
+            NodeExecution.dispatched.is_(False),
+        )
+        .order_by(NodeExecution.id)
+    )
+    return session.scalars(stmt).all()
+
+
+def mark_dispatched(session: Session, node_exec_ids: Sequence[int]) -> None:
+    session.execute(
+        update(NodeExecution).where(NodeExecution.id.in_(node_exec_ids)).values(dispatched=True)
+    )
+
+
+def outputs_of_graph_execution(
+    session: Session, graph_exec_id: str
+) -> list[tuple[NodeExecution, NodeExecutionOutput]]:
+    stmt = (
+        select(NodeExecution, NodeExecutionOutput)
+        .join(NodeExecutionOutput, NodeExecution.id == NodeExecutionOutput.node_exec_id)
+        .where(NodeExecutionOutput.graph_exec_id == graph_exec_id)
+        .order_by(NodeExecutionOutput.id)
+    )
+    return [(ne, out) for ne, out in session.execute(stmt).tuples()]
+
+
+def outputs_of_node_execution(session: Session, node_exec_id: int) -> list[NodeExecutionOutput]:
+    stmt = (
+        select(NodeExecutionOutput)
+        .where(NodeExecutionOutput.node_exec_id == node_exec_id)
+        .order_by(NodeExecutionOutput.seq)
+    )
+    return list(session.scalars(stmt))
+
+
+def count_running(session: Session, user_id: str) -> int:
+    stmt = select(func.count()).where(
+        GraphExecution.user_id == user_id, GraphExecution.status == S.RUNNING
+    )
+    return session.scalar(stmt) or 0
+
+
+def oldest_queued(session: Session, user_id: str, limit: int) -> list[str]:
+    stmt = (
+        select(GraphExecution.id)
+        .where(GraphExecution.user_id == user_id, GraphExecution.status == S.QUEUED)
+        .order_by(GraphExecution.created_at)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))

@@ -1,0 +1,116 @@
+"""Saved graphs: versioned, immutable once saved."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from autoexec.errors import NotFoundError
+from autoexec.graph import Graph, GraphDefinition
+from autoexec.store.tables import GraphVersion, User
+
+
+def ensure_user(session: Session, user_id: str) -> None:
+    if session.get(User, user_id) is None:
+        session.add(User(id=user_id))
+        session.flush()
+
+
+def save_graph(session: Session, definition: GraphDefinition, user_id: str) -> tuple[str, int]:
+    """Store ``definition`` for ``user_id``; an unchanged definition keeps its latest version.
+
+    The graph is identified by the definition's ``id`` if it has one, else by its name among the
+    user's graphs; a new name makes a new graph.
+    """
+    ensure_user(session, user_id)
+    graph_id = definition.id or _graph_id_by_name(session, user_id, definition.name)
+    latest = _latest_version(session, graph_id, user_id) if graph_id else None
+    digest = definition.content_hash()
+    if latest is not None and latest.content_hash == digest:
+        return latest.id, latest.version
+    row = GraphVersion(
+        id=graph_id or str(uuid.uuid4()),
+        version=(latest.version + 1) if latest else 1,
+        user_id=user_id,
+        name=definition.name,
+        description=definition.description,
+        definition=definition.model_dump(mode="json", exclude={"id"}),
+        content_hash=digest,
+    )
+    session.add(row)
+    session.flush()
+    return row.id, row.version
+
+
+def _graph_id_by_name(session: Session, user_id: str, name: str) -> str | None:
+    stmt = (
+        select(GraphVersion.id)
+        .where(GraphVersion.user_id == user_id, GraphVersion.name == name)
+        .order_by(GraphVersion.created_at.desc())
+        .limit(1)
+    )
+    return session.scalar(stmt)
+
+
+def _latest_version(session: Session, graph_id: str, user_id: str) -> GraphVersion | None:
+    stmt = (
+        select(GraphVersion)
+        .where(GraphVersion.id == graph_id)
+        .order_by(GraphVersion.version.desc())
+        .limit(1)
+    )
+    row = session.scalar(stmt)
+    if row is not None and row.user_id != user_id:
+        raise NotFoundError(f"graph {graph_id!r} not found")
+    return row
+
+
+def latest_version_number(session: Session, graph_id: str, user_id: str) -> int:
+    stmt = select(func.max(GraphVersion.version)).where(
+        GraphVersion.id == graph_id, GraphVersion.user_id == user_id
+    )
+    version = session.scalar(stmt)
+    if version is None:
+        raise NotFoundError(f"graph {graph_id!r} not found")
+    return version
+
+
+def load_graph(session: Session, graph_id: str, version: int, user_id: str | None = None) -> Graph:
+    """Load one version; with ``user_id``, another user's graph is not found."""
+    row = session.get(GraphVersion, (graph_id, version))
+    if row is None or (user_id is not None and row.user_id != user_id):
+        raise NotFoundError(f"graph {graph_id!r} version {version} not found")
+    return to_graph(row)
+
+
+def list_graphs(session: Session, user_id: str) -> list[Graph]:
+    """The latest version of each of the user's graphs."""
+    latest = (
+        select(GraphVersion.id, func.max(GraphVersion.version).label("version"))
+        .where(GraphVersion.user_id == user_id)
+        .group_by(GraphVersion.id)
+        .subquery()
+    )
+    stmt = select(GraphVersion).join(
+        latest, (GraphVersion.id == latest.c.id) & (GraphVersion.version == latest.c.version)
+    )
+    return [to_graph(row) for row in session.scalars(stmt.order_by(GraphVersion.name))]
+
+
+_graph_cache: dict[tuple[str, int, str, str], Graph] = {}
+
+
+def to_graph(row: GraphVersion) -> Graph:
+    # Versions are immutable, so a parsed graph is kept for the life of the process.
+    key = (row.id, row.version, row.content_hash, row.user_id)
+    graph = _graph_cache.get(key)
+    if graph is None:
+        graph = Graph.model_validate(
+            {**row.definition, "id": row.id, "version": row.version, "user_id": row.user_id}
+        )
+        if len(_graph_cache) > 1024:
+            _graph_cache.clear()
+        _graph_cache[key] = graph
+    return graph

@@ -1,0 +1,204 @@
+"""The database schema (SQLAlchemy 2.x typed mappings). Works on PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from autoexec.statuses import ExecutionStatus
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Status(TypeDecorator[ExecutionStatus]):
+    """A status stored as text and read back as ``ExecutionStatus``."""
+
+    impl = String(16)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else ExecutionStatus(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> ExecutionStatus | None:
+        return None if value is None else ExecutionStatus(value)
+
+
+class Timestamp(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp, also on SQLite (which drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value  # type: ignore[no-any-return]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+
+
+class GraphVersion(Base):
+    """One saved version of a graph; versions are immutable."""
+
+    __tablename__ = "graphs"
+    __table_args__ = (Index("ix_graphs_user_name", "user_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str] = mapped_column(Text, default="")
+    definition: Mapped[dict[str, Any]] = mapped_column(Json)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+
+
+class GraphExecution(Base):
+    __tablename__ = "graph_executions"
+    __table_args__ = (
+        ForeignKeyConstraint(["graph_id", "graph_version"], ["graphs.id", "graphs.version"]),
+        Index("ix_graph_executions_user_status", "user_id", "status", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    graph_id: Mapped[str] = mapped_column(String(64))
+    graph_version: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[ExecutionStatus] = mapped_column(Status(), default=ExecutionStatus.QUEUED)
+    inputs: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    nodes_input_masks: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    nodes_to_skip: Mapped[list[str]] = mapped_column(Json, default=list)
+    stats: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    parent_execution_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    root_execution_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    ended_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+
+
+class NodeExecution(Base):
+    __tablename__ = "node_executions"
+    __table_args__ = (
+        # "the earliest INCOMPLETE execution of node N lacking pin P" (SPEC §3.2) scans only
+        # the INCOMPLETE executions of one node, in creation order.
+        Index(
+            "ix_node_executions_incomplete",
+            "graph_exec_id",
+            "node_id",
+            "id",
+            postgresql_where=text("status = 'INCOMPLETE'"),
+            sqlite_where=text("status = 'INCOMPLETE'"),
+        ),
+        Index("ix_node_executions_graph_status", "graph_exec_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    graph_exec_id: Mapped[str] = mapped_column(ForeignKey("graph_executions.id"))
+    node_id: Mapped[str] = mapped_column(String(128))
+    block_id: Mapped[str] = mapped_column(String(128))
+    status: Mapped[ExecutionStatus] = mapped_column(Status(), default=ExecutionStatus.INCOMPLETE)
+    input_data: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    stats: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    celery_task_id: Mapped[str | None] = mapped_column(String(64))
+    dispatched: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+    queued_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    ended_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+
+
+class NodeExecutionInput(Base):
+    """One value delivered to one input pin of one node execution."""
+
+    __tablename__ = "node_execution_inputs"
+
+    node_exec_id: Mapped[int] = mapped_column(
+        ForeignKey("node_executions.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(256), primary_key=True)
+    value: Mapped[Any] = mapped_column(Json, nullable=True)
+
+
+class NodeExecutionOutput(Base):
+    """One value yielded by a node execution; append-only, ``seq`` is the yield order."""
+
+    __tablename__ = "node_execution_outputs"
+    __table_args__ = (
+        Index("uq_node_execution_outputs_exec_seq", "node_exec_id", "seq", unique=True),
+        Index(
+            "ix_node_execution_outputs_undelivered",
+            "graph_exec_id",
+            "id",
+            postgresql_where=text("NOT delivered"),
+            sqlite_where=text("NOT delivered"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    node_exec_id: Mapped[int] = mapped_column(ForeignKey("node_executions.id", ondelete="CASCADE"))
+    graph_exec_id: Mapped[str] = mapped_column(String(36))
+    seq: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(256))
+    value: Mapped[Any] = mapped_column(Json, nullable=True)
+    delivered: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+
+
+class StaticInput(Base):
+    """The latest value that arrived on a static link (SPEC §3.4)."""
+
+    __tablename__ = "execution_static_inputs"
+
+    graph_exec_id: Mapped[str] = mapped_column(
+        ForeignKey("graph_executions.id", ondelete="CASCADE"), primary_key=True
+    )
+    node_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), primary_key=True)
+    value: Mapped[Any] = mapped_column(Json, nullable=True)

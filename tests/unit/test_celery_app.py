@@ -1,0 +1,58 @@
+"""The Celery app is JSON-only, acknowledges late and routes each task to its queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from celery import Celery
+
+from autoexec.celery_app import celery_config, create_app
+from autoexec.settings import load_settings
+
+
+@pytest.fixture(scope="module")
+def app() -> Celery:
+    return create_app()
+
+
+@pytest.fixture(scope="module")
+def conf(app: Celery) -> Any:
+    return app.conf
+
+
+def test_json_only(conf: Any) -> None:
+    assert conf.accept_content == ["json"]
+    assert conf.result_accept_content == ["json"]
+    assert conf.task_serializer == "json"
+    assert conf.result_serializer == "json"
+
+
+def test_reliability_settings(conf: Any) -> None:
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+
+
+def test_both_queues_declared(conf: Any) -> None:
+    assert {queue.name for queue in conf.task_queues} == {"autoexec.graphs", "autoexec.nodes"}
+    assert conf.task_default_queue == "autoexec.graphs"
+
+
+@pytest.mark.parametrize(
+    ("task", "queue"),
+    [
+        ("autoexec.execute_node", "autoexec.nodes"),
+        ("autoexec.run_graph", "autoexec.graphs"),
+        ("autoexec.advance_graph", "autoexec.graphs"),
+        ("autoexec.cancel_graph", "autoexec.graphs"),
+    ],
+)
+def test_routes(app: Celery, task: str, queue: str) -> None:
+    assert app.amqp.router.route({}, task)["queue"].name == queue
+
+
+def test_queue_names_follow_the_settings() -> None:
+    config = celery_config(load_settings(graph_queue="g", node_queue="n"))
+    assert {queue.name for queue in config["task_queues"]} == {"g", "n"}
+    assert config["task_routes"]["autoexec.execute_node"] == {"queue": "n"}

@@ -1,0 +1,74 @@
+"""Settings come from ``AUTOEXEC_*`` variables; a bad value names its variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from autoexec.errors import ConfigurationError
+from autoexec.settings import ENV_PREFIX, Settings, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts from the defaults, whatever the developer's shell exports."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(f"{ENV_PREFIX}{name.upper()}", raising=False)
+
+
+def test_defaults() -> None:
+    settings = load_settings()
+    assert settings.broker_url == "amqp://guest:guest@127.0.0.1:5672//"
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.database_url.startswith("postgresql")
+    assert settings.graph_queue == "autoexec.graphs"
+    assert settings.node_queue == "autoexec.nodes"
+    assert settings.max_concurrent_runs_per_user == 10
+    assert settings.billing_enabled is False
+    assert settings.block_module_names == []
+
+
+def test_result_backend_defaults_to_redis() -> None:
+    assert load_settings().effective_result_backend == "redis://127.0.0.1:6379/0"
+    assert load_settings(result_backend="redis://other:6379/1").effective_result_backend == (
+        "redis://other:6379/1"
+    )
+
+
+def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOEXEC_MAX_CONCURRENT_RUNS_PER_USER", "3")
+    monkeypatch.setenv("AUTOEXEC_BROKER_URL", "amqp://u:p@rabbit:5672/vhost")
+    monkeypatch.setenv("AUTOEXEC_BLOCK_MODULES", "pkg.mod, other.mod,")
+
+    settings = load_settings()
+
+    assert settings.max_concurrent_runs_per_user == 3
+    assert settings.broker_url == "amqp://u:p@rabbit:5672/vhost"
+    assert settings.block_module_names == ["pkg.mod", "other.mod"]
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings()
+    with pytest.raises(ValueError):
+        settings.max_concurrent_runs_per_user = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("AUTOEXEC_MAX_CONCURRENT_RUNS_PER_USER", "abc"),
+        ("AUTOEXEC_MAX_CONCURRENT_RUNS_PER_USER", "0"),
+        ("AUTOEXEC_BROKER_URL", "nonsense"),
+        ("AUTOEXEC_DATABASE_URL", "localhost/autoexec"),
+        ("AUTOEXEC_GRAPH_LOCK_TTL_SECONDS", "-1"),
+        ("AUTOEXEC_BILLING_ENABLED", "perhaps"),
+    ],
+)
+def test_invalid_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(ConfigurationError) as excinfo:
+        load_settings()
+
+    assert variable in str(excinfo.value)
