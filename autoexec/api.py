@@ -9,7 +9,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from autoexec.blocks.registry import get_registry
 from autoexec.coordination import Keys
 from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine
@@ -83,8 +82,9 @@ def save_graph(
 ) -> tuple[str, int]:
     """Validate and store a graph; returns ``(graph_id, version)``."""
     parsed = definition if isinstance(definition, GraphDefinition) else parse_definition(definition)
-    validate_graph(parsed, get_registry())
-    with _engine(engine).db.session() as session:
+    engine = _engine(engine)
+    validate_graph(parsed, engine.registry)
+    with engine.db.session() as session:
         return graph_store.save_graph(session, parsed, user_id)
 
 

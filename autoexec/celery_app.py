@@ -31,7 +31,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_expires": 86400,
         "broker_connection_retry_on_startup": True,
         "task_default_queue": settings.graph_queue,
-        "task_queues": (Queue(settings.graph_queue), Queue(settings.node_queue)),
+        "task_queues": (
+            Queue(settings.graph_queue),
+            Queue(settings.node_queue),
+            Queue(settings.inbox_queue),
+        ),
         "task_routes": {
             **{name: {"queue": settings.graph_queue} for name in GRAPH_TASKS},
             **{name: {"queue": settings.node_queue} for name in NODE_TASKS},

@@ -151,17 +151,19 @@ def settle(spec: RunSpec, store: DataflowStore, exec_id: int, node: Node) -> boo
 def compose_inputs(
     spec: RunSpec, node: Node, delivered: dict[str, Any], static: dict[str, Any]
 ) -> dict[str, Any]:
-    """input_default ⊕ static values ⊕ delivered values ⊕ input mask."""
+    """input_default ⊕ delivered values ⊕ static values ⊕ input mask (SPEC §3.3)."""
     mask = spec.nodes_input_masks.get(node.id, {})
-    return {**node.input_default, **static, **delivered, **mask}
+    return {**node.input_default, **delivered, **static, **mask}
 
 
 def check_ready(
     spec: RunSpec, node: Node, delivered: dict[str, Any], static: dict[str, Any]
 ) -> Readiness:
     raw = compose_inputs(spec, node, delivered, static)
+    # A constant default does not stand in for a linked pin: the link's value must arrive.
+    arrived = delivered.keys() | static.keys() | spec.nodes_input_masks.get(node.id, {}).keys()
     missing_links = sorted(
-        {link.sink_name for link in spec.graph.links_into.get(node.id, [])} - raw.keys()
+        {link.sink_name for link in spec.graph.links_into.get(node.id, [])} - arrived
     )
     if missing_links:
         return Readiness(False, reason=f"waiting for linked input(s) {', '.join(missing_links)}")

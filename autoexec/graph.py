@@ -54,7 +54,7 @@ class GraphDefinition(BaseModel):
 
     def content_hash(self) -> str:
         """A digest of what the graph does (not its id), to tell whether a save changed it."""
-        content = self.model_dump(mode="json", exclude={"id"})
+        content = self.model_dump(mode="json", include={"name", "description", "nodes", "links"})
         encoded = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(encoded.encode()).hexdigest()
 
@@ -159,14 +159,15 @@ def _bad_links(definition: GraphDefinition, registry: BlockRegistry) -> list[str
     problems: list[str] = []
     for link in definition.links:
         source, sink = nodes.get(link.source_id), nodes.get(link.sink_id)
+        where = f"link {link.source_id}.{link.source_name} -> {link.sink_id}.{link.sink_name}"
         if source is None:
-            problems.append(f"link source node {link.source_id!r} does not exist")
+            problems.append(f"{where}: source node {link.source_id!r} does not exist")
         elif not _has_output(registry, source, link.source_name):
             problems.append(
                 f"node {source.id!r} ({source.block_id}) has no output pin {link.source_name!r}"
             )
         if sink is None:
-            problems.append(f"link sink node {link.sink_id!r} does not exist")
+            problems.append(f"{where}: sink node {link.sink_id!r} does not exist")
         elif not _has_input(registry, sink, link.sink_name):
             problems.append(
                 f"node {sink.id!r} ({sink.block_id}) has no input pin {link.sink_name!r}"
@@ -191,13 +192,13 @@ def _has_input(registry: BlockRegistry, node: Node, pin: str) -> bool:
 
 
 def _duplicate_input_names(definition: GraphDefinition) -> list[str]:
-    names = Counter(
-        str(node.input_default.get("name"))
-        for node in definition.nodes
-        if node.block_id == GRAPH_INPUT_BLOCK
-    )
+    users: dict[str, list[str]] = {}
+    for node in definition.nodes:
+        if node.block_id == GRAPH_INPUT_BLOCK:
+            users.setdefault(str(node.input_default.get("name")), []).append(node.id)
     return [
-        f"graph input name {name!r} is used by more than one node"
-        for name, n in names.items()
-        if n > 1
+        f"graph input name {name!r} is used by more than one node: "
+        + ", ".join(repr(node_id) for node_id in node_ids)
+        for name, node_ids in users.items()
+        if len(node_ids) > 1
     ]

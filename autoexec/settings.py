@@ -29,6 +29,9 @@ class Settings(BaseSettings):
 
     graph_queue: str = "autoexec.graphs"
     node_queue: str = "autoexec.nodes"
+    # Celery's default queue: a bare ``send_task("autoexec.run_graph", ...)`` from an app that
+    # knows nothing of autoexec's routes lands here, and autoexec workers consume it too.
+    inbox_queue: str = "celery"
     block_modules: str = ""
 
     max_concurrent_runs_per_user: int = Field(default=10, ge=1)

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from autoexec.blocks.registry import BlockRegistry, get_registry
+from autoexec.blocks.registry import BlockRegistry, load_registry
 from autoexec.coordination import Coordinator, get_coordinator
 from autoexec.dataflow import RunSpec
 from autoexec.graph import Graph
@@ -54,7 +54,7 @@ def build_engine(dispatcher: Dispatcher, settings: Settings | None = None) -> En
         settings=settings,
         db=get_database(settings.database_url),
         coordinator=get_coordinator(settings.redis_url),
-        registry=get_registry(),
+        registry=load_registry(settings.block_module_names),
         dispatcher=dispatcher,
     )
 

@@ -67,7 +67,7 @@ class SqlDataflowStore:
         stmt = select(NodeExecutionInput.name, NodeExecutionInput.value).where(
             NodeExecutionInput.node_exec_id == exec_id
         )
-        return {name: value for name, value in self.session.execute(stmt).tuples()}
+        return {name: value for name, value in self.session.execute(stmt)}
 
     def set_static_input(self, node_id: str, pin: str, value: Any) -> None:
         insert = postgresql.insert if self._dialect() == "postgresql" else sqlite.insert
@@ -85,7 +85,7 @@ class SqlDataflowStore:
             stmt = select(StaticInput.name, StaticInput.value).where(
                 StaticInput.graph_exec_id == self.graph_exec_id, StaticInput.node_id == node_id
             )
-            self._static[node_id] = dict(self.session.execute(stmt).tuples().all())
+            self._static[node_id] = dict(self.session.execute(stmt).all())
         return dict(self._static[node_id])
 
     def mark_queued(self, exec_id: int, inputs: dict[str, Any]) -> None:

@@ -191,7 +191,7 @@ def outputs_of_graph_execution(
         .where(NodeExecutionOutput.graph_exec_id == graph_exec_id)
         .order_by(NodeExecutionOutput.id)
     )
-    return [(ne, out) for ne, out in session.execute(stmt).tuples()]
+    return [(ne, out) for ne, out in session.execute(stmt)]
 
 
 def outputs_of_node_execution(session: Session, node_exec_id: int) -> list[NodeExecutionOutput]:

@@ -169,10 +169,15 @@ def test_calculator_operations(operation: str, a: float, b: float, expected: flo
     assert run(CalculatorBlock, operation=operation, a=a, b=b) == [("result", expected)]
 
 
-def test_calculator_add_yields_float() -> None:
+def test_calculator_whole_result_is_an_int() -> None:
     [(pin, value)] = run(CalculatorBlock, operation="add", a=1, b=2)
-    assert (pin, value) == ("result", 3.0)
-    assert isinstance(value, float)
+    assert (pin, value) == ("result", 3)
+    assert isinstance(value, int)
+
+
+def test_calculator_fractional_result_stays_float() -> None:
+    [(_, value)] = run(CalculatorBlock, operation="divide", a=1, b=4)
+    assert value == 0.25
 
 
 def test_calculator_accepts_numeric_strings() -> None:

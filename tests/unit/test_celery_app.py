@@ -35,7 +35,11 @@ def test_reliability_settings(conf: Any) -> None:
 
 
 def test_both_queues_declared(conf: Any) -> None:
-    assert {queue.name for queue in conf.task_queues} == {"autoexec.graphs", "autoexec.nodes"}
+    assert {queue.name for queue in conf.task_queues} == {
+        "autoexec.graphs",
+        "autoexec.nodes",
+        "celery",  # a bare send_task from an app without autoexec's routes lands here
+    }
     assert conf.task_default_queue == "autoexec.graphs"
 
 
@@ -53,6 +57,6 @@ def test_routes(app: Celery, task: str, queue: str) -> None:
 
 
 def test_queue_names_follow_the_settings() -> None:
-    config = celery_config(load_settings(graph_queue="g", node_queue="n"))
-    assert {queue.name for queue in config["task_queues"]} == {"g", "n"}
+    config = celery_config(load_settings(graph_queue="g", node_queue="n", inbox_queue="i"))
+    assert {queue.name for queue in config["task_queues"]} == {"g", "n", "i"}
     assert config["task_routes"]["autoexec.execute_node"] == {"queue": "n"}

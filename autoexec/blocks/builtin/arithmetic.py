@@ -31,7 +31,7 @@ class CalculatorInput(BlockInput):
 
 
 class CalculatorOutput(BlockOutput):
-    result: float = Field(description="The result of the operation.")
+    result: int | float = Field(description="The result; a whole number comes out as an int.")
 
 
 class CalculatorBlock(Block[CalculatorInput]):
@@ -48,7 +48,7 @@ class CalculatorBlock(Block[CalculatorInput]):
 
     def run(self, data: CalculatorInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
         result = calculate(data.operation, data.a, data.b)
-        yield "result", round_whole(result) if data.round_result else result
+        yield "result", as_number(round_whole(result) if data.round_result else result)
 
 
 def calculate(operation: Operation, a: float, b: float) -> float:
@@ -62,6 +62,13 @@ def calculate(operation: Operation, a: float, b: float) -> float:
     if isinstance(result, complex):
         raise ValueError(f"{operation} of {a} and {b} is not a real number")
     return float(result)
+
+
+def as_number(value: float) -> int | float:
+    """A whole, exactly representable float as an int (``2.0`` -> ``2``); else unchanged."""
+    if math.isfinite(value) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
 
 
 def round_whole(value: float) -> float:

@@ -1,0 +1,203 @@
+"""The ``autoexec`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from autoexec.errors import AutoexecError
+
+DEFAULT_USER = "local"
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def parse_inputs(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``k=v`` pairs; a value that parses as JSON is taken as JSON, else as text."""
+    inputs: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(
+                f"{pair!r} is not of the form name=value", param_hint="--input"
+            )
+        try:
+            inputs[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            inputs[name] = raw
+    return inputs
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, indent=2, default=str, ensure_ascii=False)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _user_option(function: F) -> F:
+    option = click.option(
+        "--user",
+        "user_id",
+        default=lambda: os.environ.get("AUTOEXEC_USER", DEFAULT_USER),
+        show_default="$AUTOEXEC_USER or local",
+        help="The user the graph runs for.",
+    )
+    return option(function)
+
+
+@click.group()
+@click.version_option(package_name="autoexec")
+def main() -> None:
+    """autoexec: run agent workflow graphs on Celery."""
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--input", "-i", "pairs", multiple=True, help="A graph input, name=value.")
+@_user_option
+@click.option("--dry-run", is_flag=True, help="Run in-process on the reference interpreter.")
+@click.option(
+    "--embedded/--cluster",
+    default=None,
+    help="Force the in-process stack, or the configured services (default: embedded unless "
+    "AUTOEXEC_BROKER_URL is set).",
+)
+@click.option("--timeout", default=3600.0, show_default=True, help="Seconds to wait for the end.")
+def run(
+    file: Path,
+    pairs: tuple[str, ...],
+    user_id: str,
+    dry_run: bool,
+    embedded: bool | None,
+    timeout: float,
+) -> None:
+    """Save FILE (a JSON or YAML graph), execute it, show progress and print its outputs."""
+    inputs = parse_inputs(pairs)
+    if dry_run:
+        _dry_run(file, inputs, user_id)
+        return
+    if embedded is None:
+        embedded = "AUTOEXEC_BROKER_URL" not in os.environ
+    stack: AbstractContextManager[None] = nullcontext()
+    if embedded:
+        from autoexec.embedded import configure_embedded, embedded_worker
+
+        configure_embedded()
+        stack = embedded_worker()
+    with stack:
+        status = _run_and_show(file, inputs, user_id, timeout)
+    sys.exit(0 if status == "COMPLETED" else EXIT_FAILED)
+
+
+def _dry_run(file: Path, inputs: dict[str, Any], user_id: str) -> None:
+    from autoexec.blocks.registry import get_registry
+    from autoexec.graph import Graph, load_definition, validate_graph
+    from autoexec.reference import run_reference
+
+    definition = load_definition(file)
+    registry = get_registry()
+    validate_graph(definition, registry)
+    graph = Graph.model_validate(
+        {
+            **definition.model_dump(),
+            "id": definition.id or "dry-run",
+            "version": 1,
+            "user_id": user_id,
+        }
+    )
+    result = run_reference(graph, registry.get, inputs)
+    click.echo(f"status: {result.status.value}")
+    if result.error:
+        click.echo(f"error: {result.error}", err=True)
+    click.echo(_dump(result.outputs))
+    sys.exit(0 if result.status.value == "COMPLETED" else EXIT_FAILED)
+
+
+def _run_and_show(file: Path, inputs: dict[str, Any], user_id: str, timeout: float) -> str:
+    from autoexec import api
+    from autoexec.graph import load_definition
+    from autoexec.progress import follow
+
+    graph_id, version = api.save_graph(load_definition(file), user_id)
+    graph_exec_id = api.execute_graph(graph_id, user_id, inputs, graph_version=version)
+    click.echo(f"graph {graph_id} v{version}: execution {graph_exec_id}", err=True)
+    view = follow(graph_exec_id, user_id, timeout)
+    click.echo(f"status: {view.status.value}")
+    if view.error:
+        click.echo(f"error: {view.error}", err=True)
+    click.echo(_dump(view.outputs))
+    return view.status.value
+
+
+@main.command()
+@click.argument("graph_exec_id")
+@_user_option
+def status(graph_exec_id: str, user_id: str) -> None:
+    """Show an execution: status, outputs, node executions and stats."""
+    from autoexec import api
+
+    view = api.get_execution(graph_exec_id, user_id)
+    click.echo(_dump(view.model_dump(mode="json")))
+
+
+@main.command()
+@_user_option
+def graphs(user_id: str) -> None:
+    """List the user's graphs (latest versions)."""
+    from autoexec import api
+
+    for graph in api.list_graphs(user_id):
+        click.echo(f"{graph['id']}  v{graph['version']}  {graph['name']}  ({graph['nodes']} nodes)")
+
+
+@main.command()
+@click.argument("graph_exec_id")
+@_user_option
+def cancel(graph_exec_id: str, user_id: str) -> None:
+    """Cancel an execution."""
+    from autoexec import api
+
+    click.echo(api.cancel(graph_exec_id, user_id))
+
+
+@main.command()
+def blocks() -> None:
+    """List the registered blocks with their pins."""
+    from autoexec.blocks.registry import get_registry
+
+    for block in get_registry().all():
+        info = block.describe()
+        required = set(info["required_inputs"])
+        pins = ", ".join(f"{p}*" if p in required else p for p in info["inputs"])
+        click.echo(f"{info['id']}: {info['description']}")
+        click.echo(f"    inputs: {pins}   outputs: {', '.join(info['outputs'])}")
+
+
+@main.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command()
+def upgrade() -> None:
+    """Create the database if needed and migrate it to the latest schema."""
+    from autoexec.store.migrate import upgrade_database
+
+    upgrade_database()
+    click.echo("database is up to date")
+
+
+def entrypoint() -> None:
+    try:
+        main(standalone_mode=True)
+    except AutoexecError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)

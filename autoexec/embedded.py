@@ -1,0 +1,59 @@
+"""The embedded stack: the whole engine in one process, with no services.
+
+SQLite file for the store, Celery's in-memory broker with a worker thread, and an in-process
+Redis stand-in. The engine runs the same code paths as on a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from autoexec.settings import get_settings
+
+EMBEDDED_ENV = {
+    "AUTOEXEC_BROKER_URL": "memory://localhost/",
+    "AUTOEXEC_REDIS_URL": "memory://embedded",
+    "AUTOEXEC_RESULT_BACKEND": "cache+memory://",
+}
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("AUTOEXEC_HOME", Path.home() / ".autoexec"))
+
+
+def configure_embedded(home: Path | None = None) -> None:
+    """Point this process's settings at the embedded stack (before anything reads them)."""
+    home = home or default_home()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.update(EMBEDDED_ENV)
+    os.environ["AUTOEXEC_DATABASE_URL"] = f"sqlite:///{home / 'embedded.sqlite3'}"
+    get_settings.cache_clear()
+
+
+@contextmanager
+def embedded_worker() -> Iterator[None]:
+    """Migrate the SQLite store and run a Celery worker thread on the in-memory broker.
+
+    The worker thread is a daemon: it stops with the process, so leaving the block costs nothing
+    (every execution the caller waited for has already ended).
+    """
+    from autoexec.celery_app import app
+    from autoexec.store.migrate import upgrade_database
+
+    upgrade_database(get_settings().database_url)
+    # The in-memory transport polls its queues; the default of 1 s would add a second per hop.
+    app.conf.broker_transport_options = {"polling_interval": 0.005}
+    worker = app.WorkController(
+        pool_cls="solo",
+        concurrency=1,
+        loglevel="WARNING",
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+    )
+    threading.Thread(target=worker.start, name="autoexec-embedded-worker", daemon=True).start()
+    yield

@@ -1,0 +1,51 @@
+"""Blocks used only by the integration tests (loaded through AUTOEXEC_BLOCK_MODULES)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from autoexec.blocks.base import Block, BlockInput, BlockOutput, RunContext
+
+
+class SlowStreamInput(BlockInput):
+    count: int
+    delay: float = 0.5
+
+
+class SlowStreamOutput(BlockOutput):
+    item: Any = None
+
+
+class SlowStreamBlock(Block[SlowStreamInput]):
+    """Yields 0..count-1 on ``item``, sleeping ``delay`` seconds before each."""
+
+    id = "test_slow_stream"
+    name = "Slow stream (tests)"
+    description = "Yields count numbers slowly, to observe streaming."
+    Input = SlowStreamInput
+    Output = SlowStreamOutput
+
+    def run(self, data: SlowStreamInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
+        for index in range(data.count):
+            time.sleep(data.delay)
+            yield "item", index
+
+
+class CrashInput(BlockInput):
+    value: Any = None
+
+
+class CrashBlock(Block[CrashInput]):
+    """Raises an unexpected error (not a ValueError)."""
+
+    id = "test_crash"
+    name = "Crash (tests)"
+    description = "Raises RuntimeError."
+    Input = CrashInput
+    Output = BlockOutput
+
+    def run(self, data: CrashInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
+        raise RuntimeError("boom")
+        yield  # pragma: no cover

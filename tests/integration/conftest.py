@@ -1,0 +1,169 @@
+"""A real autoexec cluster for integration tests: ``celery -A autoexec worker`` subprocesses on
+the real RabbitMQ, Redis and PostgreSQL, each test session on its own queues and database.
+
+- ``cluster``: a session-wide prefork worker (``-c 2``) and the engine the tests submit with.
+- ``start_worker(concurrency)``: context manager for an extra worker on other queues.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kombu import Connection
+
+from autoexec.celery_app import app, celery_config
+from autoexec.engine.context import Engine
+from autoexec.engine.tasks import get_engine, reset_engine
+from autoexec.settings import get_settings
+from autoexec.store.db import ensure_database_exists
+from autoexec.store.migrate import upgrade_database
+from tests.conftest import Services, drop_database, random_database_url
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER_START_TIMEOUT = 60.0
+
+
+@dataclass
+class Cluster:
+    engine: Engine
+    database_url: str
+    graph_queue: str
+    node_queue: str
+    inbox_queue: str
+    log_path: Path
+
+    def worker_log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _use_settings(env: dict[str, str]) -> Engine:
+    """Point this test process (its settings, Celery app and engine) at ``env``."""
+    os.environ.update(env)
+    get_settings.cache_clear()
+    app.conf.update(celery_config(get_settings()))
+    reset_engine()
+    return get_engine()
+
+
+def _queue_env(tag: str) -> dict[str, str]:
+    return {
+        "AUTOEXEC_GRAPH_QUEUE": f"autoexec.graphs.{tag}",
+        "AUTOEXEC_NODE_QUEUE": f"autoexec.nodes.{tag}",
+        "AUTOEXEC_INBOX_QUEUE": f"autoexec.inbox.{tag}",
+        "AUTOEXEC_BLOCK_MODULES": "tests.integration.blocks_for_tests",
+    }
+
+
+@contextmanager
+def worker_process(
+    env: dict[str, str], concurrency: int, log_path: Path, name: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    queues = ",".join(env[f"AUTOEXEC_{kind}_QUEUE"] for kind in ("GRAPH", "NODE", "INBOX"))
+    command = [
+        sys.executable, "-m", "celery", "-A", "autoexec", "worker", "-l", "info",
+        "-c", str(concurrency), "-Q", queues, "-n", f"{name}@%h",
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+    ]  # fmt: skip
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        _wait_until_ready(process, log_path)
+        yield process
+    finally:
+        _stop(process)
+
+
+def _wait_until_ready(process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + WORKER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"worker exited at start:\n{log_path.read_text(errors='replace')}")
+        if " ready." in log_path.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"worker not ready in {WORKER_START_TIMEOUT}s:\n{log_path.read_text()}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _delete_queues(broker_url: str, env: dict[str, str]) -> None:
+    with Connection(broker_url) as conn:
+        channel = conn.channel()
+        for key in ("AUTOEXEC_GRAPH_QUEUE", "AUTOEXEC_NODE_QUEUE", "AUTOEXEC_INBOX_QUEUE"):
+            channel.queue_delete(env[key])
+
+
+@pytest.fixture(scope="session")
+def cluster_database(services: Services) -> Iterator[str]:
+    url = random_database_url(services.database_url)
+    ensure_database_exists(url)
+    try:
+        upgrade_database(url)
+        yield url
+    finally:
+        drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def cluster(
+    services: Services, cluster_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    tag = secrets.token_hex(4)
+    env = {"AUTOEXEC_DATABASE_URL": cluster_database, **_queue_env(tag)}
+    saved = {key: os.environ.get(key) for key in env}
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    engine = _use_settings(env)
+    try:
+        with worker_process(env, 2, log_path, f"test-{tag}"):
+            yield Cluster(
+                engine, cluster_database, env["AUTOEXEC_GRAPH_QUEUE"],
+                env["AUTOEXEC_NODE_QUEUE"], env["AUTOEXEC_INBOX_QUEUE"], log_path,
+            )  # fmt: skip
+    finally:
+        _delete_queues(services.broker_url, env)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+        reset_engine()
+
+
+@contextmanager
+def single_slot_worker(cluster: Cluster, log_path: Path) -> Iterator[Engine]:
+    """A ``-c 1`` worker on its own queues; the test process submits there meanwhile."""
+    tag = secrets.token_hex(4)
+    env = {"AUTOEXEC_DATABASE_URL": cluster.database_url, **_queue_env(tag)}
+    restore = {
+        "AUTOEXEC_GRAPH_QUEUE": cluster.graph_queue,
+        "AUTOEXEC_NODE_QUEUE": cluster.node_queue,
+        "AUTOEXEC_INBOX_QUEUE": cluster.inbox_queue,
+    }
+    engine = _use_settings(env)
+    try:
+        with worker_process(env, 1, log_path, f"single-{tag}"):
+            yield engine
+    finally:
+        _delete_queues(engine.settings.broker_url, env)
+        _use_settings(restore)
