@@ -82,7 +82,9 @@ def node_logger(job: NodeJob) -> NodeLogAdapter:
 def execute_node(engine: Engine, node_exec_id: int, rerun: bool = False) -> ExecutionStatus | None:
     """Run one node execution to its end; None if it was not ours to run."""
     claimed = claim(engine, node_exec_id, rerun)
-    if isinstance(claimed, ExecutionStatus):
+    if isinstance(claimed, Refused):
+        if claimed.status is S.TERMINATED:
+            engine.wake(claimed.graph_exec_id)
         return None
     outcome = run_job(engine, claimed)
     with engine.db.session() as session:
@@ -98,22 +100,29 @@ def execute_node(engine: Engine, node_exec_id: int, rerun: bool = False) -> Exec
     return outcome.status
 
 
-def claim(engine: Engine, node_exec_id: int, rerun: bool) -> NodeJob | ExecutionStatus:
-    """Move the node execution to RUNNING and load what it needs; else its current status."""
+@dataclass(frozen=True)
+class Refused:
+    """The node execution is not ours to run; ``status`` is why."""
+
+    status: ExecutionStatus
+    graph_exec_id: str
+
+
+def claim(engine: Engine, node_exec_id: int, rerun: bool) -> NodeJob | Refused:
+    """Move the node execution to RUNNING and load what it needs, or say why not."""
     with engine.db.session() as session:
         node_exec = repo.get_node_execution(session, node_exec_id)
         execution = repo.get_graph_execution(session, node_exec.graph_exec_id)
         if execution.cancel_requested_at is not None or execution.status in TERMINAL:
             transition_node(session, node_exec_id, S.TERMINATED)
-            engine.wake(execution.id)
-            return S.TERMINATED
+            return Refused(S.TERMINATED, execution.id)
         attempt = node_exec.attempt + 1
         sources = frozenset({S.QUEUED, S.RUNNING} if rerun else {S.QUEUED})
         if not transition_node(
             session, node_exec_id, S.RUNNING, allowed_from=sources, attempt=attempt
         ):
             log.info("node execution %s is %s; not running it", node_exec_id, node_exec.status)
-            return node_exec.status
+            return Refused(node_exec.status, execution.id)
         graph = load_graph(session, execution.graph_id, execution.graph_version)
         return NodeJob(
             node_exec_id=node_exec_id,
