@@ -30,6 +30,10 @@ class Keys:
         return f"{cls.prefix}:lock:graph:{graph_exec_id}"
 
     @classmethod
+    def deferred(cls, graph_exec_id: str) -> str:
+        return f"{cls.prefix}:deferred:{graph_exec_id}"
+
+    @classmethod
     def admission_lock(cls, user_id: str) -> str:
         return f"{cls.prefix}:lock:admission:{user_id}"
 
@@ -65,6 +69,16 @@ class Coordinator:
         """The cluster-wide lock of one graph execution: an owner token and a time-to-live."""
         lock: Lock = self.client.lock(Keys.graph_lock(graph_exec_id), timeout=ttl_seconds)
         return lock
+
+    def lock_ttl(self, graph_exec_id: str) -> float:
+        """Seconds left on the graph lock (0 if nobody holds it)."""
+        millis = self.client.pttl(Keys.graph_lock(graph_exec_id))
+        return max(int(millis), 0) / 1000
+
+    def defer_once(self, graph_exec_id: str, seconds: float) -> bool:
+        """True for the first caller in a ``seconds`` window: it schedules the deferred step."""
+        key = Keys.deferred(graph_exec_id)
+        return bool(self.client.set(key, 1, nx=True, px=max(int(seconds * 1000), 1)))
 
     def admission_lock(self, user_id: str) -> Lock:
         lock: Lock = self.client.lock(Keys.admission_lock(user_id), timeout=10, blocking_timeout=10)

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     block_modules: str = ""
 
     max_concurrent_runs_per_user: int = Field(default=10, ge=1)
-    graph_lock_ttl_seconds: float = Field(default=30.0, gt=0)
+    graph_lock_ttl_seconds: float = Field(default=10.0, gt=0)
     delivery_batch_size: int = Field(default=200, ge=1)
 
     billing_enabled: bool = False

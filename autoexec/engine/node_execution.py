@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import RedisError
+from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from autoexec.blocks.base import ERROR_PIN, RunContext
 from autoexec.engine.context import Engine
@@ -22,6 +24,7 @@ from autoexec.node_runner import error_message, is_user_error, iterate_block
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.graphs import load_graph
+from autoexec.store.tables import NodeExecution, utcnow
 from autoexec.store.transitions import transition_node
 
 S = ExecutionStatus
@@ -100,6 +103,19 @@ def execute_node(engine: Engine, node_exec_id: int, rerun: bool = False) -> Exec
     return outcome.status
 
 
+_QUEUED = frozenset({S.QUEUED})
+
+
+def _restart(session: Session, node_exec_id: int, attempt: int) -> bool:
+    """A re-delivered or retried task takes over a RUNNING execution whose worker was lost."""
+    result = session.execute(
+        update(NodeExecution)
+        .where(NodeExecution.id == node_exec_id, NodeExecution.status == S.RUNNING)
+        .values(attempt=attempt, updated_at=utcnow())
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
 @dataclass(frozen=True)
 class Refused:
     """The node execution is not ours to run; ``status`` is why."""
@@ -117,10 +133,12 @@ def claim(engine: Engine, node_exec_id: int, rerun: bool) -> NodeJob | Refused:
             transition_node(session, node_exec_id, S.TERMINATED)
             return Refused(S.TERMINATED, execution.id)
         attempt = node_exec.attempt + 1
-        sources = frozenset({S.QUEUED, S.RUNNING} if rerun else {S.QUEUED})
-        if not transition_node(
-            session, node_exec_id, S.RUNNING, allowed_from=sources, attempt=attempt
-        ):
+        started = transition_node(
+            session, node_exec_id, S.RUNNING, allowed_from=_QUEUED, attempt=attempt
+        )
+        if not started and rerun:
+            started = _restart(session, node_exec_id, attempt)
+        if not started:
             log.info("node execution %s is %s; not running it", node_exec_id, node_exec.status)
             return Refused(node_exec.status, execution.id)
         graph = load_graph(session, execution.graph_id, execution.graph_version)

@@ -31,13 +31,22 @@ def advance(engine: Engine, graph_exec_id: str) -> None:
     """Drain what is pending for one graph execution, under its cluster-wide lock."""
     lock = engine.coordinator.graph_lock(graph_exec_id, engine.settings.graph_lock_ttl_seconds)
     if not lock.acquire(blocking=False):
-        return  # the owner re-checks the wake flag after it releases the lock
+        # The owner re-checks the wake flag after it releases the lock. In case the owner
+        # died holding it, one step per lock lifetime is scheduled for when the lock expires.
+        _defer_past_lock(engine, graph_exec_id)
+        return
     try:
         _drain(engine, graph_exec_id, lock)
     finally:
         _release(lock, graph_exec_id)
     if engine.coordinator.wake_pending(graph_exec_id):
         engine.dispatcher.advance_graph(graph_exec_id)
+
+
+def _defer_past_lock(engine: Engine, graph_exec_id: str) -> None:
+    delay = engine.coordinator.lock_ttl(graph_exec_id) + 0.1
+    if engine.coordinator.defer_once(graph_exec_id, delay):
+        engine.dispatcher.advance_graph(graph_exec_id, countdown=delay)
 
 
 def _release(lock: Lock, graph_exec_id: str) -> None:

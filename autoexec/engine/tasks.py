@@ -40,8 +40,8 @@ class CeleryDispatcher:
     def run_graph(self, graph_exec_id: str) -> None:
         run_graph.apply_async(kwargs={"graph_exec_id": graph_exec_id})
 
-    def advance_graph(self, graph_exec_id: str) -> None:
-        advance_graph.apply_async(args=[graph_exec_id])
+    def advance_graph(self, graph_exec_id: str, countdown: float | None = None) -> None:
+        advance_graph.apply_async(args=[graph_exec_id], countdown=countdown)
 
     def execute_node(self, node_exec_id: int, graph_exec_id: str, task_id: str) -> None:
         execute_node.apply_async(args=[node_exec_id, graph_exec_id], task_id=task_id)

@@ -76,7 +76,12 @@ def worker_process(
     ]  # fmt: skip
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            command, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+            command,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a test can kill -9 all of it
         )
     try:
         _wait_until_ready(process, log_path)
@@ -150,9 +155,21 @@ def cluster(
         reset_engine()
 
 
+def kill_worker(process: subprocess.Popen[bytes]) -> None:
+    """``kill -9`` the worker and its pool processes."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+@dataclass
+class PrivateQueues:
+    engine: Engine
+    env: dict[str, str]
+
+
 @contextmanager
-def single_slot_worker(cluster: Cluster, log_path: Path) -> Iterator[Engine]:
-    """A ``-c 1`` worker on its own queues; the test process submits there meanwhile."""
+def private_queues(cluster: Cluster) -> Iterator[PrivateQueues]:
+    """Queues of its own for a test's workers; the test process submits there meanwhile."""
     tag = secrets.token_hex(4)
     env = {"AUTOEXEC_DATABASE_URL": cluster.database_url, **_queue_env(tag)}
     restore = {
@@ -162,8 +179,17 @@ def single_slot_worker(cluster: Cluster, log_path: Path) -> Iterator[Engine]:
     }
     engine = _use_settings(env)
     try:
-        with worker_process(env, 1, log_path, f"single-{tag}"):
-            yield engine
+        yield PrivateQueues(engine, env)
     finally:
         _delete_queues(engine.settings.broker_url, env)
         _use_settings(restore)
+
+
+@contextmanager
+def single_slot_worker(cluster: Cluster, log_path: Path) -> Iterator[Engine]:
+    """A ``-c 1`` worker on its own queues; the test process submits there meanwhile."""
+    with (
+        private_queues(cluster) as queues,
+        worker_process(queues.env, 1, log_path, f"single-{secrets.token_hex(4)}"),
+    ):
+        yield queues.engine

@@ -29,7 +29,7 @@ class UnreachableBrokerDispatcher:
                 retry=False,
             )
 
-    def advance_graph(self, graph_exec_id: str) -> None:
+    def advance_graph(self, graph_exec_id: str, countdown: float | None = None) -> None:
         raise AssertionError("not expected")
 
     def execute_node(self, node_exec_id: int, graph_exec_id: str, task_id: str) -> None:
