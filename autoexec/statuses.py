@@ -41,11 +41,3 @@ def sources_of(
 ) -> frozenset[ExecutionStatus]:
     """Every status from which ``target`` may be entered."""
     return frozenset(src for src, targets in table.items() if target in targets)
-
-
-def is_allowed(
-    current: ExecutionStatus,
-    target: ExecutionStatus,
-    table: dict[ExecutionStatus, frozenset[ExecutionStatus]],
-) -> bool:
-    return target in table.get(current, frozenset())

@@ -17,7 +17,6 @@ from autoexec.statuses import ExecutionStatus
 from autoexec.store.tables import (
     GraphExecution,
     NodeExecution,
-    NodeExecutionInput,
     NodeExecutionOutput,
 )
 
@@ -84,14 +83,6 @@ def node_executions(session: Session, graph_exec_id: str) -> Sequence[NodeExecut
     return session.scalars(stmt).all()
 
 
-def inputs_of(session: Session, node_exec_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    stmt = select(NodeExecutionInput).where(NodeExecutionInput.node_exec_id.in_(node_exec_ids))
-    result: dict[int, dict[str, Any]] = {i: {} for i in node_exec_ids}
-    for row in session.scalars(stmt):
-        result[row.node_exec_id][row.name] = row.value
-    return result
-
-
 @dataclass(frozen=True)
 class PendingOutput:
     id: int
@@ -145,11 +136,6 @@ def append_output(
     session.execute(stmt.on_conflict_do_nothing(index_elements=["node_exec_id", "seq"]))
 
 
-def output_count(session: Session, node_exec_id: int) -> int:
-    stmt = select(func.count()).where(NodeExecutionOutput.node_exec_id == node_exec_id)
-    return session.scalar(stmt) or 0
-
-
 def has_pending_work(session: Session, graph_exec_id: str) -> bool:
     """True while a node execution is QUEUED or RUNNING or an output awaits delivery."""
     active = exists().where(
@@ -192,15 +178,6 @@ def outputs_of_graph_execution(
         .order_by(NodeExecutionOutput.id)
     )
     return [(ne, out) for ne, out in session.execute(stmt)]
-
-
-def outputs_of_node_execution(session: Session, node_exec_id: int) -> list[NodeExecutionOutput]:
-    stmt = (
-        select(NodeExecutionOutput)
-        .where(NodeExecutionOutput.node_exec_id == node_exec_id)
-        .order_by(NodeExecutionOutput.seq)
-    )
-    return list(session.scalars(stmt))
 
 
 def count_running(session: Session, user_id: str) -> int:
