@@ -5,12 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from autoexec.settings import Settings, get_settings
 
 GRAPH_TASKS = ("autoexec.run_graph", "autoexec.advance_graph", "autoexec.cancel_graph")
 NODE_TASKS = ("autoexec.execute_node",)
+
+
+def direct_queue(name: str) -> Queue:
+    """A queue bound to its own direct exchange, under its own name only."""
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -32,9 +37,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "task_default_queue": settings.graph_queue,
         "task_queues": (
-            Queue(settings.graph_queue),
-            Queue(settings.node_queue),
-            Queue(settings.inbox_queue),
+            direct_queue(settings.graph_queue),
+            direct_queue(settings.node_queue),
+            direct_queue(settings.inbox_queue),
         ),
         "task_routes": {
             **{name: {"queue": settings.graph_queue} for name in GRAPH_TASKS},

@@ -84,21 +84,33 @@ def run(
     if dry_run:
         _dry_run(file, inputs, user_id)
         return
-    if embedded is None:
-        embedded = "AUTOEXEC_BROKER_URL" not in os.environ
     stack: AbstractContextManager[None] = nullcontext()
-    if embedded:
-        from autoexec.embedded import configure_embedded, embedded_worker
+    if _select_stack(embedded):
+        from autoexec.embedded import embedded_worker
 
-        configure_embedded()
         stack = embedded_worker()
     with stack:
         status = _run_and_show(file, inputs, user_id, timeout)
     sys.exit(0 if status == "COMPLETED" else EXIT_FAILED)
 
 
+def _select_stack(embedded: bool | None = None) -> bool:
+    """Use the embedded stack when asked, or when no broker is configured; True if embedded."""
+    if embedded is None:
+        embedded = "AUTOEXEC_BROKER_URL" not in os.environ
+    if embedded:
+        from autoexec.embedded import configure_embedded
+        from autoexec.settings import get_settings
+        from autoexec.store.migrate import upgrade_database
+
+        configure_embedded()
+        upgrade_database(get_settings().database_url)
+    return embedded
+
+
 def _dry_run(file: Path, inputs: dict[str, Any], user_id: str) -> None:
     from autoexec.blocks.registry import get_registry
+    from autoexec.engine.submission import RunRequest, validate_request
     from autoexec.graph import Graph, load_definition, validate_graph
     from autoexec.reference import run_reference
 
@@ -113,6 +125,7 @@ def _dry_run(file: Path, inputs: dict[str, Any], user_id: str) -> None:
             "user_id": user_id,
         }
     )
+    validate_request(graph, RunRequest(graph.id, user_id, inputs))
     result = run_reference(graph, registry.get, inputs)
     click.echo(f"status: {result.status.value}")
     if result.error:
@@ -144,6 +157,7 @@ def status(graph_exec_id: str, user_id: str) -> None:
     """Show an execution: status, outputs, node executions and stats."""
     from autoexec import api
 
+    _select_stack()
     view = api.get_execution(graph_exec_id, user_id)
     click.echo(_dump(view.model_dump(mode="json")))
 
@@ -154,6 +168,7 @@ def graphs(user_id: str) -> None:
     """List the user's graphs (latest versions)."""
     from autoexec import api
 
+    _select_stack()
     for graph in api.list_graphs(user_id):
         click.echo(f"{graph['id']}  v{graph['version']}  {graph['name']}  ({graph['nodes']} nodes)")
 
@@ -165,6 +180,7 @@ def cancel(graph_exec_id: str, user_id: str) -> None:
     """Cancel an execution."""
     from autoexec import api
 
+    _select_stack()
     click.echo(api.cancel(graph_exec_id, user_id))
 
 
@@ -196,8 +212,17 @@ def upgrade() -> None:
 
 
 def entrypoint() -> None:
+    from kombu.exceptions import OperationalError as BrokerError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from sqlalchemy.exc import OperationalError as DatabaseError
+
     try:
         main(standalone_mode=True)
     except AutoexecError as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except (DatabaseError, RedisConnectionError, BrokerError, ConnectionError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        click.echo(f"error: cannot reach a service ({type(exc).__name__}): {reason}", err=True)
+        click.echo("check AUTOEXEC_DATABASE_URL, AUTOEXEC_REDIS_URL, AUTOEXEC_BROKER_URL", err=True)
         sys.exit(EXIT_USAGE)

@@ -36,15 +36,13 @@ def configure_embedded(home: Path | None = None) -> None:
 
 @contextmanager
 def embedded_worker() -> Iterator[None]:
-    """Migrate the SQLite store and run a Celery worker thread on the in-memory broker.
+    """Run a Celery worker thread on the in-memory broker (after ``configure_embedded``).
 
     The worker thread is a daemon: it stops with the process, so leaving the block costs nothing
     (every execution the caller waited for has already ended).
     """
     from autoexec.celery_app import app
-    from autoexec.store.migrate import upgrade_database
 
-    upgrade_database(get_settings().database_url)
     # The in-memory transport polls its queues; the default of 1 s would add a second per hop.
     app.conf.broker_transport_options = {"polling_interval": 0.005}
     worker = app.WorkController(

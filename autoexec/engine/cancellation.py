@@ -52,8 +52,13 @@ def _revoke_in_flight(engine: Engine, graph_exec_id: str) -> None:
                 )
             )
         )
-    if task_ids:
+    if not task_ids:
+        return
+    try:
         engine.dispatcher.revoke([t for t in task_ids if t])
+    except Exception:
+        # Revocation only speeds things up: node tasks also check the cancel flag.
+        log.warning("could not revoke the tasks of %s", graph_exec_id, exc_info=True)
 
 
 def _terminate(engine: Engine, graph_exec_id: str) -> bool:

@@ -65,7 +65,9 @@ def reset_engine() -> None:
     _engines.clear()
 
 
-@app.task(name="autoexec.run_graph", bind=True, **RETRY_POLICY)
+# A request naming an unknown graph or bad inputs is the caller's error: it fails the task
+# (the caller's result says why) without being logged as an unexpected worker error.
+@app.task(name="autoexec.run_graph", bind=True, throws=(AutoexecError,), **RETRY_POLICY)
 def run_graph(
     self: Task[Any, Any],
     graph_exec_id: str | None = None,
