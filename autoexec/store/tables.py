@@ -19,7 +19,6 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -34,7 +33,9 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-Json = JSON().with_variant(JSONB(), "postgresql")
+# Plain JSON (text), not JSONB: user values must come back exactly as sent; JSONB reorders
+# dict keys and rewrites numbers (1e+23 becomes an integer, -0.0 becomes 0).
+Json = JSON()
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 

@@ -4,7 +4,8 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-22
 
-Works on PostgreSQL and SQLite: JSON columns are JSONB on PostgreSQL, ids are INTEGER on SQLite
+Works on PostgreSQL and SQLite: JSON columns are plain JSON (values come back exactly as sent;
+JSONB would reorder keys and rewrite numbers), ids are INTEGER on SQLite
 (so they autoincrement), and the partial indexes carry both dialects' WHERE clauses.
 """
 
@@ -13,7 +14,6 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -22,7 +22,7 @@ depends_on: str | Sequence[str] | None = None
 
 # Frozen copies of the types in autoexec.store.tables, so later model changes cannot alter
 # what this revision creates.
-JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+JSON = sa.JSON()
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 STATUS = sa.String(length=16)
 INCOMPLETE_ONLY = "status = 'INCOMPLETE'"
