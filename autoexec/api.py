@@ -10,9 +10,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from autoexec.coordination import Keys
+from autoexec.dataflow import YieldedOutput, graph_outputs
 from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine
-from autoexec.engine.finalize import execution_outputs
 from autoexec.engine.submission import RunRequest, create_execution
 from autoexec.engine.tasks import get_engine
 from autoexec.errors import AutoexecError
@@ -20,7 +20,6 @@ from autoexec.graph import GraphDefinition, parse_definition, validate_graph
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store import graphs as graph_store
-from autoexec.store.graphs import load_graph
 from autoexec.store.tables import GraphExecution, NodeExecution
 from autoexec.store.transitions import transition_graph
 
@@ -130,25 +129,38 @@ def get_execution(graph_exec_id: str, user_id: str, engine: Engine | None = None
     """Status, outputs, node executions and stats of one execution."""
     with _engine(engine).db.session() as session:
         execution = repo.get_graph_execution(session, graph_exec_id, user_id)
-        graph = load_graph(session, execution.graph_id, execution.graph_version)
-        nodes = repo.node_executions(session, graph_exec_id)
-        node_outputs = _outputs_by_node(session, graph_exec_id)
-        return _view(
-            execution, execution_outputs(session, graph, graph_exec_id), nodes, node_outputs
-        )
+        nodes = {node.id: node for node in repo.node_executions(session, graph_exec_id)}
+        stored = repo.outputs_of_graph_execution(session, graph_exec_id)
+        return _view(execution, _graph_outputs(nodes, stored), nodes, _by_node(stored))
 
 
-def _outputs_by_node(session: Any, graph_exec_id: str) -> dict[int, dict[str, list[Any]]]:
+def _by_node(stored: list[repo.StoredOutput]) -> dict[int, dict[str, list[Any]]]:
     result: dict[int, dict[str, list[Any]]] = {}
-    for node_exec, output in repo.outputs_of_graph_execution(session, graph_exec_id):
-        result.setdefault(node_exec.id, {}).setdefault(output.name, []).append(output.value)
+    for output in stored:
+        result.setdefault(output.node_exec_id, {}).setdefault(output.name, []).append(output.value)
     return result
+
+
+def _graph_outputs(
+    nodes: dict[int, NodeExecution], stored: list[repo.StoredOutput]
+) -> dict[str, list[Any]]:
+    """``agent_output`` values by output name, in yield order (SPEC §3.7)."""
+    return graph_outputs(
+        YieldedOutput(
+            nodes[out.node_exec_id].node_id,
+            nodes[out.node_exec_id].block_id,
+            out.name,
+            out.value,
+            nodes[out.node_exec_id].input_data or {},
+        )
+        for out in stored
+    )
 
 
 def _view(
     execution: GraphExecution,
     outputs: dict[str, list[Any]],
-    nodes: Any,
+    nodes: dict[int, NodeExecution],
     node_outputs: dict[int, dict[str, list[Any]]],
 ) -> ExecutionView:
     return ExecutionView(
@@ -165,7 +177,7 @@ def _view(
         created_at=execution.created_at,
         started_at=execution.started_at,
         ended_at=execution.ended_at,
-        node_executions=[_node_view(n, node_outputs.get(n.id, {})) for n in nodes],
+        node_executions=[_node_view(n, node_outputs.get(n.id, {})) for n in nodes.values()],
     )
 
 
@@ -197,13 +209,14 @@ def wait(
     pubsub.subscribe(Keys.events(graph_exec_id))
     try:
         while True:
-            view = get_execution(graph_exec_id, user_id, engine)
+            with engine.db.session() as session:
+                status = repo.status_of(session, graph_exec_id, user_id)
             remaining = deadline - time.monotonic()
-            if view.is_finished:
-                return view
+            if status in TERMINAL:
+                return get_execution(graph_exec_id, user_id, engine)
             if remaining <= 0:
                 raise TimeoutError(
-                    f"graph execution {graph_exec_id} still {view.status.value} after {timeout}s"
+                    f"graph execution {graph_exec_id} still {status.value} after {timeout}s"
                 )
             pubsub.get_message(timeout=min(remaining, 0.5))
     finally:

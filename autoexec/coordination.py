@@ -30,6 +30,10 @@ class Keys:
         return f"{cls.prefix}:lock:graph:{graph_exec_id}"
 
     @classmethod
+    def missed(cls, graph_exec_id: str) -> str:
+        return f"{cls.prefix}:missed:{graph_exec_id}"
+
+    @classmethod
     def deferred(cls, graph_exec_id: str) -> str:
         return f"{cls.prefix}:deferred:{graph_exec_id}"
 
@@ -62,8 +66,12 @@ class Coordinator:
     def clear_wake(self, graph_exec_id: str) -> None:
         self.client.delete(Keys.wake(graph_exec_id))
 
-    def wake_pending(self, graph_exec_id: str) -> bool:
-        return bool(self.client.exists(Keys.wake(graph_exec_id)))
+    def mark_missed(self, graph_exec_id: str, ttl_seconds: float) -> None:
+        """Note for the lock owner that a step arrived while it held the lock."""
+        self.client.set(Keys.missed(graph_exec_id), 1, px=max(int(ttl_seconds * 1000), 1))
+
+    def take_missed(self, graph_exec_id: str) -> bool:
+        return self.client.getdel(Keys.missed(graph_exec_id)) is not None
 
     def graph_lock(self, graph_exec_id: str, ttl_seconds: float) -> Lock:
         """The cluster-wide lock of one graph execution: an owner token and a time-to-live."""

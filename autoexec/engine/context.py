@@ -59,11 +59,14 @@ def build_engine(dispatcher: Dispatcher, settings: Settings | None = None) -> En
     )
 
 
-def run_spec(engine: Engine, graph: Graph, execution: GraphExecution) -> RunSpec:
+def run_spec(
+    engine: Engine, graph: Graph, execution: GraphExecution, with_inputs: bool = False
+) -> RunSpec:
+    """The dataflow spec of an execution; graph inputs are only needed to start it."""
     return RunSpec(
         graph=graph,
         blocks=engine.registry.get,
-        inputs=execution.inputs,
+        inputs=execution.inputs if with_inputs else {},
         nodes_input_masks=execution.nodes_input_masks,
         nodes_to_skip=frozenset(execution.nodes_to_skip),
     )

@@ -8,18 +8,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from autoexec.dataflow import (
     FailedNode,
-    YieldedOutput,
     final_status,
-    graph_outputs,
     unhandled_failures,
 )
 from autoexec.engine.admission import admit_next
 from autoexec.engine.context import Engine
-from autoexec.graph import Graph
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.graphs import load_graph
@@ -71,15 +66,6 @@ def graph_stats(
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def execution_outputs(session: Session, graph: Graph, graph_exec_id: str) -> dict[str, list[Any]]:
-    """The graph's outputs: ``agent_output`` values by output name, in yield order."""
-    rows = repo.outputs_of_graph_execution(session, graph_exec_id)
-    return graph_outputs(
-        YieldedOutput(ne.node_id, ne.block_id, out.name, out.value, ne.input_data or {})
-        for ne, out in rows
-    )
 
 
 def publish_status(engine: Engine, graph_exec_id: str, status: ExecutionStatus) -> None:

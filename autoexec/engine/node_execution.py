@@ -19,11 +19,9 @@ from sqlalchemy.orm import Session
 from autoexec.blocks.base import ERROR_PIN, RunContext
 from autoexec.engine.context import Engine
 from autoexec.errors import AutoexecError
-from autoexec.graph import Graph
 from autoexec.node_runner import error_message, is_user_error, iterate_block
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
-from autoexec.store.graphs import load_graph
 from autoexec.store.tables import NodeExecution, utcnow
 from autoexec.store.transitions import transition_node
 
@@ -42,7 +40,8 @@ class ExecutionCancelledError(AutoexecError):
 class NodeJob:
     node_exec_id: int
     graph_exec_id: str
-    graph: Graph
+    graph_id: str
+    graph_version: int
     node_id: str
     block_id: str
     user_id: str
@@ -73,7 +72,7 @@ def node_logger(job: NodeJob) -> NodeLogAdapter:
         log,
         {
             "user": job.user_id,
-            "graph": job.graph.id,
+            "graph": job.graph_id,
             "graph_exec": job.graph_exec_id,
             "node": job.node_id,
             "node_exec": job.node_exec_id,
@@ -128,7 +127,7 @@ def claim(engine: Engine, node_exec_id: int, rerun: bool) -> NodeJob | Refused:
     """Move the node execution to RUNNING and load what it needs, or say why not."""
     with engine.db.session() as session:
         node_exec = repo.get_node_execution(session, node_exec_id)
-        execution = repo.get_graph_execution(session, node_exec.graph_exec_id)
+        execution = repo.get_execution_state(session, node_exec.graph_exec_id)
         if execution.cancel_requested_at is not None or execution.status in TERMINAL:
             transition_node(session, node_exec_id, S.TERMINATED)
             return Refused(S.TERMINATED, execution.id)
@@ -141,11 +140,11 @@ def claim(engine: Engine, node_exec_id: int, rerun: bool) -> NodeJob | Refused:
         if not started:
             log.info("node execution %s is %s; not running it", node_exec_id, node_exec.status)
             return Refused(node_exec.status, execution.id)
-        graph = load_graph(session, execution.graph_id, execution.graph_version)
         return NodeJob(
             node_exec_id=node_exec_id,
             graph_exec_id=execution.id,
-            graph=graph,
+            graph_id=execution.graph_id,
+            graph_version=execution.graph_version,
             node_id=node_exec.node_id,
             block_id=node_exec.block_id,
             user_id=execution.user_id,
@@ -169,8 +168,8 @@ class _Run:
         job = self.job
         return RunContext(
             user_id=job.user_id,
-            graph_id=job.graph.id,
-            graph_version=job.graph.version,
+            graph_id=job.graph_id,
+            graph_version=job.graph_version,
             graph_exec_id=job.graph_exec_id,
             node_id=job.node_id,
             node_exec_id=str(job.node_exec_id),

@@ -7,7 +7,6 @@ execution's Redis lock serializes the steps of one execution across the cluster.
 from __future__ import annotations
 
 import logging
-import uuid
 
 from redis.exceptions import LockError
 from redis.lock import Lock
@@ -29,18 +28,34 @@ log = logging.getLogger(__name__)
 
 def advance(engine: Engine, graph_exec_id: str) -> None:
     """Drain what is pending for one graph execution, under its cluster-wide lock."""
-    lock = engine.coordinator.graph_lock(graph_exec_id, engine.settings.graph_lock_ttl_seconds)
-    if not lock.acquire(blocking=False):
-        # The owner re-checks the wake flag after it releases the lock. In case the owner
-        # died holding it, one step per lock lifetime is scheduled for when the lock expires.
-        _defer_past_lock(engine, graph_exec_id)
+    coordinator = engine.coordinator
+    lock = coordinator.graph_lock(graph_exec_id, engine.settings.graph_lock_ttl_seconds)
+    if not _acquire_or_hand_over(engine, graph_exec_id, lock):
         return
-    try:
-        _drain(engine, graph_exec_id, lock)
-    finally:
-        _release(lock, graph_exec_id)
-    if engine.coordinator.wake_pending(graph_exec_id):
-        engine.dispatcher.advance_graph(graph_exec_id)
+    while True:
+        try:
+            _drain(engine, graph_exec_id, lock)
+        finally:
+            _release(lock, graph_exec_id)
+        # A step that found the lock taken left a note instead of queueing another task.
+        if not coordinator.take_missed(graph_exec_id) or not lock.acquire(blocking=False):
+            return
+
+
+def _acquire_or_hand_over(engine: Engine, graph_exec_id: str, lock: Lock) -> bool:
+    """Take the graph lock, or leave the work to its owner; True if the lock is ours.
+
+    The note is written before the second try, so either the owner sees it after releasing,
+    or the lock is free by the second try. In case the owner died holding the lock, one step
+    per lock lifetime is scheduled for when the lock expires.
+    """
+    if lock.acquire(blocking=False):
+        return True
+    engine.coordinator.mark_missed(graph_exec_id, 3 * engine.settings.graph_lock_ttl_seconds)
+    if lock.acquire(blocking=False):
+        return True
+    _defer_past_lock(engine, graph_exec_id)
+    return False
 
 
 def _defer_past_lock(engine: Engine, graph_exec_id: str) -> None:
@@ -73,7 +88,7 @@ def _drain(engine: Engine, graph_exec_id: str, lock: Lock) -> None:
 def _deliver_batch(engine: Engine, graph_exec_id: str) -> tuple[int, bool]:
     """Deliver the oldest undelivered outputs in one transaction; (count, still running)."""
     with engine.db.session() as session:
-        execution = repo.get_graph_execution(session, graph_exec_id)
+        execution = repo.get_execution_state(session, graph_exec_id)
         if execution.status is not S.RUNNING:
             return 0, False
         graph = load_graph(session, execution.graph_id, execution.graph_version)
@@ -91,10 +106,7 @@ def _deliver_batch(engine: Engine, graph_exec_id: str) -> tuple[int, bool]:
 def dispatch_ready(engine: Engine, graph_exec_id: str) -> None:
     """Send every QUEUED, not yet dispatched node execution to the node queue."""
     with engine.db.session() as session:
-        ready = repo.undispatched(session, graph_exec_id)
-        jobs = [(row.id, row.celery_task_id or str(uuid.uuid4())) for row in ready]
-        for row, (_, task_id) in zip(ready, jobs, strict=True):
-            row.celery_task_id = task_id
+        jobs = repo.claim_task_ids(session, graph_exec_id)
     for node_exec_id, task_id in jobs:
         engine.dispatcher.execute_node(node_exec_id, graph_exec_id, task_id)
     if jobs:

@@ -75,7 +75,8 @@ def create_execution(engine: Engine, request: RunRequest, exec_id: str | None = 
         validate_request(graph, request)
         ensure_user(session, request.user_id)
         row = repo.create_graph_execution(session, _submission(graph, request), exec_id)
-        start(run_spec(engine, graph, row), SqlDataflowStore(session, graph, row.id))
+        spec = run_spec(engine, graph, row, with_inputs=True)
+        start(spec, SqlDataflowStore(session, graph, row.id))
         return row.id
 
 

@@ -99,13 +99,13 @@ def run_graph(
     return graph_exec_id
 
 
-@app.task(name="autoexec.advance_graph", **RETRY_POLICY)
+@app.task(name="autoexec.advance_graph", ignore_result=True, **RETRY_POLICY)
 def advance_graph(graph_exec_id: str) -> None:
     """Deliver pending outputs, dispatch ready nodes and finish the execution when done."""
     orchestrator.advance(get_engine(), graph_exec_id)
 
 
-@app.task(name="autoexec.execute_node", bind=True, **RETRY_POLICY)
+@app.task(name="autoexec.execute_node", bind=True, ignore_result=True, **RETRY_POLICY)
 def execute_node(self: Task[Any, Any], node_exec_id: int, graph_exec_id: str) -> str | None:
     """Run one node execution (``graph_exec_id`` is carried for visibility in Flower)."""
     delivery = self.request.delivery_info or {}

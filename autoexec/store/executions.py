@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from autoexec.errors import NotFoundError
 from autoexec.graph import Graph
@@ -67,6 +67,18 @@ def get_graph_execution(
     return row
 
 
+def get_execution_state(session: Session, graph_exec_id: str) -> GraphExecution:
+    """The execution without its bulky columns (inputs, stats), for per-node and per-step use."""
+    row = session.get(
+        GraphExecution,
+        graph_exec_id,
+        options=[defer(GraphExecution.inputs), defer(GraphExecution.stats)],
+    )
+    if row is None:
+        raise NotFoundError(f"graph execution {graph_exec_id!r} not found")
+    return row
+
+
 def get_node_execution(session: Session, node_exec_id: int) -> NodeExecution:
     row = session.get(NodeExecution, node_exec_id)
     if row is None:
@@ -103,7 +115,7 @@ def undelivered_outputs(session: Session, graph_exec_id: str, limit: int) -> lis
         .join(NodeExecution, NodeExecution.id == NodeExecutionOutput.node_exec_id)
         .where(
             NodeExecutionOutput.graph_exec_id == graph_exec_id,
-            NodeExecutionOutput.delivered.is_(False),
+            ~NodeExecutionOutput.delivered,
         )
         .order_by(NodeExecutionOutput.id)
         .limit(limit)
@@ -144,22 +156,29 @@ def has_pending_work(session: Session, graph_exec_id: str) -> bool:
     )
     undelivered = exists().where(
         NodeExecutionOutput.graph_exec_id == graph_exec_id,
-        NodeExecutionOutput.delivered.is_(False),
+        ~NodeExecutionOutput.delivered,
     )
     return bool(session.scalar(select(active | undelivered)))
 
 
-def undispatched(session: Session, graph_exec_id: str) -> Sequence[NodeExecution]:
+def claim_task_ids(session: Session, graph_exec_id: str) -> list[tuple[int, str]]:
+    """``(node_exec_id, task_id)`` of every QUEUED execution not yet sent; a missing task id
+    is assigned and stored, so a repeated send after a crash reuses the same id."""
     stmt = (
-        select(NodeExecution)
+        select(NodeExecution.id, NodeExecution.celery_task_id)
         .where(
             NodeExecution.graph_exec_id == graph_exec_id,
             NodeExecution.status == S.QUEUED,
-            NodeExecution.dispatched.is_(False),
+            ~NodeExecution.dispatched,
         )
         .order_by(NodeExecution.id)
     )
-    return session.scalars(stmt).all()
+    rows = [(node_exec_id, task_id) for node_exec_id, task_id in session.execute(stmt)]
+    assigned = {i: str(uuid.uuid4()) for i, task_id in rows if not task_id}
+    if assigned:
+        new = [{"id": i, "celery_task_id": task_id} for i, task_id in assigned.items()]
+        session.execute(update(NodeExecution), new)
+    return [(i, task_id or assigned[i]) for i, task_id in rows]
 
 
 def mark_dispatched(session: Session, node_exec_ids: Sequence[int]) -> None:
@@ -168,16 +187,36 @@ def mark_dispatched(session: Session, node_exec_ids: Sequence[int]) -> None:
     )
 
 
-def outputs_of_graph_execution(
-    session: Session, graph_exec_id: str
-) -> list[tuple[NodeExecution, NodeExecutionOutput]]:
+@dataclass(frozen=True)
+class StoredOutput:
+    node_exec_id: int
+    name: str
+    value: Any
+
+
+def outputs_of_graph_execution(session: Session, graph_exec_id: str) -> list[StoredOutput]:
+    """Every output of the execution in the order persisted (output columns only)."""
     stmt = (
-        select(NodeExecution, NodeExecutionOutput)
-        .join(NodeExecutionOutput, NodeExecution.id == NodeExecutionOutput.node_exec_id)
+        select(
+            NodeExecutionOutput.node_exec_id,
+            NodeExecutionOutput.name,
+            NodeExecutionOutput.value,
+        )
         .where(NodeExecutionOutput.graph_exec_id == graph_exec_id)
         .order_by(NodeExecutionOutput.id)
     )
-    return [(ne, out) for ne, out in session.execute(stmt)]
+    return [StoredOutput(*row) for row in session.execute(stmt)]
+
+
+def status_of(session: Session, graph_exec_id: str, user_id: str | None = None) -> ExecutionStatus:
+    stmt = select(GraphExecution.status, GraphExecution.user_id).where(
+        GraphExecution.id == graph_exec_id
+    )
+    row = session.execute(stmt).first()
+    if row is None or (user_id is not None and row.user_id != user_id):
+        raise NotFoundError(f"graph execution {graph_exec_id!r} not found")
+    status: ExecutionStatus = row.status
+    return status
 
 
 def count_running(session: Session, user_id: str) -> int:

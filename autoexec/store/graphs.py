@@ -78,9 +78,22 @@ def latest_version_number(session: Session, graph_id: str, user_id: str) -> int:
 
 
 def load_graph(session: Session, graph_id: str, version: int, user_id: str | None = None) -> Graph:
-    """Load one version; with ``user_id``, another user's graph is not found."""
+    """Load one version; with ``user_id``, another user's graph is not found.
+
+    Only the small identity columns are read when the parsed graph is already cached.
+    """
+    identity = session.execute(
+        select(GraphVersion.user_id, GraphVersion.content_hash).where(
+            GraphVersion.id == graph_id, GraphVersion.version == version
+        )
+    ).first()
+    if identity is None or (user_id is not None and identity.user_id != user_id):
+        raise NotFoundError(f"graph {graph_id!r} version {version} not found")
+    cached = _graph_cache.get((graph_id, version, identity.content_hash, identity.user_id))
+    if cached is not None:
+        return cached
     row = session.get(GraphVersion, (graph_id, version))
-    if row is None or (user_id is not None and row.user_id != user_id):
+    if row is None:
         raise NotFoundError(f"graph {graph_id!r} version {version} not found")
     return to_graph(row)
 

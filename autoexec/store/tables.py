@@ -135,6 +135,14 @@ class NodeExecution(Base):
             sqlite_where=text("status = 'INCOMPLETE'"),
         ),
         Index("ix_node_executions_graph_status", "graph_exec_id", "status"),
+        # The orchestrator's "what is ready but not yet sent" query.
+        Index(
+            "ix_node_executions_undispatched",
+            "graph_exec_id",
+            "id",
+            postgresql_where=text("status = 'QUEUED' AND NOT dispatched"),
+            sqlite_where=text("status = 'QUEUED' AND NOT dispatched"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -173,6 +181,7 @@ class NodeExecutionOutput(Base):
     __tablename__ = "node_execution_outputs"
     __table_args__ = (
         Index("uq_node_execution_outputs_exec_seq", "node_exec_id", "seq", unique=True),
+        Index("ix_node_execution_outputs_graph", "graph_exec_id", "id"),
         Index(
             "ix_node_execution_outputs_undelivered",
             "graph_exec_id",

@@ -27,6 +27,7 @@ BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 STATUS = sa.String(length=16)
 INCOMPLETE_ONLY = "status = 'INCOMPLETE'"
 UNDELIVERED_ONLY = "NOT delivered"
+UNDISPATCHED_ONLY = "status = 'QUEUED' AND NOT dispatched"
 
 
 def timestamp(name: str, *, nullable: bool = False) -> sa.Column[datetime]:
@@ -168,6 +169,13 @@ def create_node_executions() -> None:
         postgresql_where=sa.text(INCOMPLETE_ONLY),
         sqlite_where=sa.text(INCOMPLETE_ONLY),
     )
+    op.create_index(
+        "ix_node_executions_undispatched",
+        "node_executions",
+        ["graph_exec_id", "id"],
+        postgresql_where=sa.text(UNDISPATCHED_ONLY),
+        sqlite_where=sa.text(UNDISPATCHED_ONLY),
+    )
 
 
 def create_node_execution_inputs() -> None:
@@ -211,6 +219,9 @@ def create_node_execution_outputs() -> None:
         ["graph_exec_id", "id"],
         postgresql_where=sa.text(UNDELIVERED_ONLY),
         sqlite_where=sa.text(UNDELIVERED_ONLY),
+    )
+    op.create_index(
+        "ix_node_execution_outputs_graph", "node_execution_outputs", ["graph_exec_id", "id"]
     )
     op.create_index(
         "uq_node_execution_outputs_exec_seq",
