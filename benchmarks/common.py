@@ -636,7 +636,7 @@ def engine_queries(graph: Any, exec_id: str, sinks: list[tuple[str, str]]) -> di
         s, exec_id, 200
     )
     calls["executions.has_pending_work"] = lambda s: repo.has_pending_work(s, exec_id)
-    calls["executions.undispatched"] = lambda s: repo.undispatched(s, exec_id)
+    calls["executions.claim_task_ids"] = lambda s: repo.claim_task_ids(s, exec_id)
     return calls
 
 
