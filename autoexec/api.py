@@ -120,7 +120,14 @@ def execute_graph(
     except Exception as exc:
         reason = f"could not publish the run message: {type(exc).__name__}: {exc}"
         with engine.db.session() as session:
-            transition_graph(session, graph_exec_id, ExecutionStatus.FAILED, error=reason)
+            # Only if still QUEUED: the message may have gone out before the error was raised.
+            transition_graph(
+                session,
+                graph_exec_id,
+                ExecutionStatus.FAILED,
+                allowed_from=frozenset({ExecutionStatus.QUEUED}),
+                error=reason,
+            )
         raise AutoexecError(f"graph execution {graph_exec_id} failed: {reason}") from exc
     return graph_exec_id
 

@@ -27,29 +27,33 @@ def admit(engine: Engine, graph_exec_id: str) -> bool:
             return False
         user_id = execution.user_id
     with engine.coordinator.admission_lock(user_id), engine.db.session() as session:
-        promoted = _promote_oldest(engine, session, user_id)
-    for other in promoted - {graph_exec_id}:
-        engine.dispatcher.run_graph(other)  # it is RUNNING now: its run_graph advances it
-    if graph_exec_id not in promoted:
+        next_up = _next_up(engine, session, user_id)
+        admitted = graph_exec_id in next_up and transition_graph(session, graph_exec_id, S.RUNNING)
+    # Older runs waiting ahead of this one start through their own run_graph message, so a
+    # crash here strands nobody: an execution is only RUNNING once its own step is running.
+    for other in next_up - {graph_exec_id}:
+        engine.dispatcher.run_graph(other)
+    if not admitted:
         log.info("graph execution %s waits for a free slot of user %s", graph_exec_id, user_id)
-    return graph_exec_id in promoted
+    return admitted
 
 
-def _promote_oldest(engine: Engine, session: Session, user_id: str) -> set[str]:
-    """Move the user's oldest QUEUED executions into the free slots; their ids.
-
-    Slots go oldest first whichever run_graph message arrives first, so a user's runs start in
-    submission order.
-    """
+def _next_up(engine: Engine, session: Session, user_id: str) -> set[str]:
+    """The user's oldest QUEUED executions that fit in the free slots, oldest first
+    whichever run_graph message arrives first. Refused ones are ended and take no slot."""
     free = engine.settings.max_concurrent_runs_per_user - repo.count_running(session, user_id)
-    promoted: set[str] = set()
-    for candidate_id in repo.oldest_queued(session, user_id, free) if free > 0 else []:
-        candidate = repo.get_graph_execution(session, candidate_id)
-        if _refused(session, candidate):
-            transition_graph(session, candidate_id, S.TERMINATED, error=_refusal(candidate))
-        elif transition_graph(session, candidate_id, S.RUNNING):
-            promoted.add(candidate_id)
-    return promoted
+    chosen: set[str] = set()
+    while free > len(chosen):
+        candidates = repo.oldest_queued(session, user_id, free - len(chosen), exclude=chosen)
+        if not candidates:
+            break
+        for candidate_id in candidates:
+            candidate = repo.get_graph_execution(session, candidate_id)
+            if _refused(session, candidate):
+                transition_graph(session, candidate_id, S.TERMINATED, error=_refusal(candidate))
+            else:
+                chosen.add(candidate_id)
+    return chosen
 
 
 def _refused(session: Session, execution: GraphExecution) -> bool:

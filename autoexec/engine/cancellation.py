@@ -22,20 +22,20 @@ def cancel_execution(engine: Engine, graph_exec_id: str, user_id: str | None = N
     """Cancel ``graph_exec_id``; returns a sentence saying what happened."""
     with engine.db.session() as session:
         execution = repo.get_graph_execution(session, graph_exec_id, user_id)
-        if execution.status in TERMINAL:
-            return f"graph execution {graph_exec_id} already ended {execution.status.value}"
+        owner, status = execution.user_id, execution.status
+    if status in TERMINAL:
+        admit_next(engine, owner)  # in case the run's own hand-over was lost
+        return f"graph execution {graph_exec_id} already ended {status.value}"
+    with engine.db.session() as session:
         session.execute(
             update(GraphExecution)
             .where(GraphExecution.id == graph_exec_id)
             .where(GraphExecution.cancel_requested_at.is_(None))
             .values(cancel_requested_at=utcnow())
         )
-        owner = execution.user_id
     engine.coordinator.set_cancel(graph_exec_id)
     _revoke_in_flight(engine, graph_exec_id)
-    terminated = _terminate(engine, graph_exec_id)
-    publish_status(engine, graph_exec_id, S.TERMINATED)
-    admit_next(engine, owner)
+    terminated = terminate_execution(engine, graph_exec_id, owner)
     if terminated:
         return f"graph execution {graph_exec_id} cancelled"
     return f"graph execution {graph_exec_id} ended before it could be cancelled"
@@ -61,8 +61,17 @@ def _revoke_in_flight(engine: Engine, graph_exec_id: str) -> None:
         log.warning("could not revoke the tasks of %s", graph_exec_id, exc_info=True)
 
 
+def terminate_execution(engine: Engine, graph_exec_id: str, user_id: str) -> bool:
+    """Mark what is left of a cancelled execution TERMINATED and free its slot."""
+    terminated = _terminate(engine, graph_exec_id)
+    publish_status(engine, graph_exec_id, S.TERMINATED)
+    admit_next(engine, user_id)
+    return terminated
+
+
 def _terminate(engine: Engine, graph_exec_id: str) -> bool:
     with engine.db.session() as session:
+        repo.lock_execution_state(session, graph_exec_id)  # waits for a delivery in progress
         session.execute(
             update(NodeExecution)
             .where(

@@ -37,9 +37,13 @@ class Engine:
     registry: BlockRegistry
     dispatcher: Dispatcher
 
-    def wake(self, graph_exec_id: str) -> None:
-        """Make sure one orchestrator step will run for this graph (wake-ups coalesce)."""
-        if not self.coordinator.request_wake(graph_exec_id):
+    def wake(self, graph_exec_id: str, force: bool = False) -> None:
+        """Make sure one orchestrator step will run for this graph (wake-ups coalesce).
+
+        ``force`` publishes even if the flag is set: a re-delivered task cannot know whether
+        the process that set the flag died before publishing.
+        """
+        if not self.coordinator.request_wake(graph_exec_id) and not force:
             return
         try:
             self.dispatcher.advance_graph(graph_exec_id)

@@ -33,6 +33,8 @@ def finalize(engine: Engine, graph_exec_id: str) -> ExecutionStatus | None:
         nodes = repo.node_executions(session, graph_exec_id)
         failed = [FailedNode(n.node_id, n.error or "") for n in nodes if n.status is S.FAILED]
         status = final_status(graph, failed)
+        if execution.cancel_requested_at is not None:
+            status = S.TERMINATED
         unhandled = unhandled_failures(graph, failed)
         error = unhandled[0].error if unhandled else None
         stats = graph_stats(execution, nodes, error)

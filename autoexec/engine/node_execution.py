@@ -11,6 +11,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
@@ -28,7 +29,7 @@ from autoexec.store.transitions import transition_node
 S = ExecutionStatus
 log = logging.getLogger("autoexec.node")
 
-INFRASTRUCTURE_ERRORS = (OperationalError, RedisError)
+INFRASTRUCTURE_ERRORS = (OperationalError, RedisError, BrokerError)
 CANCEL_CHECK_INTERVAL = 0.25
 
 
@@ -85,8 +86,9 @@ def execute_node(engine: Engine, node_exec_id: int, rerun: bool = False) -> Exec
     """Run one node execution to its end; None if it was not ours to run."""
     claimed = claim(engine, node_exec_id, rerun)
     if isinstance(claimed, Refused):
-        if claimed.status is S.TERMINATED:
-            engine.wake(claimed.graph_exec_id)
+        # The refused message may be the re-delivery of a run killed after it ended but
+        # before it woke the orchestrator: wake it again (wake-ups coalesce).
+        engine.wake(claimed.graph_exec_id, force=rerun)
         return None
     outcome = run_job(engine, claimed)
     with engine.db.session() as session:
@@ -98,7 +100,7 @@ def execute_node(engine: Engine, node_exec_id: int, rerun: bool = False) -> Exec
             stats=outcome.stats,
             error=outcome.error,
         )
-    engine.wake(claimed.graph_exec_id)
+    engine.wake(claimed.graph_exec_id, force=rerun)
     return outcome.status
 
 

@@ -7,14 +7,17 @@ execution's Redis lock serializes the steps of one execution across the cluster.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from redis.exceptions import LockError
 from redis.lock import Lock
 
 from autoexec.dataflow import deliver
+from autoexec.engine.admission import admit_next
+from autoexec.engine.cancellation import terminate_execution
 from autoexec.engine.context import Engine, run_spec
 from autoexec.engine.finalize import finalize
-from autoexec.statuses import ExecutionStatus
+from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.dataflow_sql import SqlDataflowStore
 from autoexec.store.graphs import load_graph
@@ -71,26 +74,47 @@ def _release(lock: Lock, graph_exec_id: str) -> None:
         log.warning("lock of graph execution %s expired before release", graph_exec_id)
 
 
+@dataclass(frozen=True)
+class Batch:
+    """What one delivery transaction found and did."""
+
+    delivered: int
+    status: ExecutionStatus
+    cancel_requested: bool
+    user_id: str
+
+
 def _drain(engine: Engine, graph_exec_id: str, lock: Lock) -> None:
     while True:
         engine.coordinator.clear_wake(graph_exec_id)
-        delivered, running = _deliver_batch(engine, graph_exec_id)
-        if not running:
+        batch = _deliver_batch(engine, graph_exec_id)
+        if batch.status is not S.RUNNING or batch.cancel_requested:
+            _stopped(engine, graph_exec_id, batch)
             return
         dispatch_ready(engine, graph_exec_id)
-        if delivered < engine.settings.delivery_batch_size:
+        if batch.delivered < engine.settings.delivery_batch_size:
             break
         lock.reacquire()
     if _finished(engine, graph_exec_id):
         finalize(engine, graph_exec_id)
 
 
-def _deliver_batch(engine: Engine, graph_exec_id: str) -> tuple[int, bool]:
-    """Deliver the oldest undelivered outputs in one transaction; (count, still running)."""
+def _stopped(engine: Engine, graph_exec_id: str, batch: Batch) -> None:
+    """A step found the execution not running on: enforce a stored cancel request, and hand
+    the user's slot on again in case the hand-over at the end was lost to a crash."""
+    if batch.cancel_requested and batch.status not in TERMINAL:
+        terminate_execution(engine, graph_exec_id, batch.user_id)
+    elif batch.status in TERMINAL:
+        admit_next(engine, batch.user_id)
+
+
+def _deliver_batch(engine: Engine, graph_exec_id: str) -> Batch:
+    """Deliver the oldest undelivered outputs in one transaction."""
     with engine.db.session() as session:
-        execution = repo.get_execution_state(session, graph_exec_id)
-        if execution.status is not S.RUNNING:
-            return 0, False
+        execution = repo.lock_execution_state(session, graph_exec_id)
+        cancel_requested = execution.cancel_requested_at is not None
+        if execution.status is not S.RUNNING or cancel_requested:
+            return Batch(0, execution.status, cancel_requested, execution.user_id)
         graph = load_graph(session, execution.graph_id, execution.graph_version)
         spec = run_spec(engine, graph, execution)
         store = SqlDataflowStore(session, graph, graph_exec_id)
@@ -100,7 +124,7 @@ def _deliver_batch(engine: Engine, graph_exec_id: str) -> tuple[int, bool]:
         for output in pending:
             deliver(spec, store, output.node_id, output.name, output.value)
         repo.mark_delivered(session, [output.id for output in pending])
-        return len(pending), True
+        return Batch(len(pending), execution.status, False, execution.user_id)
 
 
 def dispatch_ready(engine: Engine, graph_exec_id: str) -> None:

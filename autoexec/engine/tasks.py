@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from celery import Task
+from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
@@ -25,12 +26,14 @@ from autoexec.errors import AutoexecError
 
 log = logging.getLogger(__name__)
 
-RETRY_ON = (OperationalError, RedisError)
+# Infrastructure errors (database, Redis, broker) are retried until the service is back:
+# giving up would leave an execution RUNNING with nobody to move it on.
+RETRY_ON = (OperationalError, RedisError, BrokerError)
 RETRY_POLICY: dict[str, Any] = {
     "autoretry_for": RETRY_ON,
     "retry_backoff": True,
     "retry_backoff_max": 30,
-    "max_retries": 8,
+    "max_retries": None,
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +74,24 @@ def get_execution_state(session: Session, graph_exec_id: str) -> GraphExecution:
         graph_exec_id,
         options=[defer(GraphExecution.inputs), defer(GraphExecution.stats)],
     )
+    if row is None:
+        raise NotFoundError(f"graph execution {graph_exec_id!r} not found")
+    return row
+
+
+def lock_execution_state(session: Session, graph_exec_id: str) -> GraphExecution:
+    """Like ``get_execution_state``, holding the row lock until the transaction ends.
+
+    Every transaction that changes an execution's dataflow takes it first, so two steps (one
+    of which may hold an expired Redis lock) can never deliver the same outputs twice.
+    """
+    row = session.scalars(
+        select(GraphExecution)
+        .where(GraphExecution.id == graph_exec_id)
+        .options(defer(GraphExecution.inputs), defer(GraphExecution.stats))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
     if row is None:
         raise NotFoundError(f"graph execution {graph_exec_id!r} not found")
     return row
@@ -226,10 +244,16 @@ def count_running(session: Session, user_id: str) -> int:
     return session.scalar(stmt) or 0
 
 
-def oldest_queued(session: Session, user_id: str, limit: int) -> list[str]:
+def oldest_queued(
+    session: Session, user_id: str, limit: int, exclude: Collection[str] = ()
+) -> list[str]:
     stmt = (
         select(GraphExecution.id)
-        .where(GraphExecution.user_id == user_id, GraphExecution.status == S.QUEUED)
+        .where(
+            GraphExecution.user_id == user_id,
+            GraphExecution.status == S.QUEUED,
+            GraphExecution.id.not_in(list(exclude)),
+        )
         .order_by(GraphExecution.created_at)
         .limit(limit)
     )

@@ -21,16 +21,27 @@ S = ExecutionStatus
 
 
 def transition_graph(
-    session: Session, graph_exec_id: str, target: ExecutionStatus, **fields: Any
+    session: Session,
+    graph_exec_id: str,
+    target: ExecutionStatus,
+    *,
+    allowed_from: frozenset[ExecutionStatus] | None = None,
+    **fields: Any,
 ) -> bool:
-    """Move a graph execution to ``target`` if its current status allows it; True if applied."""
+    """Move a graph execution to ``target`` if its current status allows it; True if applied.
+
+    ``allowed_from`` narrows the allowed sources further (never widens them).
+    """
+    sources = sources_of(target, GRAPH_TRANSITIONS)
+    if allowed_from is not None:
+        sources &= allowed_from
     values = _timestamps(target, fields)
     if target is S.RUNNING:
         values.setdefault("started_at", _first(GraphExecution.started_at, values["updated_at"]))
     stmt = (
         update(GraphExecution)
         .where(GraphExecution.id == graph_exec_id)
-        .where(GraphExecution.status.in_(sources_of(target, GRAPH_TRANSITIONS)))
+        .where(GraphExecution.status.in_(sources))
         .values(status=target, **values)
     )
     result: CursorResult[Any] = session.execute(stmt)  # type: ignore[assignment]
