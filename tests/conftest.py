@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,16 +140,23 @@ def drop_database(url: str) -> None:
         engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def pg_url(postgres_server: str) -> Iterator[str]:
-    """A new PostgreSQL database ``autoexec_test_<random>``, migrated to head."""
-    url = random_database_url(postgres_server)
+@contextmanager
+def migrated_database(server_url: str) -> Iterator[str]:
+    """A new database ``autoexec_test_<random>`` on that server, migrated; dropped after."""
+    url = random_database_url(server_url)
     ensure_database_exists(url)
     try:
         upgrade_database(url)
         yield url
     finally:
         drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def pg_url(postgres_server: str) -> Iterator[str]:
+    """A new PostgreSQL database ``autoexec_test_<random>``, migrated to head."""
+    with migrated_database(postgres_server) as url:
+        yield url
 
 
 @pytest.fixture

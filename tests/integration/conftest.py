@@ -25,9 +25,7 @@ from autoexec.celery_app import app, celery_config
 from autoexec.engine.context import Engine
 from autoexec.engine.tasks import get_engine, reset_engine
 from autoexec.settings import get_settings
-from autoexec.store.db import ensure_database_exists
-from autoexec.store.migrate import upgrade_database
-from tests.conftest import Services, drop_database, random_database_url
+from tests.conftest import Services, migrated_database
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_START_TIMEOUT = 60.0
@@ -120,13 +118,9 @@ def _delete_queues(broker_url: str, env: dict[str, str]) -> None:
 
 @pytest.fixture(scope="session")
 def cluster_database(services: Services) -> Iterator[str]:
-    url = random_database_url(services.database_url)
-    ensure_database_exists(url)
-    try:
-        upgrade_database(url)
+    """The cluster's own database, so the ``db`` fixture's truncation never touches it."""
+    with migrated_database(services.database_url) as url:
         yield url
-    finally:
-        drop_database(url)
 
 
 @pytest.fixture(scope="session")
