@@ -37,6 +37,11 @@ class ExecutionCancelledError(AutoexecError):
     """The graph execution was cancelled while this node ran."""
 
 
+class SupersededError(AutoexecError):
+    """Another attempt took this node execution over (its message was re-delivered while this
+    run was still alive); this run stops and records nothing more."""
+
+
 @dataclass(frozen=True)
 class NodeJob:
     node_exec_id: int
@@ -47,6 +52,7 @@ class NodeJob:
     block_id: str
     user_id: str
     inputs: dict[str, Any]
+    attempt: int
 
 
 @dataclass
@@ -91,12 +97,15 @@ def execute_node(engine: Engine, node_exec_id: int, rerun: bool = False) -> Exec
         engine.wake(claimed.graph_exec_id, force=rerun)
         return None
     outcome = run_job(engine, claimed)
+    if outcome is None:
+        return None
     with engine.db.session() as session:
         transition_node(
             session,
             node_exec_id,
             outcome.status,
             allowed_from=frozenset({S.RUNNING}),
+            attempt_is=claimed.attempt,
             stats=outcome.stats,
             error=outcome.error,
         )
@@ -151,6 +160,7 @@ def claim(engine: Engine, node_exec_id: int, rerun: bool) -> NodeJob | Refused:
             block_id=node_exec.block_id,
             user_id=execution.user_id,
             inputs=node_exec.input_data or {},
+            attempt=attempt,
         )
 
 
@@ -203,13 +213,18 @@ class _Run:
             )
         return size
 
-    def check_cancelled(self) -> None:
+    def check_still_ours(self) -> None:
+        """Stop if the execution was cancelled or taken over (checked every 0.25 s at most)."""
         now = time.monotonic()
         if now < self.next_cancel_check:
             return
         self.next_cancel_check = now + CANCEL_CHECK_INTERVAL
         if self.engine.coordinator.is_cancelled(self.job.graph_exec_id):
             raise ExecutionCancelledError()
+        with self.engine.db.session() as session:
+            current = repo.attempt_of_running(session, self.job.node_exec_id)
+        if current != self.job.attempt:
+            raise SupersededError()
 
     def stats(self, error: str | None) -> dict[str, Any]:
         return {
@@ -221,14 +236,18 @@ class _Run:
         }
 
 
-def run_job(engine: Engine, job: NodeJob) -> Outcome:
+def run_job(engine: Engine, job: NodeJob) -> Outcome | None:
+    """Run the block; the outcome to record, or None if another attempt took over."""
     run = _Run(engine, job)
     run.logger.info("started")
     try:
         block = engine.registry.get(job.block_id)
         for pin, value in iterate_block(block, job.inputs, run.context()):
             run.emit(pin, value)
-            run.check_cancelled()
+            run.check_still_ours()
+    except SupersededError:
+        run.logger.warning("taken over by another attempt; this run stops")
+        return None
     except ExecutionCancelledError:
         run.logger.info("cancelled")
         return Outcome(S.TERMINATED, None, run.stats(None))

@@ -166,6 +166,15 @@ def append_output(
     session.execute(stmt.on_conflict_do_nothing(index_elements=["node_exec_id", "seq"]))
 
 
+def attempt_of_running(session: Session, node_exec_id: int) -> int | None:
+    """The current attempt of a RUNNING node execution (None if it is not RUNNING)."""
+    stmt = select(NodeExecution.attempt).where(
+        NodeExecution.id == node_exec_id, NodeExecution.status == S.RUNNING
+    )
+    attempt: int | None = session.scalar(stmt)
+    return attempt
+
+
 def has_pending_work(session: Session, graph_exec_id: str) -> bool:
     """True while a node execution is QUEUED or RUNNING or an output awaits delivery."""
     active = exists().where(

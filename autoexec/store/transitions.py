@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, func, update
+from sqlalchemy import CursorResult, func, true, update
 from sqlalchemy.orm import Session
 
 from autoexec.statuses import (
@@ -54,11 +54,13 @@ def transition_node(
     target: ExecutionStatus,
     *,
     allowed_from: frozenset[ExecutionStatus] | None = None,
+    attempt_is: int | None = None,
     **fields: Any,
 ) -> bool:
     """Move a node execution to ``target`` if its current status allows it; True if applied.
 
-    ``allowed_from`` narrows the allowed sources further (never widens them).
+    ``allowed_from`` narrows the allowed sources further (never widens them); ``attempt_is``
+    applies the change only if that attempt still owns the execution.
     """
     sources = sources_of(target, NODE_TRANSITIONS)
     if allowed_from is not None:
@@ -72,6 +74,7 @@ def transition_node(
         update(NodeExecution)
         .where(NodeExecution.id == node_exec_id)
         .where(NodeExecution.status.in_(sources))
+        .where(NodeExecution.attempt == attempt_is if attempt_is is not None else true())
         .values(status=target, **values)
     )
     result: CursorResult[Any] = session.execute(stmt)  # type: ignore[assignment]

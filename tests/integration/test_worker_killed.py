@@ -6,9 +6,12 @@ import time
 import uuid
 from pathlib import Path
 
+from sqlalchemy import update
+
 from autoexec import api
 from autoexec.engine.tasks import run_graph
 from autoexec.statuses import ExecutionStatus
+from autoexec.store.tables import NodeExecution
 from tests.integration.conftest import Cluster, kill_worker, private_queues, worker_process
 from tests.integration.test_engine import graph, node
 
@@ -76,3 +79,38 @@ def test_a_graph_lock_left_by_a_dead_owner_delays_but_does_not_stall(cluster: Cl
     view = api.wait(exec_id, owner, timeout=60, engine=engine)
     assert view.status is S.COMPLETED
     assert sorted(view.outputs["tens"]) == [0, 10, 20, 30, 40, 50]
+
+
+def test_a_run_taken_over_by_another_attempt_stops_and_records_nothing(cluster: Cluster) -> None:
+    # RabbitMQ may re-deliver a message whose consumer is still alive (consumer_timeout, a lost
+    # connection): the new copy bumps the attempt. The old run must stop and change nothing.
+    owner = f"user-{uuid.uuid4().hex[:8]}"
+    engine = cluster.engine
+    definition = graph(
+        [node("stream", "test_slow_stream", count=10, delay=0.4)],
+        [],
+    )
+    graph_id, _ = api.save_graph(definition, owner, engine=engine)
+    exec_id = api.execute_graph(graph_id, owner, {}, engine=engine)
+
+    def stream_of(view: api.ExecutionView) -> api.NodeExecutionView:
+        return next(n for n in view.node_executions if n.node_id == "stream")
+
+    def view() -> api.ExecutionView:
+        return api.get_execution(exec_id, owner, engine=engine)
+
+    wait_for_outputs(view, lambda v: len(stream_of(v).outputs.get("item", [])) >= 2)
+    with engine.db.session() as session:
+        session.execute(
+            update(NodeExecution)
+            .where(NodeExecution.id == stream_of(view()).id)
+            .values(attempt=NodeExecution.attempt + 1)
+        )
+    taken_over = len(stream_of(view()).outputs["item"])
+    time.sleep(5)  # the whole stream would have finished by now
+    stream = stream_of(view())
+    assert stream.status is S.RUNNING  # the old run did not record an end
+    assert stream.attempt == 2
+    assert len(stream.outputs["item"]) <= taken_over + 1
+    assert "taken over by another attempt" in cluster.worker_log()
+    api.cancel(exec_id, owner, engine=engine)
