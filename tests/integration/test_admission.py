@@ -43,8 +43,11 @@ def test_runs_beyond_the_user_limit_wait_and_start_oldest_first(
     for moment, _ in spans:
         running = sum(1 for start, end in spans if start <= moment < end)
         assert running <= 2
-    starts = [start for start, _ in spans]
-    assert starts == sorted(starts)  # oldest first
+    # Oldest first: free slots go to the oldest waiting runs. Runs given slots at the same
+    # moment may start in either order, so a run's place in the start order is at most
+    # (limit - 1) away from its place in the submission order.
+    start_order = sorted(range(5), key=lambda i: spans[i][0])
+    assert all(abs(start_order.index(i) - i) < 2 for i in range(5)), start_order
     # Another user's run is not held back by this user's backlog.
     assert other_view.status is S.COMPLETED
     assert other_view.started_at < spans[-1][0]
