@@ -27,17 +27,10 @@ How each rule of SPEC §3 is kept order-independent:
 - Input masks (§3.5) override a linked pin only on nodes with a single linked pin (on a node with
   two linked pins a masked one makes the execution ready before the other value arrives, and the
   late value then starts a second, order-dependent execution); otherwise masks set unlinked pins.
-- Numbers stay small (|x| well under 1e16) so that whole floats never print in exponent form,
-  and no text reads as minus zero (no ``-`` in words; the calculator would take ``"-0"`` as
-  ``-0.0``): PostgreSQL ``jsonb`` turns ``1e+23`` into the integer
-  ``100000000000000000000000`` and ``-0.0`` into ``0.0``; see ``test_differential.py`` for the
-  strict-xfail cases.
-- Text avoids NUL (``jsonb`` rejects ``\\u0000``).
-- Dicts built at run time have one-character keys and no base value, so that their key order is
-  the same in Python (``merge_dynamic_inputs`` adds keys in sorted order) and in ``jsonb`` (which
-  orders keys by length, then bytes). The engine does not keep key order through ``jsonb``, and a
-  dict put into a text (template, format, error message) would differ only by that; see the
-  strict-xfail case in ``test_differential.py``.
+- Numbers stay small, text has no ``-`` or NUL, and dicts built at run time have one-character
+  keys. These limits date from when values were stored as PostgreSQL ``jsonb`` (which rewrote
+  ``1e+23`` and ``-0.0`` and reordered dict keys); values are plain JSON now, and
+  ``test_differential.py`` has dedicated tests for those cases. The limits could be lifted.
 """
 
 from __future__ import annotations
