@@ -71,7 +71,9 @@ def terminate_execution(engine: Engine, graph_exec_id: str, user_id: str) -> boo
 
 def _terminate(engine: Engine, graph_exec_id: str) -> bool:
     with engine.db.session() as session:
-        repo.lock_execution_state(session, graph_exec_id)  # waits for a delivery in progress
+        repo.get_execution_state(
+            session, graph_exec_id, lock=True
+        )  # waits for a delivery in progress
         session.execute(
             update(NodeExecution)
             .where(

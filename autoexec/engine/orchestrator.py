@@ -111,7 +111,7 @@ def _stopped(engine: Engine, graph_exec_id: str, batch: Batch) -> None:
 def _deliver_batch(engine: Engine, graph_exec_id: str) -> Batch:
     """Deliver the oldest undelivered outputs in one transaction."""
     with engine.db.session() as session:
-        execution = repo.lock_execution_state(session, graph_exec_id)
+        execution = repo.get_execution_state(session, graph_exec_id, lock=True)
         cancel_requested = execution.cancel_requested_at is not None
         if execution.status is not S.RUNNING or cancel_requested:
             return Batch(0, execution.status, cancel_requested, execution.user_id)

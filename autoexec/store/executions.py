@@ -67,31 +67,21 @@ def get_graph_execution(
     return row
 
 
-def get_execution_state(session: Session, graph_exec_id: str) -> GraphExecution:
-    """The execution without its bulky columns (inputs, stats), for per-node and per-step use."""
-    row = session.get(
-        GraphExecution,
-        graph_exec_id,
-        options=[defer(GraphExecution.inputs), defer(GraphExecution.stats)],
-    )
-    if row is None:
-        raise NotFoundError(f"graph execution {graph_exec_id!r} not found")
-    return row
+def get_execution_state(session: Session, graph_exec_id: str, lock: bool = False) -> GraphExecution:
+    """The execution without its bulky columns (inputs, stats), for per-node and per-step use.
 
-
-def lock_execution_state(session: Session, graph_exec_id: str) -> GraphExecution:
-    """Like ``get_execution_state``, holding the row lock until the transaction ends.
-
-    Every transaction that changes an execution's dataflow takes it first, so two steps (one
-    of which may hold an expired Redis lock) can never deliver the same outputs twice.
+    With ``lock`` the row stays locked until the transaction ends: every transaction that
+    changes an execution's dataflow takes it first, so two steps (one of which may hold an
+    expired Redis lock) can never deliver the same outputs twice.
     """
-    row = session.scalars(
+    stmt = (
         select(GraphExecution)
         .where(GraphExecution.id == graph_exec_id)
         .options(defer(GraphExecution.inputs), defer(GraphExecution.stats))
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
+    )
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    row = session.scalars(stmt).first()
     if row is None:
         raise NotFoundError(f"graph execution {graph_exec_id!r} not found")
     return row
