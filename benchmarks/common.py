@@ -707,3 +707,23 @@ def profile_call(call: Callable[[], Any], top: int = 20) -> Any:
     result = profiler.runcall(call)
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(top)
     return result
+
+
+def run_benchmark(
+    name: str,
+    description: str,
+    default_n: int,
+    run_autoexec: Callable[[argparse.Namespace, Path], Measurement],
+    raw_group: Callable[[int], Callable[[Any], Any]],
+) -> None:
+    """The whole command: autoexec, then raw Celery on the same work, then the ratio."""
+    args = parser(description, default_n=default_n).parse_args()
+    print_header(name, args)
+    with workdir(args.keep_logs) as path:
+        autoexec = run_autoexec(args, path)
+        raw = measure_raw(args, path, "raw celery", raw_group(args.n))
+    print()
+    print_measurement(autoexec, "nodes")
+    if raw:
+        print_measurement(raw, "tasks")
+    print_ratio(autoexec, raw)

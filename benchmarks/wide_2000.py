@@ -127,16 +127,7 @@ def raw_group(n: int) -> Any:
 
 
 def main() -> None:
-    args = common.parser(__doc__.split("\n")[0], default_n=2_000).parse_args()
-    common.print_header("wide_2000", args)
-    with common.workdir(args.keep_logs) as workdir:
-        autoexec = run_autoexec(args, workdir)
-        raw = common.measure_raw(args, workdir, "raw celery", raw_group(args.n))
-    print()
-    common.print_measurement(autoexec, "nodes")
-    if raw:
-        common.print_measurement(raw, "tasks")
-    common.print_ratio(autoexec, raw)
+    common.run_benchmark("wide_2000", __doc__.split("\n")[0], 2_000, run_autoexec, raw_group)
 
 
 if __name__ == "__main__":
