@@ -12,8 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from autoexec.settings import get_settings
-
 EMBEDDED_ENV = {
     "AUTOEXEC_BROKER_URL": "memory://localhost/",
     "AUTOEXEC_REDIS_URL": "memory://embedded",
@@ -29,9 +27,10 @@ def configure_embedded(home: Path | None = None) -> None:
     """Point this process's settings at the embedded stack (before anything reads them)."""
     home = home or default_home()
     home.mkdir(parents=True, exist_ok=True)
-    os.environ.update(EMBEDDED_ENV)
-    os.environ["AUTOEXEC_DATABASE_URL"] = f"sqlite:///{home / 'embedded.sqlite3'}"
-    get_settings.cache_clear()
+    from autoexec.engine.tasks import reconfigure
+
+    database = f"sqlite:///{home / 'embedded.sqlite3'}"
+    reconfigure({**EMBEDDED_ENV, "AUTOEXEC_DATABASE_URL": database})
 
 
 @contextmanager

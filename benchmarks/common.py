@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from kombu import Connection
-from sqlalchemy import create_engine, func, make_url, select, text
+from sqlalchemy import func, make_url, select
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER_START_TIMEOUT = 60.0
@@ -88,32 +88,10 @@ def settings_env() -> dict[str, str]:
     }
 
 
-def _admin_url(url: str) -> str:
-    return make_url(url).set(database="postgres").render_as_string(hide_password=False)
-
-
-def drop_database(url: str) -> None:
-    name = make_url(url).database
-    engine = create_engine(_admin_url(url), isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": name},
-            )
-            quoted = engine.dialect.identifier_preparer.quote(str(name))
-            conn.execute(text(f"DROP DATABASE IF EXISTS {quoted}"))
-    finally:
-        engine.dispose()
-
-
 @contextmanager
 def bench_database(server_url: str) -> Iterator[str]:
     """A new database ``autoexec_bench_<random>`` migrated to head; dropped at the end."""
-    from autoexec.store.db import ensure_database_exists
+    from autoexec.store.db import drop_database, ensure_database_exists
     from autoexec.store.migrate import upgrade_database
 
     name = f"autoexec_bench_{secrets.token_hex(6)}"
@@ -244,23 +222,11 @@ class AutoexecCluster:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def _use_settings(env: dict[str, str]) -> Any:
-    """Point this process's settings, Celery app and engine at ``env``."""
-    from autoexec.celery_app import app, celery_config
-    from autoexec.engine.tasks import get_engine, reset_engine
-    from autoexec.settings import get_settings
-
-    os.environ.update(env)
-    get_settings.cache_clear()
-    app.conf.update(celery_config(get_settings()))
-    reset_engine()
-    return get_engine()
-
-
 @contextmanager
 def autoexec_cluster(args: argparse.Namespace, workdir: Path) -> Iterator[AutoexecCluster]:
     """A fresh database, private queues and ``celery -A autoexec worker -c N`` on them."""
     from autoexec.celery_app import app
+    from autoexec.engine.tasks import reconfigure
 
     base = settings_env()
     tag = secrets.token_hex(4)
@@ -276,7 +242,7 @@ def autoexec_cluster(args: argparse.Namespace, workdir: Path) -> Iterator[Autoex
         probe_dir.mkdir()
     with bench_database(base["AUTOEXEC_DATABASE_URL"]) as url:
         env = {**base, "AUTOEXEC_DATABASE_URL": url, **queues}
-        engine = _use_settings(env)
+        engine = reconfigure(env)
         try:
             with worker_process(
                 "autoexec", list(queues.values()), {**env, **extra_env}, args.concurrency,

@@ -135,11 +135,12 @@ def main() -> None:
     args = p.parse_args()
     common.handle_signals()
     from autoexec import api
+    from autoexec.engine.tasks import reconfigure
     from autoexec.store import executions as repo
 
     base = common.settings_env()
     with common.bench_database(base["AUTOEXEC_DATABASE_URL"]) as url:
-        engine = common._use_settings({**base, "AUTOEXEC_DATABASE_URL": url})
+        engine = reconfigure({**base, "AUTOEXEC_DATABASE_URL": url})
         try:
             graph_id, _ = api.save_graph(definition(), common.BENCH_USER, engine=engine)
             started = time.perf_counter()

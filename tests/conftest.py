@@ -24,7 +24,7 @@ from kombu import Connection
 from sqlalchemy import create_engine, make_url, text
 
 from autoexec.settings import Settings, load_settings
-from autoexec.store.db import Database, ensure_database_exists
+from autoexec.store.db import Database, drop_database, ensure_database_exists
 from autoexec.store.migrate import upgrade_database
 from autoexec.store.tables import Base
 
@@ -119,25 +119,6 @@ def services(settings: Settings, postgres_server: str) -> Services:
 def random_database_url(server_url: str) -> str:
     name = f"autoexec_test_{secrets.token_hex(6)}"
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(url: str) -> None:
-    """Drop the database of ``url`` if it exists, disconnecting its clients first."""
-    name = make_url(url).database
-    engine = create_engine(admin_url(url), isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": name},
-            )
-            quoted = engine.dialect.identifier_preparer.quote(str(name))
-            conn.execute(text(f"DROP DATABASE IF EXISTS {quoted}"))
-    finally:
-        engine.dispose()
 
 
 @contextmanager

@@ -1,7 +1,8 @@
-"""The orchestrator step: admission, delivery of outputs, dispatch of ready nodes, finalization.
+"""The orchestrator step: delivery of outputs, dispatch of ready nodes, finalization.
 
 Each function is a short step over persisted state; none waits for another task. The graph
-execution's Redis lock serializes the steps of one execution across the cluster.
+execution's Redis lock serializes the steps of one execution across the cluster, and the row
+lock taken by each delivery transaction keeps a step whose Redis lock expired from repeating it.
 """
 
 from __future__ import annotations
@@ -24,9 +25,6 @@ from autoexec.store.graphs import load_graph
 
 S = ExecutionStatus
 log = logging.getLogger(__name__)
-
-
-# --- the step -------------------------------------------------------------------------------
 
 
 def advance(engine: Engine, graph_exec_id: str) -> None:

@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from celery import Task
@@ -16,13 +18,14 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
-from autoexec.celery_app import app
+from autoexec.celery_app import app, celery_config
 from autoexec.engine import node_execution, orchestrator
 from autoexec.engine.admission import admit
 from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine, build_engine
 from autoexec.engine.submission import RunRequest, create_execution
 from autoexec.errors import AutoexecError
+from autoexec.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,16 @@ def get_engine() -> Engine:
 
 def reset_engine() -> None:
     _engines.clear()
+
+
+def reconfigure(env: Mapping[str, str] | None = None) -> Engine:
+    """Re-read the settings (after updating the environment with ``env``) and apply them to
+    the Celery app and this process's engine. For the embedded stack, tests and benchmarks."""
+    os.environ.update(env or {})
+    get_settings.cache_clear()
+    app.conf.update(celery_config(get_settings()))
+    reset_engine()
+    return get_engine()
 
 
 # A request naming an unknown graph or bad inputs is the caller's error: it fails the task

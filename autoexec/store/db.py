@@ -58,12 +58,17 @@ def _sqlite_begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _admin_engine(url: URL) -> Engine:
+    """An autocommit engine on the server's maintenance database (``postgres``)."""
+    return create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+
+
 def ensure_database_exists(url: str) -> bool:
     """Create the PostgreSQL database named in ``url`` if it is missing; True if created."""
     parsed = make_url(url)
     if is_sqlite(parsed) or not parsed.database:
         return False
-    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    admin = _admin_engine(parsed)
     try:
         with admin.connect() as conn:
             exists = conn.execute(
@@ -74,6 +79,27 @@ def ensure_database_exists(url: str) -> bool:
             quoted = admin.dialect.identifier_preparer.quote(parsed.database)
             conn.execute(text(f"CREATE DATABASE {quoted}"))
             return True
+    finally:
+        admin.dispose()
+
+
+def drop_database(url: str) -> None:
+    """Drop the PostgreSQL database named in ``url`` if it exists, disconnecting its clients."""
+    parsed = make_url(url)
+    if is_sqlite(parsed) or not parsed.database:
+        return
+    admin = _admin_engine(parsed)
+    try:
+        with admin.connect() as conn:
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": parsed.database},
+            )
+            quoted = admin.dialect.identifier_preparer.quote(parsed.database)
+            conn.execute(text(f"DROP DATABASE IF EXISTS {quoted}"))
     finally:
         admin.dispose()
 

@@ -21,10 +21,8 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
-from autoexec.celery_app import app, celery_config
 from autoexec.engine.context import Engine
-from autoexec.engine.tasks import get_engine, reset_engine
-from autoexec.settings import get_settings
+from autoexec.engine.tasks import reconfigure
 from tests.conftest import Services, migrated_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,15 +40,6 @@ class Cluster:
 
     def worker_log(self) -> str:
         return self.log_path.read_text(errors="replace")
-
-
-def _use_settings(env: dict[str, str]) -> Engine:
-    """Point this test process (its settings, Celery app and engine) at ``env``."""
-    os.environ.update(env)
-    get_settings.cache_clear()
-    app.conf.update(celery_config(get_settings()))
-    reset_engine()
-    return get_engine()
 
 
 def _queue_env(tag: str) -> dict[str, str]:
@@ -131,7 +120,7 @@ def cluster(
     env = {"AUTOEXEC_DATABASE_URL": cluster_database, **_queue_env(tag)}
     saved = {key: os.environ.get(key) for key in env}
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    engine = _use_settings(env)
+    engine = reconfigure(env)
     try:
         with worker_process(env, 2, log_path, f"test-{tag}"):
             yield Cluster(
@@ -145,8 +134,7 @@ def cluster(
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        get_settings.cache_clear()
-        reset_engine()
+        reconfigure()
 
 
 def kill_worker(process: subprocess.Popen[bytes]) -> None:
@@ -171,12 +159,12 @@ def private_queues(cluster: Cluster) -> Iterator[PrivateQueues]:
         "AUTOEXEC_NODE_QUEUE": cluster.node_queue,
         "AUTOEXEC_INBOX_QUEUE": cluster.inbox_queue,
     }
-    engine = _use_settings(env)
+    engine = reconfigure(env)
     try:
         yield PrivateQueues(engine, env)
     finally:
         _delete_queues(engine.settings.broker_url, env)
-        _use_settings(restore)
+        reconfigure(restore)
 
 
 @contextmanager
