@@ -74,8 +74,16 @@ def flower(env: dict[str, str], log_path: Path, *options: str) -> Iterator[str]:
         wait_until_up(process, base, log_path)
         yield base
     finally:
-        process.send_signal(signal.SIGTERM)
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
         process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def wait_until_up(process: subprocess.Popen[bytes], base: str, log_path: Path) -> None:
