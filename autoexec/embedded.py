@@ -6,6 +6,7 @@ Redis stand-in. The engine runs the same code paths as on a cluster.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Iterator
@@ -24,13 +25,23 @@ def default_home() -> Path:
 
 
 def configure_embedded(home: Path | None = None) -> None:
-    """Point this process's settings at the embedded stack (before anything reads them)."""
-    home = home or default_home()
+    """Point this process's settings at the embedded stack (before anything reads them) and
+    bring its SQLite database in ``home`` to the latest schema."""
+    home = (home or default_home()).resolve()
     home.mkdir(parents=True, exist_ok=True)
     from autoexec.engine.tasks import reconfigure
 
     database = f"sqlite:///{home / 'embedded.sqlite3'}"
     reconfigure({**EMBEDDED_ENV, "AUTOEXEC_DATABASE_URL": database})
+    migrate_once(database)
+
+
+@functools.cache
+def migrate_once(database_url: str) -> None:
+    """Migrate the embedded database the first time this process configures it."""
+    from autoexec.store.migrate import upgrade_database
+
+    upgrade_database(database_url)
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from alembic.config import Config
 import autoexec
 from autoexec.store.db import ensure_database_exists
 
-MIGRATIONS_DIR = Path(autoexec.__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(autoexec.__file__).resolve().parent / "migrations"
 
 
 def alembic_config(url: str) -> Config:
