@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from autoexec.blocks.base import Block
+from autoexec.errors import BlockNotFoundError
 from autoexec.graph import GRAPH_INPUT_BLOCK, GRAPH_OUTPUT_BLOCK, Graph, Link, Node
 from autoexec.pins import LIST, MISSING, OBJECT, Pin, merge_dynamic_inputs, parse_pin, pick
 from autoexec.statuses import ExecutionStatus
@@ -248,7 +249,11 @@ def _link_refusal(spec: RunSpec, link: Link, part: Any) -> str | None:
     masked = link.sink_name in spec.nodes_input_masks.get(sink.id, {})
     if part is MISSING or part is None or masked or sink.id in spec.nodes_to_skip:
         return None
-    return pin_refusal(spec.block_of(sink), link.sink_name, part)
+    try:
+        block = spec.block_of(sink)
+    except BlockNotFoundError:
+        return None  # a custom block only the workers load: their ready check applies
+    return pin_refusal(block, link.sink_name, part)
 
 
 def pin_refusal(block: type[Block[Any]], pin_name: str, value: Any) -> str | None:

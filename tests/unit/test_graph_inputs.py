@@ -10,8 +10,9 @@ import pytest
 from autoexec.blocks.base import Block, BlockInput, BlockOutput, RunContext
 from autoexec.blocks.builtin import CalculatorBlock, FillTextTemplateBlock
 from autoexec.blocks.registry import load_registry
+from autoexec.dataflow import BlockLookup
 from autoexec.engine.submission import RunRequest, validate_request
-from autoexec.errors import InputValidationError
+from autoexec.errors import BlockNotFoundError, InputValidationError
 from autoexec.graph import Graph
 from autoexec.pins import merge_dynamic_inputs
 
@@ -59,9 +60,11 @@ TEMPLATE = {"id": "greet", "block_id": "fill_text_template", "input_default": {"
 NUMBERS = {"id": "nums", "block_id": "test_numbers", "input_default": {"label": "n"}}
 
 
-def refusal(graph: Graph, inputs: dict[str, Any], **request: Any) -> str | None:
+def refusal(
+    graph: Graph, inputs: dict[str, Any], blocks: BlockLookup = lookup, **request: Any
+) -> str | None:
     try:
-        validate_request(graph, RunRequest("g", "u", inputs, **request), lookup)
+        validate_request(graph, RunRequest("g", "u", inputs, **request), blocks)
     except InputValidationError as exc:
         return str(exc)
     return None
@@ -169,3 +172,16 @@ def _validates(block: type[Block[Any]], raw: dict[str, Any]) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_a_block_this_process_does_not_know_is_left_to_the_workers() -> None:
+    graph = make_graph(
+        [{"id": "custom", "block_id": "only_on_workers"}], [("result", "custom", "text")]
+    )
+
+    def workers_only(block_id: str) -> type[Block[Any]]:
+        if block_id == "only_on_workers":
+            raise BlockNotFoundError(f"no block {block_id!r}")
+        return REGISTRY.get(block_id)
+
+    assert refusal(graph, {"x": "abc"}, blocks=workers_only) is None
