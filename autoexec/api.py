@@ -3,7 +3,9 @@ execution is "not found"."""
 
 from __future__ import annotations
 
+import logging
 import time
+import warnings
 from datetime import datetime
 from typing import Any
 
@@ -15,13 +17,15 @@ from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine
 from autoexec.engine.submission import RunRequest, create_execution
 from autoexec.engine.tasks import get_engine
-from autoexec.errors import AutoexecError
-from autoexec.graph import GraphDefinition, parse_definition, validate_graph
+from autoexec.errors import AutoexecError, GraphWarning
+from autoexec.graph import GraphDefinition, graph_warnings, parse_definition, validate_graph
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store import graphs as graph_store
 from autoexec.store.tables import GraphExecution, NodeExecution
 from autoexec.store.transitions import transition_graph
+
+graph_log = logging.getLogger("autoexec.graph")
 
 __all__ = [
     "ExecutionView",
@@ -83,8 +87,16 @@ def save_graph(
     parsed = definition if isinstance(definition, GraphDefinition) else parse_definition(definition)
     engine = _engine(engine)
     validate_graph(parsed, engine.registry)
+    _warn_about(parsed)
     with engine.db.session() as session:
         return graph_store.save_graph(session, parsed, user_id)
+
+
+def _warn_about(definition: GraphDefinition) -> None:
+    """Log and emit (as ``GraphWarning``) what is legal but suspicious in a graph."""
+    for message in graph_warnings(definition):
+        graph_log.warning("graph %r: %s", definition.name, message)
+        warnings.warn(f"graph {definition.name!r}: {message}", GraphWarning, stacklevel=3)
 
 
 def list_graphs(user_id: str, engine: Engine | None = None) -> list[dict[str, Any]]:

@@ -13,8 +13,9 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from autoexec.blocks.base import Block
+from autoexec.errors import BlockNotFoundError
 from autoexec.graph import GRAPH_INPUT_BLOCK, GRAPH_OUTPUT_BLOCK, Graph, Link, Node
-from autoexec.pins import MISSING, merge_dynamic_inputs, pick
+from autoexec.pins import LIST, MISSING, OBJECT, Pin, merge_dynamic_inputs, parse_pin, pick
 from autoexec.statuses import ExecutionStatus
 
 BlockLookup = Callable[[str], type[Block[Any]]]
@@ -43,6 +44,11 @@ class DataflowStore(Protocol):
 
     def note_not_ready(self, exec_id: int, reason: str) -> None: ...
 
+    def mark_failed(self, exec_id: int, error: str, inputs: dict[str, Any]) -> None:
+        """End an INCOMPLETE execution FAILED and record ``error`` as its ``error`` output,
+        to be delivered like any yielded output (SPEC §3.3, §3.6)."""
+        ...
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -60,9 +66,13 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class Readiness:
+    """The ready check's verdict. ``error`` is set when every input is present but one does
+    not validate: more input cannot fix that, so the execution fails."""
+
     ready: bool
     inputs: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
+    error: str | None = None
 
 
 # --- start (§3.1) ---------------------------------------------------------------------------
@@ -134,18 +144,27 @@ def is_static(spec: RunSpec, link: Link) -> bool:
 
 
 def settle(spec: RunSpec, store: DataflowStore, exec_id: int, node: Node) -> bool:
-    """Re-check an INCOMPLETE execution; mark it QUEUED (or skipped) if it is ready."""
+    """Re-check an INCOMPLETE execution; mark it QUEUED if it is ready (True), skipped if it
+    is complete but skipped, FAILED if it is complete but invalid; else note why it waits."""
     readiness = check_ready(
         spec, node, store.delivered_inputs(exec_id), store.static_inputs(node.id)
     )
-    if not readiness.ready:
+    if not readiness.ready and readiness.error is None:
         store.note_not_ready(exec_id, readiness.reason)
         return False
     if node.id in spec.nodes_to_skip:
         store.mark_skipped(exec_id)
         return False
+    if readiness.error is not None:
+        store.mark_failed(exec_id, invalid_input_message(node, readiness.error), readiness.inputs)
+        return False
     store.mark_queued(exec_id, readiness.inputs)
     return True
+
+
+def invalid_input_message(node: Node, details: str) -> str:
+    """What a node execution whose inputs can never validate yields on its ``error`` pin."""
+    return f"invalid input for node {node.id!r} ({node.block_id}): {details}"
 
 
 def compose_inputs(
@@ -179,7 +198,9 @@ def validate_inputs(block: type[Block[Any]], raw: dict[str, Any]) -> Readiness:
     try:
         model = block.Input.model_validate(merged)
     except ValidationError as exc:
-        return Readiness(False, reason=f"invalid input: {describe_validation_error(exc)}")
+        details = describe_validation_error(exc)
+        given = {pin: value for pin, value in merged.items() if pin in block.input_pins()}
+        return Readiness(False, inputs=given, reason=f"invalid input: {details}", error=details)
     return Readiness(True, inputs=_known_pins(block, model.model_dump(mode="json"), merged))
 
 
@@ -194,6 +215,80 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(p) for p in err['loc']) or 'input'}: {err['msg']}" for err in exc.errors()
     )
+
+
+# --- graph inputs at submission (§3.3) ------------------------------------------------------
+
+
+def graph_input_problems(spec: RunSpec) -> list[str]:
+    """Every submitted graph input that cannot validate on a pin it feeds, named with the
+    node and pin, so that a run that could only fail or wait forever is never started."""
+    return [problem for node in spec.graph.input_nodes() for problem in _input_problems(spec, node)]
+
+
+def _input_problems(spec: RunSpec, node: Node) -> list[str]:
+    name = str(node.input_default.get("name"))
+    value = spec.inputs.get(name)
+    overridden = "value" in spec.nodes_input_masks.get(node.id, {})
+    if value is None or overridden or node.id in spec.nodes_to_skip:
+        return []  # nothing, or something else, leaves this input node
+    problems = []
+    for link in spec.graph.links_from.get(node.id, []):
+        refusal = _link_refusal(spec, link, pick(value, link.source_name, "result"))
+        if refusal is not None:
+            sink = spec.graph.node(link.sink_id)
+            problems.append(
+                f"graph input {name!r} = {_shown(value)} cannot feed pin {link.sink_name!r} "
+                f"of node {sink.id!r} ({sink.block_id}): {refusal}"
+            )
+    return problems
+
+
+def _link_refusal(spec: RunSpec, link: Link, part: Any) -> str | None:
+    sink = spec.graph.node(link.sink_id)
+    masked = link.sink_name in spec.nodes_input_masks.get(sink.id, {})
+    if part is MISSING or part is None or masked or sink.id in spec.nodes_to_skip:
+        return None
+    try:
+        block = spec.block_of(sink)
+    except BlockNotFoundError:
+        return None  # a custom block only the workers load: their ready check applies
+    return pin_refusal(block, link.sink_name, part)
+
+
+def pin_refusal(block: type[Block[Any]], pin_name: str, value: Any) -> str | None:
+    """Why ``value`` on input ``pin_name`` can never validate (None if it can, or if only the
+    whole input can tell). Validated as the ready check does; only the errors about this pin
+    (or the element a dynamic pin builds) count, since other pins may still arrive."""
+    pin = parse_pin(pin_name)
+    if pin.kind == OBJECT or (pin.kind == LIST and not pin.key.isdigit()):
+        return None  # an attribute of an object, or a part that is never merged
+    try:
+        block.Input.model_validate(merge_dynamic_inputs({pin_name: value}))
+    except ValidationError as exc:
+        prefix = _error_prefix(pin)
+        reasons = [
+            _located(err["loc"][len(prefix) :], err["msg"])
+            for err in exc.errors()
+            if tuple(err["loc"][: len(prefix)]) == prefix
+        ]
+        return "; ".join(reasons) or None
+    return None
+
+
+def _error_prefix(pin: Pin) -> tuple[str | int, ...]:
+    if not pin.is_dynamic:
+        return (pin.base,)
+    return (pin.base, int(pin.key) if pin.kind == LIST else pin.key)
+
+
+def _located(loc: tuple[str | int, ...], message: str) -> str:
+    return f"{'.'.join(str(p) for p in loc)}: {message}" if loc else message
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --- errors and end (§3.6, §3.7) ------------------------------------------------------------

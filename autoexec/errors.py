@@ -11,6 +11,9 @@
     ├── NotFoundError             no such graph / execution for this user
     ├── InvalidTransitionError    a status change that SPEC §2 does not allow
     └── InsufficientBalanceError  not enough credits (SPEC §6)
+
+    UserWarning
+    └── GraphWarning              a saved graph is legal but suspicious (e.g. unreachable nodes)
 """
 
 from __future__ import annotations
@@ -53,3 +56,7 @@ class InvalidTransitionError(AutoexecError):
 
 class InsufficientBalanceError(AutoexecError):
     """Not enough credits; top up to continue."""
+
+
+class GraphWarning(UserWarning):
+    """A saved graph is legal but will not do what it seems to (e.g. nodes that never run)."""

@@ -136,6 +136,7 @@ def validate_graph(definition: GraphDefinition, registry: BlockRegistry) -> None
         *_unknown_blocks(definition, registry),
         *_bad_links(definition, registry),
         *_duplicate_input_names(definition),
+        *_nothing_can_start(definition),
     ]
     if problems:
         raise GraphValidationError("invalid graph: " + "; ".join(problems))
@@ -202,3 +203,50 @@ def _duplicate_input_names(definition: GraphDefinition) -> list[str]:
         for name, node_ids in users.items()
         if len(node_ids) > 1
     ]
+
+
+def _nothing_can_start(definition: GraphDefinition) -> list[str]:
+    if not definition.nodes or _starting_ids(definition):
+        return []
+    names = ", ".join(repr(node.id) for node in definition.nodes)
+    return [
+        f"no node can start: every node ({names}) has an incoming link and none is an "
+        f"{GRAPH_INPUT_BLOCK!r}; give the graph an input node or a node with no incoming link"
+    ]
+
+
+def _starting_ids(definition: GraphDefinition) -> set[str]:
+    """Nodes with no incoming link, plus every graph-input node (SPEC §3.1)."""
+    sinks = {link.sink_id for link in definition.links}
+    return {
+        node.id
+        for node in definition.nodes
+        if node.block_id == GRAPH_INPUT_BLOCK or node.id not in sinks
+    }
+
+
+def graph_warnings(definition: GraphDefinition) -> list[str]:
+    """What is legal but suspicious in a graph: nodes that no starting node reaches through
+    links, so they can never run (such as a closed cycle beside a normal chain)."""
+    reached = _reachable(definition, _starting_ids(definition))
+    unreached = [node.id for node in definition.nodes if node.id not in reached]
+    if not reached or not unreached:
+        return []  # nothing can start: that is an error of validate_graph
+    names = ", ".join(repr(node_id) for node_id in unreached)
+    return [
+        f"node(s) {names} can never run: no starting node (an {GRAPH_INPUT_BLOCK!r} node or "
+        "a node with no incoming link) reaches them through links"
+    ]
+
+
+def _reachable(definition: GraphDefinition, starts: set[str]) -> set[str]:
+    targets: dict[str, list[str]] = {}
+    for link in definition.links:
+        targets.setdefault(link.source_id, []).append(link.sink_id)
+    reached, frontier = set(starts), list(starts)
+    while frontier:
+        for sink_id in targets.get(frontier.pop(), []):
+            if sink_id not in reached:
+                reached.add(sink_id)
+                frontier.append(sink_id)
+    return reached

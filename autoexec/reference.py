@@ -50,6 +50,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.executions: dict[int, MemoryExecution] = {}
         self.static: dict[str, dict[str, Any]] = {}
+        self.undelivered: deque[MemoryExecution] = deque()
 
     def _incomplete(self, node_id: str, pin: str) -> list[int]:
         return [
@@ -92,6 +93,22 @@ class MemoryStore:
     def note_not_ready(self, exec_id: int, reason: str) -> None:
         self.executions[exec_id].not_ready_reason = reason
 
+    def mark_failed(self, exec_id: int, error: str, inputs: dict[str, Any]) -> None:
+        execution = self.executions[exec_id]
+        execution.status, execution.inputs, execution.error = S.FAILED, inputs, error
+        execution.outputs.append((ERROR_PIN, error))
+        self.undelivered.append(execution)
+
+
+def deliver_failures(spec: RunSpec, store: MemoryStore) -> list[int]:
+    """Deliver the ``error`` of every execution the ready check failed (which may fail more);
+    return the ids that became QUEUED."""
+    ready: list[int] = []
+    while store.undelivered:
+        failed = store.undelivered.popleft()
+        ready += deliver(spec, store, failed.node_id, ERROR_PIN, failed.error)
+    return ready
+
 
 @dataclass(frozen=True)
 class NodeRecord:
@@ -128,12 +145,14 @@ def run_reference(
     )
     store = MemoryStore()
     ready = deque(start(spec, store))
+    ready.extend(deliver_failures(spec, store))
     runs = 0
     while ready:
         runs += 1
         if runs > max_node_runs:
             raise NodeRunLimitError(f"more than {max_node_runs} node executions; is it a loop?")
         ready.extend(_run_node(spec, store, store.executions[ready.popleft()]))
+        ready.extend(deliver_failures(spec, store))
     return _result(graph, store)
 
 

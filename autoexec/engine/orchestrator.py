@@ -80,6 +80,10 @@ class Batch:
     status: ExecutionStatus
     cancel_requested: bool
     user_id: str
+    recorded: int = 0  # outputs written by the delivery itself, still to deliver
+
+    def left_more(self, batch_size: int) -> bool:
+        return self.delivered >= batch_size or self.recorded > 0
 
 
 def _drain(engine: Engine, graph_exec_id: str, lock: Lock) -> None:
@@ -90,7 +94,7 @@ def _drain(engine: Engine, graph_exec_id: str, lock: Lock) -> None:
             _stopped(engine, graph_exec_id, batch)
             return
         dispatch_ready(engine, graph_exec_id)
-        if batch.delivered < engine.settings.delivery_batch_size:
+        if not batch.left_more(engine.settings.delivery_batch_size):
             break
         lock.reacquire()
     if _finished(engine, graph_exec_id):
@@ -122,7 +126,9 @@ def _deliver_batch(engine: Engine, graph_exec_id: str) -> Batch:
         for output in pending:
             deliver(spec, store, output.node_id, output.name, output.value)
         repo.mark_delivered(session, [output.id for output in pending])
-        return Batch(len(pending), execution.status, False, execution.user_id)
+        return Batch(
+            len(pending), execution.status, False, execution.user_id, store.recorded_outputs
+        )
 
 
 def dispatch_ready(engine: Engine, graph_exec_id: str) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from autoexec.dataflow import start
+from autoexec.blocks.registry import get_registry
+from autoexec.dataflow import BlockLookup, RunSpec, graph_input_problems, start
 from autoexec.engine.context import Engine, run_spec
 from autoexec.errors import InputValidationError
 from autoexec.graph import Graph
@@ -28,9 +29,18 @@ class RunRequest:
     root_execution_id: str | None = None
 
 
-def validate_request(graph: Graph, request: RunRequest) -> None:
-    """Reject unknown or missing graph inputs and masks/skips naming unknown nodes."""
+def validate_request(graph: Graph, request: RunRequest, blocks: BlockLookup | None = None) -> None:
+    """Reject unknown or missing graph inputs, inputs that cannot validate on the pins they
+    feed, and masks/skips naming unknown nodes. ``blocks`` defaults to the process registry."""
     problems = [*_input_problems(graph, request.inputs), *_node_problems(graph, request)]
+    spec = RunSpec(
+        graph,
+        blocks or get_registry().get,
+        request.inputs,
+        request.nodes_input_masks,
+        frozenset(request.nodes_to_skip),
+    )
+    problems += graph_input_problems(spec)
     if problems:
         raise InputValidationError("; ".join(problems))
 
@@ -72,7 +82,7 @@ def create_execution(engine: Engine, request: RunRequest, exec_id: str | None = 
             session, request.graph_id, request.user_id
         )
         graph = load_graph(session, request.graph_id, version, request.user_id)
-        validate_request(graph, request)
+        validate_request(graph, request, engine.registry.get)
         ensure_user(session, request.user_id)
         row = repo.create_graph_execution(session, _submission(graph, request), exec_id)
         spec = run_spec(engine, graph, row, with_inputs=True)

@@ -8,8 +8,10 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from autoexec.blocks.base import ERROR_PIN
 from autoexec.graph import Graph
 from autoexec.statuses import ExecutionStatus
+from autoexec.store.executions import append_output
 from autoexec.store.tables import NodeExecution, NodeExecutionInput, StaticInput
 from autoexec.store.transitions import transition_node
 
@@ -18,13 +20,18 @@ _INCOMPLETE_ONLY = frozenset({S.INCOMPLETE})
 
 
 class SqlDataflowStore:
-    """Runs inside the caller's transaction; the graph-execution lock serializes its users."""
+    """Runs inside the caller's transaction; the graph-execution lock serializes its users.
+
+    ``recorded_outputs`` counts the outputs this store wrote (the ``error`` of an execution
+    failed by the ready check): they are not delivered yet, so the caller must see to it.
+    """
 
     def __init__(self, session: Session, graph: Graph, graph_exec_id: str) -> None:
         self.session = session
         self.graph = graph
         self.graph_exec_id = graph_exec_id
         self._static: dict[str, dict[str, Any]] = {}
+        self.recorded_outputs = 0
 
     def _lacking(self, node_id: str, pin: str) -> Any:
         has_pin = exists().where(
@@ -113,6 +120,20 @@ class SqlDataflowStore:
             .where(NodeExecution.id == exec_id)
             .values(stats={"waiting": reason})
         )
+
+    def mark_failed(self, exec_id: int, error: str, inputs: dict[str, Any]) -> None:
+        failed = transition_node(
+            self.session,
+            exec_id,
+            S.FAILED,
+            allowed_from=_INCOMPLETE_ONLY,
+            input_data=inputs,
+            stats={"error": error},
+            error=error,
+        )
+        if failed:
+            append_output(self.session, exec_id, self.graph_exec_id, 0, ERROR_PIN, error)
+            self.recorded_outputs += 1
 
     def _dialect(self) -> str:
         return self.session.get_bind().dialect.name

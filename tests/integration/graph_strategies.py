@@ -42,6 +42,12 @@ from typing import Any, ClassVar
 
 from hypothesis import strategies as st
 
+from autoexec.blocks.registry import load_registry
+from autoexec.dataflow import RunSpec, graph_input_problems
+from autoexec.graph import Graph
+
+REGISTRY = load_registry()
+
 OPERATIONS = ("add", "subtract", "multiply", "divide", "modulo")
 COMPARATORS = ("==", "!=", ">", "<", ">=", "<=")
 DICT_KEYS = ("1", "a", "b", "k", "z")  # one character each: see the module docstring
@@ -519,12 +525,25 @@ class Builder:
 
     def case(self) -> Case:
         masks = self.masks()
-        return Case(
-            {"name": "differential", "nodes": self.nodes, "links": self.links},
-            self.inputs,
-            masks,
-            self.skips(),
-        )
+        skips = self.skips()
+        definition = {"name": "differential", "nodes": self.nodes, "links": self.links}
+        self.unsubmit_refused_inputs(definition, masks, skips)
+        return Case(definition, self.inputs, masks, skips)
+
+    def unsubmit_refused_inputs(
+        self, definition: dict[str, Any], masks: dict[str, dict[str, Any]], skips: list[str]
+    ) -> None:
+        """Submission refuses a graph input that cannot validate on a pin it feeds (SPEC
+        §3.3): such a value becomes its input node's ``default`` instead, so that it still
+        reaches the pin at run time (where the node fails, on both sides alike)."""
+        graph = Graph.model_validate({**definition, "id": "g", "version": 1, "user_id": "u"})
+        for node in self.nodes:
+            name = node["input_default"].get("name")
+            if node["block_id"] != "agent_input" or name not in self.inputs:
+                continue
+            spec = RunSpec(graph, REGISTRY.get, {name: self.inputs[name]}, masks, frozenset(skips))
+            if graph_input_problems(spec):
+                node["input_default"]["default"] = self.inputs.pop(name)
 
 
 @st.composite

@@ -155,3 +155,16 @@ def test_a_missing_required_input_is_refused_before_anything_runs(tmp_path: Path
     assert run.returncode == 2
     assert run.stdout == ""
     assert "error: missing required graph input 'x'" in run.stderr
+
+
+def test_a_graph_input_that_cannot_feed_its_pin_is_refused_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    run = autoexec(tmp_path, "run", str(EXAMPLES / "hello.json"), "--input", "x=abc")
+    assert run.returncode == 2, run.stderr
+    assert run.stdout == ""
+    assert (
+        "error: graph input 'x' = 'abc' cannot feed pin 'a' of node 'add' (calculator): "
+        "Input should be a valid number, unable to parse string as a number"
+    ) in run.stderr.splitlines()
+    assert "Traceback" not in run.stderr

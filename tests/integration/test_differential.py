@@ -50,7 +50,13 @@ from autoexec.engine.context import Engine
 from autoexec.engine.submission import RunRequest, validate_request
 from autoexec.graph import Graph, GraphDefinition, validate_graph
 from autoexec.node_runner import error_message, iterate_block
-from autoexec.reference import MemoryExecution, MemoryStore, ReferenceResult, run_reference
+from autoexec.reference import (
+    MemoryExecution,
+    MemoryStore,
+    ReferenceResult,
+    deliver_failures,
+    run_reference,
+)
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.graphs import load_graph
 from tests.integration.conftest import Cluster, private_queues, worker_process
@@ -220,7 +226,10 @@ def run_interleaved(graph: Graph, case: Case, rng: random.Random) -> Summary:
     store = MemoryStore()
     queued = list(start(spec, store))
     running: list[tuple[MemoryExecution, Iterator[tuple[str, Any]]]] = []
-    while queued or running:
+    while queued or running or store.undelivered:
+        queued += deliver_failures(spec, store)  # of executions the ready check failed
+        if not (queued or running):
+            break
         pick = rng.randrange(len(queued) + len(running))
         if pick < len(queued):
             execution = store.executions[queued.pop(pick)]
@@ -371,6 +380,7 @@ FEATURES = (
     "mask",
     "skip",
     "node FAILED",
+    "node FAILED on invalid input",
     "node INCOMPLETE",
     "node ran 3+ times",
 )
@@ -391,6 +401,9 @@ def coverage(cases: list[Case], summaries: list[Summary]) -> Counter[str]:
         seen["skip"] += bool(case.nodes_to_skip)
         statuses = {key[2] for key in summary.executions}
         seen["node FAILED"] += S.FAILED.value in statuses
+        seen["node FAILED on invalid input"] += any(
+            "invalid input for node" in key[3] for key in summary.executions
+        )
         seen["node INCOMPLETE"] += S.INCOMPLETE.value in statuses
         runs = Counter(key[0] for key in summary.executions.elements())
         seen["node ran 3+ times"] += any(n >= 3 for n in runs.values())

@@ -665,29 +665,95 @@ def test_other_exception_message_is_in_the_error_output() -> None:
     assert result.outputs == {"err": [bad.error]}
 
 
-def test_invalid_input_at_ready_check_keeps_the_node_incomplete() -> None:
-    result = run(spec_example(), inputs={"x": "not a number"})
+CALC_A_INVALID = (
+    "invalid input for node 'calc' (calculator): "
+    "a: Input should be a valid number, unable to parse string as a number"
+)
 
-    assert result.status is S.COMPLETED
-    assert result.error is None
+
+def test_complete_but_invalid_inputs_fail_the_node_and_the_graph() -> None:
+    # Submission refuses this value as a graph input; a mask (or an upstream node) gives it.
+    result = run(spec_example(), nodes_input_masks={"a": {"value": "not a number"}})
+
+    assert result.status is S.FAILED
+    assert result.error == CALC_A_INVALID
     (calc,) = execs(result, "calc")
-    assert calc.status is S.INCOMPLETE
-    assert calc.outputs == []
-    assert calc.inputs is None
+    assert calc.status is S.FAILED
+    assert calc.error == CALC_A_INVALID
+    assert calc.outputs == [("error", CALC_A_INVALID)]
+    assert calc.inputs == {"operation": "add", "b": 1, "a": "not a number"}
     assert execs(result, "out") == []
-    assert result.outputs == {}
 
 
-def test_invalid_input_reason_is_noted_on_the_execution() -> None:
+def test_invalid_inputs_fail_at_once_and_queue_the_error_for_delivery() -> None:
     spec = RunSpec(spec_example(), lookup)
     store = MemoryStore()
 
     assert deliver(spec, store, "a", "result", "not a number") == []
 
     (execution,) = store.executions.values()
+    assert execution.status is S.FAILED
+    assert execution.error == CALC_A_INVALID
+    assert list(store.undelivered) == [execution]
+
+
+def test_error_of_invalid_inputs_goes_out_on_the_error_pin() -> None:
+    graph = make_graph(
+        [
+            node("a", "agent_input", name="x", value="not a number"),
+            node("calc", "calculator", operation="add", b=1),
+            node("problem", "agent_output", name="problem"),
+        ],
+        [link("a", "result", "calc", "a"), link("calc", "error", "problem", "value")],
+    )
+    result = run(graph)
+
+    assert result.status is S.COMPLETED
+    assert result.error is None
+    assert result.outputs == {"problem": [CALC_A_INVALID]}
+    (calc,) = execs(result, "calc")
+    assert calc.status is S.FAILED
+
+
+def test_starting_node_with_an_invalid_default_fails() -> None:
+    graph = make_graph(
+        [
+            node("calc", "calculator", operation="add", a="abc", b=1),
+            node("out", "agent_output", name="sum"),
+        ],
+        [link("calc", "result", "out", "value")],
+    )
+    result = run(graph)
+
+    assert result.status is S.FAILED
+    assert result.error == CALC_A_INVALID
+    (calc,) = execs(result, "calc")
+    assert (calc.status, calc.outputs) == (S.FAILED, [("error", CALC_A_INVALID)])
+
+
+def test_skipped_node_with_invalid_inputs_is_skipped_not_failed() -> None:
+    result = run(spec_example(), nodes_input_masks={"a": {"value": "abc"}}, nodes_to_skip=["calc"])
+
+    assert result.status is S.COMPLETED
+    (calc,) = execs(result, "calc")
+    assert (calc.status, calc.outputs) == (S.COMPLETED, [])
+
+
+def test_missing_required_input_keeps_waiting_even_beside_an_invalid_one() -> None:
+    # b is required, unlinked and absent: the execution may never run, but it does not fail.
+    graph = make_graph(
+        [node("a", "agent_input", name="x"), node("calc", "calculator", operation="add")],
+        [link("a", "result", "calc", "a")],
+    )
+    spec = RunSpec(graph, lookup)
+    store = MemoryStore()
+
+    deliver(spec, store, "a", "result", "abc")
+
+    (execution,) = store.executions.values()
     assert execution.status is S.INCOMPLETE
-    assert "invalid input" in execution.not_ready_reason
-    assert "a" in execution.not_ready_reason
+    assert "missing required input(s) b" in execution.not_ready_reason
+    assert not store.undelivered
 
 
 def test_incomplete_execution_left_at_the_end_is_not_an_error() -> None:

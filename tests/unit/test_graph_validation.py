@@ -11,7 +11,13 @@ import pytest
 
 from autoexec.blocks.registry import BlockRegistry, load_registry
 from autoexec.errors import GraphValidationError
-from autoexec.graph import Graph, GraphDefinition, parse_definition, validate_graph
+from autoexec.graph import (
+    Graph,
+    GraphDefinition,
+    graph_warnings,
+    parse_definition,
+    validate_graph,
+)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +79,66 @@ def test_spec_example_is_valid(registry: BlockRegistry) -> None:
 def test_cycles_are_allowed(registry: BlockRegistry) -> None:
     data = with_link("calc", "result", "calc", "a")
     validate_graph(parse_definition(data), registry)
+
+
+def closed_cycle(prefix: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Two calculators feeding each other: neither can ever start."""
+    first, second = f"{prefix}1", f"{prefix}2"
+    nodes = [
+        {"id": node_id, "block_id": "calculator", "input_default": {"operation": "add", "b": 1}}
+        for node_id in (first, second)
+    ]
+    links = [
+        {"source_id": first, "source_name": "result", "sink_id": second, "sink_name": "a"},
+        {"source_id": second, "source_name": "result", "sink_id": first, "sink_name": "a"},
+    ]
+    return nodes, links
+
+
+def test_graph_where_no_node_can_start_is_refused_naming_the_nodes(
+    registry: BlockRegistry,
+) -> None:
+    nodes, links = closed_cycle("loop")
+
+    message = validation_error({"name": "stuck", "nodes": nodes, "links": links}, registry)
+
+    assert message == (
+        "invalid graph: no node can start: every node ('loop1', 'loop2') has an incoming link "
+        "and none is an 'agent_input'; give the graph an input node or a node with no incoming "
+        "link"
+    )
+
+
+def test_a_loop_entered_from_a_graph_input_can_start(registry: BlockRegistry) -> None:
+    data = with_link("calc", "result", "calc", "a")
+    data["links"][0]["sink_name"] = "b"  # the input feeds b, the loop feeds a
+
+    definition = parse_definition(data)
+    validate_graph(definition, registry)
+
+    assert graph_warnings(definition) == []
+
+
+def test_closed_cycle_beside_a_chain_is_a_warning_naming_its_nodes(
+    registry: BlockRegistry,
+) -> None:
+    data = spec_example()
+    nodes, links = closed_cycle("orphan")
+    data["nodes"] += nodes
+    data["links"] += links
+    definition = parse_definition(data)
+
+    validate_graph(definition, registry)
+
+    assert graph_warnings(definition) == [
+        "node(s) 'orphan1', 'orphan2' can never run: no starting node (an 'agent_input' node "
+        "or a node with no incoming link) reaches them through links"
+    ]
+
+
+def test_reachable_graphs_have_no_warnings(registry: BlockRegistry) -> None:
+    assert graph_warnings(parse_definition(spec_example())) == []
+    assert graph_warnings(parse_definition(with_link("calc", "result", "calc", "a"))) == []
 
 
 def test_error_pin_is_an_output_of_every_block(registry: BlockRegistry) -> None:
