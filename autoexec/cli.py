@@ -192,15 +192,31 @@ def status(graph_exec_id: str, user_id: str, as_json: bool) -> None:
 GRAPH_STATUSES = [s.value for s in ExecutionStatus if s in GRAPH_TRANSITIONS or s in TERMINAL]
 
 
+class StatusChoice(click.Choice[str]):
+    """A graph execution status, in any case; shown and returned in capitals."""
+
+    def __init__(self) -> None:
+        super().__init__(GRAPH_STATUSES)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        return str(super().convert(str(value).upper(), param, ctx))
+
+
 @main.command()
 @click.option(
     "--status",
     "status_name",
-    type=click.Choice(GRAPH_STATUSES, case_sensitive=False),
+    type=StatusChoice(),
     help="Only executions with this status.",
 )
 @click.option("--graph", "graph_id", help="Only executions of this graph id.")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Show at most this many executions.",
+)
 @_user_option
 def executions(status_name: str | None, graph_id: str | None, limit: int, user_id: str) -> None:
     """List the user's executions, newest first."""
