@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from autoexec import api
+from autoexec.errors import InputValidationError, NotFoundError
 from autoexec.statuses import ExecutionStatus
 from tests.integration.conftest import Cluster
 
@@ -129,3 +130,17 @@ def test_rerun_detached_on_the_cluster_starts_the_same_run_again(cluster: Cluste
     listed = autoexec(cluster, "executions", "--user", owner)
     assert listed.returncode == 0, listed.stderr
     assert [line.split()[0] for line in listed.stdout.splitlines()[1:]] == [second, first]
+
+
+def test_list_executions_and_rerun_refuse_bad_arguments(cluster: Cluster) -> None:
+    owner = user()
+    with pytest.raises(InputValidationError, match="unknown status 'done': use one of"):
+        api.list_executions(owner, status="done", engine=cluster.engine)
+    with pytest.raises(InputValidationError, match="limit must be at least 1, not 0"):
+        api.list_executions(owner, limit=0, engine=cluster.engine)
+    first = start_loop(cluster, owner, 1)
+    with pytest.raises(NotFoundError, match=f"graph execution '{first}' not found"):
+        api.rerun(first, user(), engine=cluster.engine)
+    api.wait(first, owner, timeout=FINISH_TIMEOUT, engine=cluster.engine)
+    rows = api.list_executions(owner, status="completed", engine=cluster.engine)
+    assert [(r.id, r.graph_name, r.status) for r in rows] == [(first, "count_loop", S.COMPLETED)]
