@@ -18,7 +18,7 @@ from autoexec.engine.submission import RunRequest, create_execution
 from autoexec.engine.tasks import get_engine
 from autoexec.errors import AutoexecError, InputValidationError
 from autoexec.graph import Graph, GraphDefinition, parse_definition, validate_graph
-from autoexec.statuses import TERMINAL, ExecutionStatus
+from autoexec.statuses import GRAPH_STATUSES, TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store import graphs as graph_store
 from autoexec.store.tables import GraphExecution, NodeExecution
@@ -201,11 +201,11 @@ def list_executions(
 
 
 def _parse_status(status: ExecutionStatus | str) -> ExecutionStatus:
-    try:
-        return ExecutionStatus(str(status).upper())
-    except ValueError:
-        known = ", ".join(s.value for s in ExecutionStatus)
-        raise InputValidationError(f"unknown status {status!r}: use one of {known}") from None
+    wanted = str(status).upper()
+    if wanted not in GRAPH_STATUSES:
+        known = ", ".join(GRAPH_STATUSES)
+        raise InputValidationError(f"unknown status {status!r}: use one of {known}")
+    return ExecutionStatus(wanted)
 
 
 def rerun(graph_exec_id: str, user_id: str, engine: Engine | None = None) -> str:

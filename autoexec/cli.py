@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from autoexec.errors import AutoexecError
-from autoexec.statuses import GRAPH_TRANSITIONS, TERMINAL, ExecutionStatus
+from autoexec.statuses import GRAPH_STATUSES
 
 if TYPE_CHECKING:
     from autoexec import api
@@ -189,17 +189,17 @@ def status(graph_exec_id: str, user_id: str, as_json: bool) -> None:
         click.echo(line)
 
 
-GRAPH_STATUSES = [s.value for s in ExecutionStatus if s in GRAPH_TRANSITIONS or s in TERMINAL]
-
-
 class StatusChoice(click.Choice[str]):
     """A graph execution status, in any case; shown and returned in capitals."""
 
     def __init__(self) -> None:
-        super().__init__(GRAPH_STATUSES)
+        super().__init__([status.value for status in GRAPH_STATUSES])
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        return str(super().convert(str(value).upper(), param, ctx))
+        wanted = str(value).upper()
+        if wanted not in self.choices:
+            self.fail(f"{value!r} is not one of {', '.join(map(str, self.choices))}", param, ctx)
+        return wanted
 
 
 @main.command()

@@ -98,8 +98,8 @@ def test_executions_refuses_an_unknown_status_and_a_limit_below_one(tmp_path: Pa
     unknown = autoexec(tmp_path, "executions", "--status", "done")
     assert unknown.returncode == 2
     assert (
-        "Invalid value for '--status': 'DONE' is not one of 'QUEUED', 'RUNNING', 'COMPLETED', "
-        "'FAILED', 'TERMINATED', 'REVIEW'." in unknown.stderr
+        "Invalid value for '--status': 'done' is not one of QUEUED, RUNNING, COMPLETED, "
+        "FAILED, TERMINATED, REVIEW\n" in unknown.stderr
     )
     zero = autoexec(tmp_path, "executions", "--limit", "0")
     assert zero.returncode == 2
