@@ -232,6 +232,12 @@ def executions(status_name: str | None, graph_id: str | None, limit: int, user_i
         click.echo(line)
 
 
+EMBEDDED_DETACH = (
+    "--detach needs a cluster (set AUTOEXEC_BROKER_URL): on the embedded stack the run "
+    "cannot outlive this command"
+)
+
+
 @main.command()
 @click.argument("graph_exec_id")
 @_user_option
@@ -252,12 +258,6 @@ def rerun(graph_exec_id: str, user_id: str, detach: bool, timeout: float) -> Non
             return
         status = follow_and_show(new_id, user_id, timeout)
     sys.exit(0 if status == "COMPLETED" else EXIT_FAILED)
-
-
-EMBEDDED_DETACH = (
-    "--detach needs a cluster (set AUTOEXEC_BROKER_URL): on the embedded stack the run "
-    "cannot outlive this command"
-)
 
 
 def _worker_for(embedded: bool) -> AbstractContextManager[None]:
