@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from autoexec.coordination import Keys
 from autoexec.dataflow import YieldedOutput, graph_outputs
@@ -17,9 +18,15 @@ from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine
 from autoexec.engine.submission import RunRequest, create_execution
 from autoexec.engine.tasks import get_engine
-from autoexec.errors import AutoexecError, GraphWarning
-from autoexec.graph import GraphDefinition, graph_warnings, parse_definition, validate_graph
-from autoexec.statuses import TERMINAL, ExecutionStatus
+from autoexec.errors import AutoexecError, GraphWarning, InputValidationError
+from autoexec.graph import (
+    Graph,
+    GraphDefinition,
+    graph_warnings,
+    parse_definition,
+    validate_graph,
+)
+from autoexec.statuses import GRAPH_STATUSES, TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store import graphs as graph_store
 from autoexec.store.tables import GraphExecution, NodeExecution
@@ -28,15 +35,24 @@ from autoexec.store.transitions import transition_graph
 graph_log = logging.getLogger("autoexec.graph")
 
 __all__ = [
+    "ExecutionRow",
     "ExecutionView",
+    "NeverRanView",
     "NodeExecutionView",
     "cancel",
     "execute_graph",
     "get_execution",
+    "list_executions",
     "list_graphs",
+    "rerun",
     "save_graph",
     "wait",
 ]
+
+NO_INPUT_ARRIVED = "no input arrived"
+WAITING_FOR_INPUTS = "waiting for inputs"
+# Only a run that ended on its own has nodes that "never ran"; a cancelled one was stopped.
+_ENDED_BY_ITSELF = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED})
 
 
 class NodeExecutionView(BaseModel):
@@ -55,10 +71,24 @@ class NodeExecutionView(BaseModel):
     ended_at: datetime | None
 
 
+class NeverRanView(BaseModel):
+    """A graph node that did not run in an ended execution, and why.
+
+    ``node_exec_id`` is the INCOMPLETE node execution left waiting, or None when no input ever
+    reached the node.
+    """
+
+    node_id: str
+    block_id: str
+    node_exec_id: int | None
+    reason: str
+
+
 class ExecutionView(BaseModel):
     id: str
     graph_id: str
     graph_version: int
+    graph_name: str
     user_id: str
     status: ExecutionStatus
     inputs: dict[str, Any]
@@ -70,10 +100,27 @@ class ExecutionView(BaseModel):
     started_at: datetime | None
     ended_at: datetime | None
     node_executions: list[NodeExecutionView]
+    never_ran: list[NeverRanView]
 
     @property
     def is_finished(self) -> bool:
         return self.status in TERMINAL
+
+
+class ExecutionRow(BaseModel):
+    """One execution in ``list_executions``."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    graph_id: str
+    graph_version: int
+    graph_name: str
+    status: ExecutionStatus
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    node_executions: int
 
 
 def _engine(engine: Engine | None) -> Engine:
@@ -145,12 +192,55 @@ def execute_graph(
 
 
 def get_execution(graph_exec_id: str, user_id: str, engine: Engine | None = None) -> ExecutionView:
-    """Status, outputs, node executions and stats of one execution."""
-    with _engine(engine).db.session() as session:
+    """Status, outputs, node executions and stats of one execution, as of one moment."""
+    with _engine(engine).db.snapshot() as session:
         execution = repo.get_graph_execution(session, graph_exec_id, user_id)
+        graph = graph_store.load_graph(session, execution.graph_id, execution.graph_version)
         nodes = {node.id: node for node in repo.node_executions(session, graph_exec_id)}
         stored = repo.outputs_of_graph_execution(session, graph_exec_id)
-        return _view(execution, _graph_outputs(nodes, stored), nodes, _by_node(stored))
+        view = _view(execution, graph, _graph_outputs(nodes, stored), nodes, _by_node(stored))
+    return view
+
+
+def list_executions(
+    user_id: str,
+    status: ExecutionStatus | str | None = None,
+    graph_id: str | None = None,
+    limit: int = 20,
+    engine: Engine | None = None,
+) -> list[ExecutionRow]:
+    """The user's executions, newest first: optionally only those of one status or graph."""
+    wanted = None if status is None else _parse_status(status)
+    if limit < 1:
+        raise InputValidationError(f"limit must be at least 1, not {limit}")
+    with _engine(engine).db.session() as session:
+        rows = repo.list_graph_executions(session, user_id, wanted, graph_id, limit)
+        return [ExecutionRow.model_validate(row) for row in rows]
+
+
+def _parse_status(status: ExecutionStatus | str) -> ExecutionStatus:
+    wanted = str(status).upper()
+    if wanted not in GRAPH_STATUSES:
+        known = ", ".join(GRAPH_STATUSES)
+        raise InputValidationError(f"unknown status {status!r}: use one of {known}")
+    return ExecutionStatus(wanted)
+
+
+def rerun(graph_exec_id: str, user_id: str, engine: Engine | None = None) -> str:
+    """Start a new execution of the same graph version with the same inputs, masks and skips;
+    returns the new execution's id."""
+    engine = _engine(engine)
+    with engine.db.session() as session:
+        old = repo.get_graph_execution(session, graph_exec_id, user_id)
+    return execute_graph(
+        old.graph_id,
+        user_id,
+        old.inputs,
+        graph_version=old.graph_version,
+        nodes_input_masks=old.nodes_input_masks,
+        nodes_to_skip=old.nodes_to_skip,
+        engine=engine,
+    )
 
 
 def _by_node(stored: list[repo.StoredOutput]) -> dict[int, dict[str, list[Any]]]:
@@ -178,6 +268,7 @@ def _graph_outputs(
 
 def _view(
     execution: GraphExecution,
+    graph: Graph,
     outputs: dict[str, list[Any]],
     nodes: dict[int, NodeExecution],
     node_outputs: dict[int, dict[str, list[Any]]],
@@ -186,6 +277,7 @@ def _view(
         id=execution.id,
         graph_id=execution.graph_id,
         graph_version=execution.graph_version,
+        graph_name=graph.name,
         user_id=execution.user_id,
         status=execution.status,
         inputs=execution.inputs,
@@ -197,6 +289,28 @@ def _view(
         started_at=execution.started_at,
         ended_at=execution.ended_at,
         node_executions=[_node_view(n, node_outputs.get(n.id, {})) for n in nodes.values()],
+        never_ran=_never_ran(graph, nodes.values()) if execution.status in _ENDED_BY_ITSELF else [],
+    )
+
+
+def _never_ran(graph: Graph, nodes: Collection[NodeExecution]) -> list[NeverRanView]:
+    """INCOMPLETE node executions with their reason, then graph nodes no input ever reached."""
+    waiting = [_left_waiting(n) for n in nodes if n.status is ExecutionStatus.INCOMPLETE]
+    reached = {n.node_id for n in nodes}
+    absent = [
+        NeverRanView(node_id=n.id, block_id=n.block_id, node_exec_id=None, reason=NO_INPUT_ARRIVED)
+        for n in graph.nodes
+        if n.id not in reached
+    ]
+    return waiting + absent
+
+
+def _left_waiting(node: NodeExecution) -> NeverRanView:
+    return NeverRanView(
+        node_id=node.node_id,
+        block_id=node.block_id,
+        node_exec_id=node.id,
+        reason=str(node.stats.get("waiting") or WAITING_FOR_INPUTS),
     )
 
 

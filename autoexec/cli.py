@@ -7,12 +7,17 @@ import os
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from autoexec.errors import AutoexecError
+from autoexec.statuses import GRAPH_STATUSES
+
+if TYPE_CHECKING:
+    from autoexec import api
 
 DEFAULT_USER = "local"
 EXIT_FAILED = 1
@@ -137,29 +142,131 @@ def _dry_run(file: Path, inputs: dict[str, Any], user_id: str) -> None:
 def _run_and_show(file: Path, inputs: dict[str, Any], user_id: str, timeout: float) -> str:
     from autoexec import api
     from autoexec.graph import load_definition
-    from autoexec.progress import follow
 
     graph_id, version = api.save_graph(load_definition(file), user_id)
     graph_exec_id = api.execute_graph(graph_id, user_id, inputs, graph_version=version)
     click.echo(f"graph {graph_id} v{version}: execution {graph_exec_id}", err=True)
+    return follow_and_show(graph_exec_id, user_id, timeout)
+
+
+def follow_and_show(graph_exec_id: str, user_id: str, timeout: float) -> str:
+    """Show progress until the run ends, then print its status, error, outputs and the nodes
+    that never ran; returns the final status."""
+    from autoexec.progress import follow
+
     view = follow(graph_exec_id, user_id, timeout)
+    show_end(view)
+    return view.status.value
+
+
+def show_end(view: api.ExecutionView) -> None:
+    """The end of a run: status and outputs on stdout, the error and what never ran on stderr."""
+    from autoexec.views import never_ran_lines
+
     click.echo(f"status: {view.status.value}")
     if view.error:
         click.echo(f"error: {view.error}", err=True)
+    for line in never_ran_lines(view):
+        click.echo(line, err=True)
     click.echo(_dump(view.outputs))
-    return view.status.value
 
 
 @main.command()
 @click.argument("graph_exec_id")
 @_user_option
-def status(graph_exec_id: str, user_id: str) -> None:
-    """Show an execution: status, outputs, node executions and stats."""
+@click.option("--json", "as_json", is_flag=True, help="Print the whole execution as JSON.")
+def status(graph_exec_id: str, user_id: str, as_json: bool) -> None:
+    """Show an execution: status, times, node counts, outputs, errors, nodes that never ran."""
     from autoexec import api
+    from autoexec.views import execution_summary
 
     _select_stack()
     view = api.get_execution(graph_exec_id, user_id)
-    click.echo(_dump(view.model_dump(mode="json")))
+    if as_json:
+        click.echo(_dump(view.model_dump(mode="json")))
+        return
+    for line in execution_summary(view, datetime.now(UTC)):
+        click.echo(line)
+
+
+class StatusChoice(click.Choice[str]):
+    """A graph execution status, in any case; shown and returned in capitals."""
+
+    def __init__(self) -> None:
+        super().__init__([status.value for status in GRAPH_STATUSES])
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        wanted = str(value).upper()
+        if wanted not in self.choices:
+            self.fail(f"{value!r} is not one of {', '.join(map(str, self.choices))}", param, ctx)
+        return wanted
+
+
+@main.command()
+@click.option(
+    "--status",
+    "status_name",
+    type=StatusChoice(),
+    help="Only executions with this status.",
+)
+@click.option("--graph", "graph_id", help="Only executions of this graph id.")
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Show at most this many executions.",
+)
+@_user_option
+def executions(status_name: str | None, graph_id: str | None, limit: int, user_id: str) -> None:
+    """List the user's executions, newest first."""
+    from autoexec import api
+    from autoexec.views import executions_table
+
+    _select_stack()
+    rows = api.list_executions(user_id, status_name, graph_id, limit)
+    if not rows:
+        click.echo("no executions", err=True)
+        return
+    for line in executions_table(rows, datetime.now(UTC)):
+        click.echo(line)
+
+
+EMBEDDED_DETACH = (
+    "--detach needs a cluster (set AUTOEXEC_BROKER_URL): on the embedded stack the run "
+    "cannot outlive this command"
+)
+
+
+@main.command()
+@click.argument("graph_exec_id")
+@_user_option
+@click.option("--detach", is_flag=True, help="Print the new execution id and return at once.")
+@click.option("--timeout", default=3600.0, show_default=True, help="Seconds to wait for the end.")
+def rerun(graph_exec_id: str, user_id: str, detach: bool, timeout: float) -> None:
+    """Run an execution's graph version again with the same inputs, masks and skips."""
+    from autoexec import api
+
+    embedded = _select_stack()
+    if detach and embedded:
+        raise click.UsageError(EMBEDDED_DETACH)
+    with _worker_for(embedded):
+        new_id = api.rerun(graph_exec_id, user_id)
+        click.echo(f"rerun of {graph_exec_id}: execution {new_id}", err=True)
+        if detach:
+            click.echo(new_id)
+            return
+        status = follow_and_show(new_id, user_id, timeout)
+    sys.exit(0 if status == "COMPLETED" else EXIT_FAILED)
+
+
+def _worker_for(embedded: bool) -> AbstractContextManager[None]:
+    """The in-process worker on the embedded stack; nothing on a cluster."""
+    if not embedded:
+        return nullcontext()
+    from autoexec.embedded import embedded_worker
+
+    return embedded_worker()
 
 
 @main.command()

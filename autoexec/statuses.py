@@ -41,3 +41,7 @@ def sources_of(
 ) -> frozenset[ExecutionStatus]:
     """Every status from which ``target`` may be entered."""
     return frozenset(src for src, targets in table.items() if target in targets)
+
+
+# The statuses a graph execution can have (INCOMPLETE and WAITING are node statuses only).
+GRAPH_STATUSES = tuple(s for s in ExecutionStatus if s in GRAPH_TRANSITIONS or s in TERMINAL)

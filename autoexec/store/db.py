@@ -26,6 +26,18 @@ class Database:
         with self._sessions.begin() as session:
             yield session
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A read-only session whose statements all see the same moment of the database.
+
+        On PostgreSQL the transaction is REPEATABLE READ; on SQLite (WAL mode) one transaction
+        already reads from one snapshot.
+        """
+        with self._sessions.begin() as session:
+            if not is_sqlite(self.url):
+                session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+            yield session
+
     def dispose(self) -> None:
         self.engine.dispose()
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, defer
 
@@ -16,6 +17,7 @@ from autoexec.graph import Graph
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.tables import (
     GraphExecution,
+    GraphVersion,
     NodeExecution,
     NodeExecutionOutput,
 )
@@ -257,3 +259,59 @@ def oldest_queued(
         .limit(limit)
     )
     return list(session.scalars(stmt))
+
+
+@dataclass(frozen=True)
+class ExecutionSummary:
+    """One row of a user's list of executions."""
+
+    id: str
+    graph_id: str
+    graph_version: int
+    graph_name: str
+    status: ExecutionStatus
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    node_executions: int
+
+
+def list_graph_executions(
+    session: Session,
+    user_id: str,
+    status: ExecutionStatus | None = None,
+    graph_id: str | None = None,
+    limit: int = 20,
+) -> list[ExecutionSummary]:
+    """The user's executions, newest first, optionally of one status and one graph."""
+    stmt = _summaries().where(GraphExecution.user_id == user_id)
+    if status is not None:
+        stmt = stmt.where(GraphExecution.status == status)
+    if graph_id is not None:
+        stmt = stmt.where(GraphExecution.graph_id == graph_id)
+    stmt = stmt.order_by(GraphExecution.created_at.desc(), GraphExecution.id).limit(limit)
+    return [ExecutionSummary(*row) for row in session.execute(stmt)]
+
+
+def _summaries() -> Select[tuple[Any, ...]]:
+    node_count = (
+        select(func.count())
+        .where(NodeExecution.graph_exec_id == GraphExecution.id)
+        .correlate(GraphExecution)
+        .scalar_subquery()
+    )
+    return select(
+        GraphExecution.id,
+        GraphExecution.graph_id,
+        GraphExecution.graph_version,
+        GraphVersion.name,
+        GraphExecution.status,
+        GraphExecution.created_at,
+        GraphExecution.started_at,
+        GraphExecution.ended_at,
+        node_count,
+    ).join(
+        GraphVersion,
+        (GraphVersion.id == GraphExecution.graph_id)
+        & (GraphVersion.version == GraphExecution.graph_version),
+    )

@@ -1,0 +1,146 @@
+"""Plain-text views of executions for the terminal: the list of runs, one run's summary, and the
+nodes that never ran. Pure functions of API views; the CLI prints what they return."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from autoexec.api import ExecutionRow, ExecutionView, NeverRanView, NodeExecutionView
+from autoexec.statuses import ExecutionStatus
+
+OUTPUT_WIDTH = 100
+NO_VALUE = "-"
+LABEL_WIDTH = 10
+TABLE_HEADER = ("ID", "GRAPH", "STATUS", "STARTED", "DURATION", "NODES")
+
+
+def format_time(moment: datetime | None) -> str:
+    if moment is None:
+        return NO_VALUE
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def format_seconds(seconds: float) -> str:
+    """``0.42s``, ``12.3s``, ``4m 05s``, ``2h 03m``."""
+    if seconds < 60:
+        return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def format_duration(started: datetime | None, ended: datetime | None, now: datetime) -> str:
+    """The run time, or the time so far for a run that has not ended."""
+    if started is None:
+        return NO_VALUE
+    if ended is None:
+        return f"{format_seconds((now - started).total_seconds())} so far"
+    return format_seconds((ended - started).total_seconds())
+
+
+def cut(text: str, width: int) -> str:
+    """``text`` on one line of at most ``width`` characters, ending in "…" if cut."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: max(width - 1, 0)] + "…"
+
+
+# --- autoexec executions ----------------------------------------------------------------------
+
+
+def executions_table(rows: Sequence[ExecutionRow], now: datetime) -> list[str]:
+    """Aligned columns, one line per execution, under a header line."""
+    cells = [TABLE_HEADER, *(_row_cells(row, now) for row in rows)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(TABLE_HEADER))]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells
+    ]
+
+
+def _row_cells(row: ExecutionRow, now: datetime) -> tuple[str, ...]:
+    return (
+        row.id,
+        f"{row.graph_name} v{row.graph_version}",
+        row.status.value,
+        format_time(row.started_at),
+        format_duration(row.started_at, row.ended_at, now),
+        str(row.node_executions),
+    )
+
+
+# --- autoexec status ---------------------------------------------------------------------------
+
+
+def execution_summary(view: ExecutionView, now: datetime, width: int = OUTPUT_WIDTH) -> list[str]:
+    """What a user asks first about a run: status, times, nodes, outputs, errors, what never ran."""
+    return [
+        *_header(view, now),
+        *_outputs(view.outputs, width),
+        *_errors(view),
+        *_section("never ran", [never_ran_line(item) for item in view.never_ran]),
+    ]
+
+
+def _header(view: ExecutionView, now: datetime) -> list[str]:
+    fields = {
+        "execution": view.id,
+        "graph": f"{view.graph_name} v{view.graph_version} ({view.graph_id})",
+        "status": view.status.value,
+        "created": format_time(view.created_at),
+        "started": format_time(view.started_at),
+        "ended": format_time(view.ended_at),
+        "duration": format_duration(view.started_at, view.ended_at, now),
+        "nodes": node_counts(view.node_executions),
+    }
+    return [f"{label.ljust(LABEL_WIDTH)}{value}" for label, value in fields.items()]
+
+
+def node_counts(nodes: Sequence[NodeExecutionView]) -> str:
+    """``5 node executions: completed 4, failed 1`` (statuses in alphabetical order)."""
+    counts = Counter(node.status.value.lower() for node in nodes)
+    by_status = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
+    return f"{len(nodes)} node executions" + (f": {by_status}" if by_status else "")
+
+
+def _outputs(outputs: dict[str, list[Any]], width: int) -> list[str]:
+    lines = [cut(f"{name}: {_json(values)}", width) for name, values in outputs.items()]
+    return _section("outputs", lines or ["(none)"])
+
+
+def _errors(view: ExecutionView) -> list[str]:
+    lines = [f"{'error'.ljust(LABEL_WIDTH)}{view.error}"] if view.error else []
+    failed = [
+        f"{node.node_id} ({node.block_id}, node execution {node.id}): {node.error}"
+        for node in view.node_executions
+        if node.status is ExecutionStatus.FAILED
+    ]
+    return lines + _section("failed nodes", failed)
+
+
+def _section(title: str, lines: list[str]) -> list[str]:
+    return [title, *(f"  {line}" for line in lines)] if lines else []
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+# --- the end of a run --------------------------------------------------------------------------
+
+
+def never_ran_line(item: NeverRanView) -> str:
+    where = f"{item.block_id}, node execution {item.node_exec_id}"
+    if item.node_exec_id is None:
+        where = item.block_id
+    return f"{item.node_id} ({where}): {item.reason}"
+
+
+def never_ran_lines(view: ExecutionView) -> list[str]:
+    """``never ran: <node> (<block>…): <reason>`` for each node of an ended run that did not
+    run; none when every node ran."""
+    return [f"never ran: {never_ran_line(item)}" for item in view.never_ran]

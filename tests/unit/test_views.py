@@ -1,0 +1,137 @@
+"""The terminal views of executions: times, durations, the runs table, one run's summary."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from autoexec.api import ExecutionRow, ExecutionView, NeverRanView, NodeExecutionView
+from autoexec.statuses import ExecutionStatus
+from autoexec.views import (
+    cut,
+    execution_summary,
+    executions_table,
+    format_duration,
+    format_seconds,
+    format_time,
+    never_ran_lines,
+    node_counts,
+)
+
+S = ExecutionStatus
+T0 = datetime(2026, 12, 1, 6, 50, 1, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def node(node_exec_id: int, node_id: str, status: S, error: str | None = None) -> NodeExecutionView:
+    return NodeExecutionView(
+        id=node_exec_id, node_id=node_id, block_id="calculator", status=status, inputs={},
+        outputs={}, stats={}, error=error, attempt=1, created_at=T0, queued_at=None,
+        started_at=None, ended_at=None,
+    )  # fmt: skip
+
+
+def execution(**fields: Any) -> ExecutionView:
+    base: dict[str, Any] = {
+        "id": "e1", "graph_id": "g1", "graph_version": 2, "graph_name": "sums",
+        "user_id": "u", "status": S.COMPLETED, "inputs": {}, "outputs": {}, "stats": {},
+        "error": None, "parent_execution_id": None, "created_at": T0, "started_at": at(1),
+        "ended_at": at(3.5), "node_executions": [], "never_ran": [],
+    }  # fmt: skip
+    return ExecutionView(**{**base, **fields})
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0.123, "0.12s"), (9.994, "9.99s"), (12.34, "12.3s"), (245, "4m 05s"), (7390, "2h 03m")],
+)
+def test_format_seconds(seconds: float, shown: str) -> None:
+    assert format_seconds(seconds) == shown
+
+
+def test_format_time_is_utc_to_the_second_and_a_dash_when_missing() -> None:
+    paris = timezone(timedelta(hours=1))
+    assert format_time(datetime(2026, 12, 1, 7, 50, 1, 999, tzinfo=paris)) == (
+        "2026-12-01 06:50:01 UTC"
+    )
+    assert format_time(None) == "-"
+
+
+def test_format_duration_of_ended_running_and_queued_runs() -> None:
+    assert format_duration(at(0), at(2.5), now=at(100)) == "2.50s"
+    assert format_duration(at(0), None, now=at(75)) == "1m 15s so far"
+    assert format_duration(None, None, now=at(75)) == "-"
+
+
+def test_cut_keeps_short_text_and_marks_cut_text() -> None:
+    assert cut("a: [1,\n 2]", 20) == "a: [1, 2]"
+    assert cut("x" * 30, 10) == "x" * 9 + "…"
+
+
+def test_executions_table_aligns_columns_under_a_header() -> None:
+    rows = [
+        ExecutionRow(
+            id="e2", graph_id="g", graph_version=3, graph_name="long graph name",
+            status=S.RUNNING, created_at=at(10), started_at=at(10), ended_at=None,
+            node_executions=12,
+        ),
+        ExecutionRow(
+            id="e1", graph_id="g", graph_version=1, graph_name="short", status=S.QUEUED,
+            created_at=T0, started_at=None, ended_at=None, node_executions=0,
+        ),
+    ]  # fmt: skip
+    assert executions_table(rows, now=at(40)) == [
+        "ID  GRAPH               STATUS   STARTED                  DURATION      NODES",
+        "e2  long graph name v3  RUNNING  2026-12-01 06:50:11 UTC  30.0s so far  12",
+        "e1  short v1            QUEUED   -                        -             0",
+    ]
+
+
+def test_node_counts_by_status() -> None:
+    nodes = [node(1, "a", S.COMPLETED), node(2, "b", S.FAILED), node(3, "c", S.COMPLETED)]
+    assert node_counts(nodes) == "3 node executions: completed 2, failed 1"
+    assert node_counts([]) == "0 node executions"
+
+
+def test_summary_of_a_failed_run_shows_errors_cut_outputs_and_what_never_ran() -> None:
+    view = execution(
+        status=S.FAILED,
+        error="boom: fix b",
+        outputs={"total": [1], "long": ["y" * 200]},
+        node_executions=[node(1, "a", S.COMPLETED), node(2, "b", S.FAILED, "boom: fix b")],
+        never_ran=[
+            NeverRanView(node_id="c", block_id="calculator", node_exec_id=3, reason="invalid a"),
+            NeverRanView(node_id="out", block_id="agent_output", node_exec_id=None,
+                         reason="no input arrived"),
+        ],
+    )  # fmt: skip
+    assert execution_summary(view, now=at(60), width=20) == [
+        "execution e1",
+        "graph     sums v2 (g1)",
+        "status    FAILED",
+        "created   2026-12-01 06:50:01 UTC",
+        "started   2026-12-01 06:50:02 UTC",
+        "ended     2026-12-01 06:50:04 UTC",
+        "duration  2.50s",
+        "nodes     2 node executions: completed 1, failed 1",
+        "outputs",
+        "  total: [1]",
+        '  long: ["yyyyyyyyyyy…',
+        "error     boom: fix b",
+        "failed nodes",
+        "  b (calculator, node execution 2): boom: fix b",
+        "never ran",
+        "  c (calculator, node execution 3): invalid a",
+        "  out (agent_output): no input arrived",
+    ]
+
+
+def test_summary_of_a_clean_run_has_no_error_or_never_ran_sections() -> None:
+    lines = execution_summary(execution(node_executions=[node(1, "a", S.COMPLETED)]), now=at(9))
+    assert lines[-2:] == ["outputs", "  (none)"]
+    assert never_ran_lines(execution()) == []
