@@ -1,0 +1,149 @@
+"""``autoexec run`` as a subprocess on the real cluster: ``--detach``, ``--timeout`` and lost
+contact with the database while following. The run goes on in the workers every time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import make_url
+
+from autoexec import api
+from autoexec.statuses import ExecutionStatus
+from tests.conftest import Services
+from tests.integration.conftest import Cluster
+from tests.integration.tcp_proxy import TcpProxy
+from tests.integration.test_cli_embedded import AUTOEXEC, ROOT, RUN_TIMEOUT_SECONDS
+
+USER = "cli-cluster"
+WAIT_SECONDS = 4
+
+
+def wait_graph(path: Path, seconds: float = WAIT_SECONDS) -> Path:
+    """A graph whose ``wait`` node takes ``seconds``, then outputs ``result: done``."""
+    definition = {
+        "name": f"wait {seconds}s",
+        "nodes": [
+            {"id": "s", "block_id": "agent_input", "input_default": {"name": "s", "default": 0}},
+            {"id": "wait", "block_id": "wait", "input_default": {"data": "done"}},
+            {"id": "out", "block_id": "agent_output", "input_default": {"name": "result"}},
+        ],
+        "links": [
+            {"source_id": "s", "source_name": "result", "sink_id": "wait", "sink_name": "seconds"},
+            {"source_id": "wait", "source_name": "output", "sink_id": "out", "sink_name": "value"},
+        ],
+    }
+    path.write_text(json.dumps(definition))
+    return path
+
+
+def cluster_env(cluster: Cluster, services: Services, **overrides: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AUTOEXEC_GRAPH_QUEUE": cluster.graph_queue,
+        "AUTOEXEC_NODE_QUEUE": cluster.node_queue,
+        "AUTOEXEC_INBOX_QUEUE": cluster.inbox_queue,
+        "AUTOEXEC_DATABASE_URL": cluster.database_url,
+        "AUTOEXEC_REDIS_URL": services.redis_url,
+        "AUTOEXEC_BROKER_URL": services.broker_url,
+        "AUTOEXEC_USER": USER,
+        "AUTOEXEC_BLOCK_MODULES": "",  # the graphs here use built-in blocks only
+        **overrides,
+    }
+
+
+def autoexec_run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(AUTOEXEC), "run", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_SECONDS,
+    )
+
+
+def execution_id(stderr: str) -> str:
+    """The id announced by ``graph <id> v<n>: execution <id>``."""
+    return stderr.splitlines()[0].rsplit(" ", 1)[-1]
+
+
+def wait_for_end(cluster: Cluster, graph_exec_id: str) -> api.ExecutionView:
+    return api.wait(graph_exec_id, USER, timeout=RUN_TIMEOUT_SECONDS, engine=cluster.engine)
+
+
+def test_detach_prints_the_id_and_returns_while_the_run_completes(
+    cluster: Cluster, services: Services, tmp_path: Path
+) -> None:
+    graph = wait_graph(tmp_path / "wait.json")
+    run = autoexec_run(cluster_env(cluster, services), str(graph), "--input", "s=2", "--detach")
+    assert run.returncode == 0, run.stderr
+    graph_exec_id = run.stdout.strip()
+    assert run.stdout == f"{graph_exec_id}\n"
+    assert execution_id(run.stderr) == graph_exec_id
+    view = wait_for_end(cluster, graph_exec_id)
+    assert view.status is ExecutionStatus.COMPLETED
+    assert view.outputs == {"result": ["done"]}
+
+
+def test_timeout_says_where_to_look_and_the_run_goes_on(
+    cluster: Cluster, services: Services, tmp_path: Path
+) -> None:
+    graph = wait_graph(tmp_path / "wait.json")
+    env = cluster_env(cluster, services)
+    run = autoexec_run(env, str(graph), "--input", f"s={WAIT_SECONDS}", "--timeout", "1")
+    assert run.returncode == 124, run.stderr
+    graph_exec_id = execution_id(run.stderr)
+    assert run.stderr.splitlines()[-1] == (
+        f"still RUNNING — autoexec status {graph_exec_id} / autoexec cancel {graph_exec_id}"
+    )
+    assert run.stdout == ""
+    assert "Traceback" not in run.stderr
+    view = wait_for_end(cluster, graph_exec_id)
+    assert view.status is ExecutionStatus.COMPLETED
+    assert view.outputs == {"result": ["done"]}
+
+
+@contextmanager
+def database_behind_proxy(database_url: str) -> Iterator[tuple[str, TcpProxy]]:
+    url = make_url(database_url)
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
+    try:
+        yield url.set(port=proxy.port).render_as_string(hide_password=False), proxy
+    finally:
+        proxy.cut()
+
+
+def test_losing_the_database_while_following_never_claims_the_run_failed(
+    cluster: Cluster, services: Services, tmp_path: Path
+) -> None:
+    graph = wait_graph(tmp_path / "wait.json")
+    with database_behind_proxy(cluster.database_url) as (proxied_url, proxy):
+        env = cluster_env(cluster, services, AUTOEXEC_DATABASE_URL=proxied_url)
+        process = subprocess.Popen(
+            [str(AUTOEXEC), "run", str(graph), "--input", f"s={WAIT_SECONDS}"],
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert process.stderr is not None
+        seen = [process.stderr.readline()]
+        while "running 1" not in seen[-1] and seen[-1]:
+            seen.append(process.stderr.readline())  # progress lines, until the wait node runs
+        proxy.cut()
+        stdout, rest = process.communicate(timeout=RUN_TIMEOUT_SECONDS)
+    stderr = "".join(seen) + rest
+    graph_exec_id = execution_id(stderr)
+    assert process.returncode == 75, stderr
+    assert stdout == ""
+    assert (
+        f"lost contact: the execution may still be running: autoexec status {graph_exec_id}"
+        in stderr.splitlines()
+    )
+    assert "Traceback" not in stderr
+    assert "FAILED" not in stderr
+    view = wait_for_end(cluster, graph_exec_id)
+    assert view.status is ExecutionStatus.COMPLETED
+    assert view.outputs == {"result": ["done"]}
