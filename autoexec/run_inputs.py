@@ -40,13 +40,20 @@ def load_input_file(path: Path) -> dict[str, Any]:
         raise InputValidationError(f"{path} is not valid JSON or YAML: {_where(exc)}") from None
     if not isinstance(data, dict):
         raise InputValidationError(
-            f"{path} must hold a mapping of input names to values, "
-            f'not {type(data).__name__}: write it as {{"x": 1}} (JSON) or x: 1 (YAML)'
+            f"{path} must hold a mapping of input names to values "
+            f'(JSON {{"x": 1}} or YAML x: 1), not {_kind(data)}'
         )
     names = [name for name in data if not isinstance(name, str)]
     if names:
         raise InputValidationError(f"{path}: input names must be text, not {names[0]!r}")
     return data
+
+
+def _kind(data: Any) -> str:
+    if data is None:
+        return "an empty file"
+    kinds = {list: "a list", str: "a text", int: "a number", float: "a number", bool: "a boolean"}
+    return kinds.get(type(data), type(data).__name__)
 
 
 def _where(exc: yaml.YAMLError) -> str:
