@@ -6,13 +6,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import make_url
 
 from autoexec import api
+from autoexec.engine.context import Engine
 from autoexec.statuses import ExecutionStatus
 from tests.conftest import Services
 from tests.integration.conftest import Cluster
@@ -144,6 +148,41 @@ def test_losing_the_database_while_following_never_claims_the_run_failed(
     )
     assert "Traceback" not in stderr
     assert "FAILED" not in stderr
+    view = wait_for_end(cluster, graph_exec_id)
+    assert view.status is ExecutionStatus.COMPLETED
+    assert view.outputs == {"result": ["done"]}
+
+
+@dataclass
+class PublishesThenRaises:
+    """Sends the run message, waits until a worker took it, then raises as a lost connection
+    would: the message went out although publishing failed."""
+
+    engine: Engine
+
+    def run_graph(self, graph_exec_id: str) -> None:
+        self.engine.dispatcher.run_graph(graph_exec_id)
+        deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+        while self._status(graph_exec_id) is ExecutionStatus.QUEUED:
+            assert time.monotonic() < deadline, "no worker took the run message"
+            time.sleep(0.05)
+        raise ConnectionError("connection reset while publishing")
+
+    def _status(self, graph_exec_id: str) -> ExecutionStatus:
+        return api.get_execution(graph_exec_id, USER, self.engine).status
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine.dispatcher, name)
+
+
+def test_a_run_whose_message_went_out_is_not_failed_when_publishing_raises(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    graph_id, version = api.save_graph(
+        json.loads(wait_graph(tmp_path / "wait.json").read_text()), USER, cluster.engine
+    )
+    engine = replace(cluster.engine, dispatcher=PublishesThenRaises(cluster.engine))
+    graph_exec_id = api.execute_graph(graph_id, USER, {"s": 1}, version, engine=engine)
     view = wait_for_end(cluster, graph_exec_id)
     assert view.status is ExecutionStatus.COMPLETED
     assert view.outputs == {"result": ["done"]}
