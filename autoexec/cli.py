@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -282,8 +283,11 @@ def _follow_or_stop(graph_exec_id: str, user_id: str, timeout: float, embedded: 
     try:
         view = follow(graph_exec_id, user_id, timeout)
     except KeyboardInterrupt:
+        if embedded:  # a second Ctrl-C must not leave the run half cancelled
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         return _stop_following(graph_exec_id, user_id, embedded, EXIT_INTERRUPTED)
     except TimeoutError:
+        click.echo(f"timeout: the run did not end within {timeout:g}s", err=True)
         return _stop_following(graph_exec_id, user_id, embedded, EXIT_TIMEOUT)
     return _show(view)
 

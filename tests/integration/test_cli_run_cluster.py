@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,30 +20,17 @@ from autoexec import api
 from autoexec.engine.context import Engine
 from autoexec.statuses import ExecutionStatus
 from tests.conftest import Services
+from tests.integration.cli_runs import (
+    execution_id,
+    follow_until_the_wait_node_runs,
+    wait_graph,
+)
 from tests.integration.conftest import Cluster
 from tests.integration.tcp_proxy import TcpProxy
 from tests.integration.test_cli_embedded import AUTOEXEC, ROOT, RUN_TIMEOUT_SECONDS
 
 USER = "cli-cluster"
 WAIT_SECONDS = 4
-
-
-def wait_graph(path: Path, seconds: float = WAIT_SECONDS) -> Path:
-    """A graph whose ``wait`` node takes ``seconds``, then outputs ``result: done``."""
-    definition = {
-        "name": f"wait {seconds}s",
-        "nodes": [
-            {"id": "s", "block_id": "agent_input", "input_default": {"name": "s", "default": 0}},
-            {"id": "wait", "block_id": "wait", "input_default": {"data": "done"}},
-            {"id": "out", "block_id": "agent_output", "input_default": {"name": "result"}},
-        ],
-        "links": [
-            {"source_id": "s", "source_name": "result", "sink_id": "wait", "sink_name": "seconds"},
-            {"source_id": "wait", "source_name": "output", "sink_id": "out", "sink_name": "value"},
-        ],
-    }
-    path.write_text(json.dumps(definition))
-    return path
 
 
 def cluster_env(cluster: Cluster, services: Services, **overrides: str) -> dict[str, str]:
@@ -71,11 +59,6 @@ def autoexec_run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess
     )
 
 
-def execution_id(stderr: str) -> str:
-    """The id announced by ``graph <id> v<n>: execution <id>``."""
-    return stderr.splitlines()[0].rsplit(" ", 1)[-1]
-
-
 def wait_for_end(cluster: Cluster, graph_exec_id: str) -> api.ExecutionView:
     return api.wait(graph_exec_id, USER, timeout=RUN_TIMEOUT_SECONDS, engine=cluster.engine)
 
@@ -102,9 +85,10 @@ def test_timeout_says_where_to_look_and_the_run_goes_on(
     run = autoexec_run(env, str(graph), "--input", f"s={WAIT_SECONDS}", "--timeout", "1")
     assert run.returncode == 124, run.stderr
     graph_exec_id = execution_id(run.stderr)
-    assert run.stderr.splitlines()[-1] == (
-        f"still RUNNING — autoexec status {graph_exec_id} / autoexec cancel {graph_exec_id}"
-    )
+    assert run.stderr.splitlines()[-2:] == [
+        "timeout: the run did not end within 1s",
+        f"still RUNNING — autoexec status {graph_exec_id} / autoexec cancel {graph_exec_id}",
+    ]
     assert run.stdout == ""
     assert "Traceback" not in run.stderr
     view = wait_for_end(cluster, graph_exec_id)
@@ -122,25 +106,37 @@ def database_behind_proxy(database_url: str) -> Iterator[tuple[str, TcpProxy]]:
         proxy.cut()
 
 
+def test_ctrl_c_says_where_to_look_and_the_run_goes_on(
+    cluster: Cluster, services: Services, tmp_path: Path
+) -> None:
+    graph = wait_graph(tmp_path / "wait.json")
+    env = cluster_env(cluster, services)
+    following = follow_until_the_wait_node_runs(env, str(graph), "--input", f"s={WAIT_SECONDS}")
+    following.process.send_signal(signal.SIGINT)
+    code, stdout, stderr = following.finish()
+    graph_exec_id = following.graph_exec_id
+    assert code == 130, stderr
+    assert stdout == ""
+    assert stderr.splitlines()[-1] == (
+        f"still RUNNING — autoexec status {graph_exec_id} / autoexec cancel {graph_exec_id}"
+    )
+    assert "Traceback" not in stderr
+    view = wait_for_end(cluster, graph_exec_id)
+    assert view.status is ExecutionStatus.COMPLETED
+    assert view.outputs == {"result": ["done"]}
+
+
 def test_losing_the_database_while_following_never_claims_the_run_failed(
     cluster: Cluster, services: Services, tmp_path: Path
 ) -> None:
     graph = wait_graph(tmp_path / "wait.json")
     with database_behind_proxy(cluster.database_url) as (proxied_url, proxy):
         env = cluster_env(cluster, services, AUTOEXEC_DATABASE_URL=proxied_url)
-        process = subprocess.Popen(
-            [str(AUTOEXEC), "run", str(graph), "--input", f"s={WAIT_SECONDS}"],
-            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        assert process.stderr is not None
-        seen = [process.stderr.readline()]
-        while "running 1" not in seen[-1] and seen[-1]:
-            seen.append(process.stderr.readline())  # progress lines, until the wait node runs
+        following = follow_until_the_wait_node_runs(env, str(graph), "--input", f"s={WAIT_SECONDS}")
         proxy.cut()
-        stdout, rest = process.communicate(timeout=RUN_TIMEOUT_SECONDS)
-    stderr = "".join(seen) + rest
-    graph_exec_id = execution_id(stderr)
-    assert process.returncode == 75, stderr
+        code, stdout, stderr = following.finish()
+    graph_exec_id = following.graph_exec_id
+    assert code == 75, stderr
     assert stdout == ""
     assert (
         f"lost contact: the execution may still be running: autoexec status {graph_exec_id}"

@@ -6,21 +6,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.test_cli_embedded import (
-    AUTOEXEC,
-    EXAMPLES,
-    ROOT,
-    RUN_TIMEOUT_SECONDS,
-    autoexec,
-    expected_stdout,
-)
-from tests.integration.test_cli_run_cluster import wait_graph
+from tests.integration.cli_runs import execution_id, follow_until_the_wait_node_runs, wait_graph
+from tests.integration.test_cli_embedded import EXAMPLES, autoexec, expected_stdout
 
 HELLO = EXAMPLES / "hello.json"
 
@@ -165,30 +157,15 @@ def test_a_version_a_saved_graph_does_not_have_is_refused(tmp_path: Path) -> Non
     )
 
 
-def embedded_run(home: Path, *args: str) -> subprocess.Popen[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTOEXEC_")}
-    return subprocess.Popen(
-        [str(AUTOEXEC), "run", *args],
-        env={**clean, "AUTOEXEC_HOME": str(home)},
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def test_ctrl_c_cancels_the_run_on_the_embedded_stack(tmp_path: Path) -> None:
     graph = wait_graph(tmp_path / "wait.json")
-    process = embedded_run(tmp_path, str(graph), "--input", "s=60")
-    assert process.stderr is not None
-    seen = [process.stderr.readline()]
-    while "running 1" not in seen[-1] and seen[-1]:
-        seen.append(process.stderr.readline())  # progress lines, until the wait node runs
-    process.send_signal(signal.SIGINT)
-    stdout, rest = process.communicate(timeout=RUN_TIMEOUT_SECONDS)
-    stderr = "".join(seen) + rest
-    graph_exec_id = stderr.splitlines()[0].rsplit(" ", 1)[-1]
-    assert process.returncode == 130, stderr
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTOEXEC_")}
+    env = {**clean, "AUTOEXEC_HOME": str(tmp_path)}
+    following = follow_until_the_wait_node_runs(env, str(graph), "--input", "s=60")
+    following.process.send_signal(signal.SIGINT)
+    code, stdout, stderr = following.finish()
+    graph_exec_id = following.graph_exec_id
+    assert code == 130, stderr
     assert stdout == ""
     assert stderr.splitlines()[-1] == f"cancelled: execution {graph_exec_id}"
     assert "Traceback" not in stderr
@@ -200,3 +177,17 @@ def test_ctrl_c_cancels_the_run_on_the_embedded_stack(tmp_path: Path) -> None:
         "s": "COMPLETED",
         "wait": "TERMINATED",
     }
+
+
+def test_the_timeout_cancels_the_run_on_the_embedded_stack(tmp_path: Path) -> None:
+    graph = wait_graph(tmp_path / "wait.json")
+    run = autoexec(tmp_path, "run", str(graph), "--input", "s=60", "--timeout", "2")
+    graph_exec_id = execution_id(run.stderr)
+    assert run.returncode == 124, run.stderr
+    assert run.stdout == ""
+    assert run.stderr.splitlines()[-2:] == [
+        "timeout: the run did not end within 2s",
+        f"cancelled: execution {graph_exec_id}",
+    ]
+    status = autoexec(tmp_path, "status", graph_exec_id)
+    assert json.loads(status.stdout)["status"] == "TERMINATED"
