@@ -144,12 +144,7 @@ def run(
             "--detach needs a cluster: on the embedded stack the run lives in this process "
             "and would stop with it (set AUTOEXEC_BROKER_URL, or pass --cluster)"
         )
-    stack: AbstractContextManager[None] = nullcontext()
-    if on_embedded:
-        from autoexec.embedded import embedded_worker
-
-        stack = embedded_worker()
-    with stack:
+    with _worker_in_process(on_embedded):
         graph_exec_id = _submit(target, graph_file, graph_version, inputs, user_id)
         if detach:
             click.echo(graph_exec_id)
@@ -158,6 +153,15 @@ def run(
             graph_exec_id, user_id, timeout or DEFAULT_TIMEOUT_SECONDS, on_embedded
         )
     sys.exit(code)
+
+
+def _worker_in_process(embedded: bool) -> AbstractContextManager[None]:
+    """The embedded stack's worker thread; on a cluster the workers are elsewhere."""
+    if not embedded:
+        return nullcontext()
+    from autoexec.embedded import embedded_worker
+
+    return embedded_worker()
 
 
 def _graph_file(target: str, graph_version: int | None) -> Path | None:
