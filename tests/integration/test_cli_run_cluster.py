@@ -1,11 +1,12 @@
-"""``autoexec run`` as a subprocess on the real cluster: ``--detach``, ``--timeout`` and lost
-contact with the database while following. The run goes on in the workers every time."""
+"""``autoexec run`` as a subprocess on the real cluster: ``--detach``, ``--timeout``, Ctrl-C, and
+losing the database or Redis while following. The run goes on in the workers every time."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import redis
 from sqlalchemy import make_url
 
 from autoexec import api
@@ -182,3 +184,51 @@ def test_a_run_whose_message_went_out_is_not_failed_when_publishing_raises(
     view = wait_for_end(cluster, graph_exec_id)
     assert view.status is ExecutionStatus.COMPLETED
     assert view.outputs == {"result": ["done"]}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def private_redis(directory: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A Redis of the test's own (see FAULTS.md), so that the test can kill it."""
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(directory)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 10
+        while not _answers(url):
+            assert time.monotonic() < deadline, "the private Redis did not start"
+            time.sleep(0.05)
+        yield url, server
+    finally:
+        server.kill()
+        server.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url).ping())
+    except redis.ConnectionError:
+        return False
+
+
+def test_losing_redis_after_submission_does_not_stop_following(
+    cluster: Cluster, services: Services, tmp_path: Path
+) -> None:
+    graph = wait_graph(tmp_path / "wait.json")
+    with private_redis(tmp_path) as (redis_url, server):
+        env = cluster_env(cluster, services, AUTOEXEC_REDIS_URL=redis_url)
+        following = follow_until_the_wait_node_runs(env, str(graph), "--input", f"s={WAIT_SECONDS}")
+        server.kill()
+        code, stdout, stderr = following.finish()
+    assert code == 0, stderr
+    assert stdout == 'status: COMPLETED\n{\n  "result": [\n    "done"\n  ]\n}\n'
