@@ -32,6 +32,7 @@ from autoexec.store import graphs as graph_store
 from autoexec.store.tables import GraphExecution, NodeExecution
 from autoexec.store.transitions import transition_graph
 
+log = logging.getLogger(__name__)
 graph_log = logging.getLogger("autoexec.graph")
 
 __all__ = [
@@ -177,18 +178,25 @@ def execute_graph(
     try:
         engine.dispatcher.run_graph(graph_exec_id)
     except Exception as exc:
-        reason = f"could not publish the run message: {type(exc).__name__}: {exc}"
-        with engine.db.session() as session:
-            # Only if still QUEUED: the message may have gone out before the error was raised.
-            transition_graph(
-                session,
-                graph_exec_id,
-                ExecutionStatus.FAILED,
-                allowed_from=frozenset({ExecutionStatus.QUEUED}),
-                error=reason,
-            )
-        raise AutoexecError(f"graph execution {graph_exec_id} failed: {reason}") from exc
+        _fail_unpublished(engine, graph_exec_id, exc)
     return graph_exec_id
+
+
+def _fail_unpublished(engine: Engine, graph_exec_id: str, exc: Exception) -> None:
+    """Publishing the run message raised: fail the execution if it is still QUEUED. One that a
+    worker already moved on did get its message (it went out before the error): it goes on."""
+    reason = f"could not publish the run message: {type(exc).__name__}: {exc}"
+    with engine.db.session() as session:
+        failed = transition_graph(
+            session,
+            graph_exec_id,
+            ExecutionStatus.FAILED,
+            allowed_from=frozenset({ExecutionStatus.QUEUED}),
+            error=reason,
+        )
+    if failed:
+        raise AutoexecError(f"graph execution {graph_exec_id} failed: {reason}") from exc
+    log.warning("graph execution %s started although publishing raised: %s", graph_exec_id, exc)
 
 
 def get_execution(graph_exec_id: str, user_id: str, engine: Engine | None = None) -> ExecutionView:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -13,19 +14,25 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from autoexec.errors import AutoexecError
+from autoexec.errors import AutoexecError, InputValidationError, NotFoundError
+from autoexec.run_inputs import load_input_file, pair_value
 from autoexec.statuses import GRAPH_STATUSES
 
 if TYPE_CHECKING:
-    from autoexec import api
+    from autoexec.api import ExecutionView
 
 DEFAULT_USER = "local"
+DEFAULT_TIMEOUT_SECONDS = 3600.0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_LOST_CONTACT = 75  # EX_TEMPFAIL: the run may be fine, ask again later
+EXIT_TIMEOUT = 124  # as timeout(1)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 def parse_inputs(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``k=v`` pairs; a value that parses as JSON is taken as JSON, else as text."""
+    """``k=v`` pairs; a value that parses as JSON is taken as JSON, else as text; ``k=@path``
+    takes the content of the file at ``path`` by the same rule."""
     inputs: dict[str, Any] = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
@@ -34,10 +41,23 @@ def parse_inputs(pairs: tuple[str, ...]) -> dict[str, Any]:
                 f"{pair!r} is not of the form name=value", param_hint="--input"
             )
         try:
-            inputs[name] = json.loads(raw)
-        except json.JSONDecodeError:
-            inputs[name] = raw
+            inputs[name] = pair_value(name, raw)
+        except InputValidationError as exc:
+            raise click.BadParameter(str(exc), param_hint="--input") from None
     return inputs
+
+
+def _inputs_option(ctx: click.Context, param: click.Parameter, pairs: tuple[str, ...]) -> Any:
+    return parse_inputs(pairs)
+
+
+def _input_file_option(ctx: click.Context, param: click.Parameter, path: Path | None) -> Any:
+    if path is None:
+        return {}
+    try:
+        return load_input_file(path)
+    except InputValidationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--input-file") from None
 
 
 def _dump(value: Any) -> str:
@@ -65,8 +85,28 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--input", "-i", "pairs", multiple=True, help="A graph input, name=value.")
+@click.argument("target", metavar="FILE|GRAPH_ID")
+@click.option(
+    "--input",
+    "-i",
+    "pairs",
+    multiple=True,
+    callback=_inputs_option,
+    help="A graph input, name=value; name=@path takes the content of a file.",
+)
+@click.option(
+    "--input-file",
+    "file_inputs",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    callback=_input_file_option,
+    help="A JSON or YAML mapping of graph inputs; --input values override it.",
+)
+@click.option(
+    "--version",
+    "graph_version",
+    type=click.IntRange(min=1),
+    help="The version of a saved GRAPH_ID to run (default: its latest).",
+)
 @_user_option
 @click.option("--dry-run", is_flag=True, help="Run in-process on the reference interpreter.")
 @click.option(
@@ -75,28 +115,82 @@ def main() -> None:
     help="Force the in-process stack, or the configured services (default: embedded unless "
     "AUTOEXEC_BROKER_URL is set).",
 )
-@click.option("--timeout", default=3600.0, show_default=True, help="Seconds to wait for the end.")
+@click.option("--detach", is_flag=True, help="Print the execution id and return (cluster only).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help=f"Seconds to follow the run (default {DEFAULT_TIMEOUT_SECONDS:.0f}).",
+)
 def run(
-    file: Path,
-    pairs: tuple[str, ...],
+    target: str,
+    pairs: dict[str, Any],
+    file_inputs: dict[str, Any],
+    graph_version: int | None,
     user_id: str,
     dry_run: bool,
     embedded: bool | None,
-    timeout: float,
+    detach: bool,
+    timeout: float | None,
 ) -> None:
-    """Save FILE (a JSON or YAML graph), execute it, show progress and print its outputs."""
-    inputs = parse_inputs(pairs)
+    """Run FILE (a JSON or YAML graph, saved first) or the saved graph GRAPH_ID: show progress
+    and print its outputs."""
+    inputs = {**file_inputs, **pairs}
+    graph_file = _graph_file(target, graph_version)
+    _refuse_conflicting_options(graph_file, dry_run, detach, timeout)
     if dry_run:
-        _dry_run(file, inputs, user_id)
+        _dry_run(Path(target), inputs, user_id)
         return
-    stack: AbstractContextManager[None] = nullcontext()
-    if _select_stack(embedded):
-        from autoexec.embedded import embedded_worker
+    on_embedded = _select_stack(embedded)
+    if detach and on_embedded:
+        raise click.UsageError(EMBEDDED_DETACH)
+    with _worker_in_process(on_embedded):
+        graph_exec_id = _submit(target, graph_file, graph_version, inputs, user_id)
+        if detach:
+            click.echo(graph_exec_id)
+            return
+        code = _follow_and_report(
+            graph_exec_id, user_id, timeout or DEFAULT_TIMEOUT_SECONDS, on_embedded
+        )
+    sys.exit(code)
 
-        stack = embedded_worker()
-    with stack:
-        status = _run_and_show(file, inputs, user_id, timeout)
-    sys.exit(0 if status == "COMPLETED" else EXIT_FAILED)
+
+EMBEDDED_DETACH = (
+    "--detach needs a cluster: on the embedded stack the run lives in this process "
+    "and would stop with it (set AUTOEXEC_BROKER_URL, or pass --cluster)"
+)
+
+
+def _worker_in_process(embedded: bool) -> AbstractContextManager[None]:
+    """The embedded stack's worker thread; on a cluster the workers are elsewhere."""
+    if not embedded:
+        return nullcontext()
+    from autoexec.embedded import embedded_worker
+
+    return embedded_worker()
+
+
+def _graph_file(target: str, graph_version: int | None) -> Path | None:
+    """``target`` as a graph file if such a file exists, else None (a saved graph id)."""
+    path = Path(target)
+    if not path.is_file():
+        return None
+    if graph_version is not None:
+        raise click.UsageError(
+            f"--version selects a version of a saved graph, but {target!r} is a file: "
+            "run its graph id (see `autoexec graphs`) with --version"
+        )
+    return path
+
+
+def _refuse_conflicting_options(
+    graph_file: Path | None, dry_run: bool, detach: bool, timeout: float | None
+) -> None:
+    if dry_run and graph_file is None:
+        raise click.UsageError("--dry-run runs a graph file: give the path of a JSON or YAML graph")
+    if detach and dry_run:
+        raise click.UsageError("--detach cannot be used with --dry-run, which runs in-process")
+    if detach and timeout is not None:
+        raise click.UsageError("--timeout limits following a run: it does nothing with --detach")
 
 
 def _select_stack(embedded: bool | None = None) -> bool:
@@ -105,11 +199,8 @@ def _select_stack(embedded: bool | None = None) -> bool:
         embedded = "AUTOEXEC_BROKER_URL" not in os.environ
     if embedded:
         from autoexec.embedded import configure_embedded
-        from autoexec.settings import get_settings
-        from autoexec.store.migrate import upgrade_database
 
-        configure_embedded()
-        upgrade_database(get_settings().database_url)
+        configure_embedded()  # also migrates the embedded database
     return embedded
 
 
@@ -139,28 +230,101 @@ def _dry_run(file: Path, inputs: dict[str, Any], user_id: str) -> None:
     sys.exit(0 if result.status.value == "COMPLETED" else EXIT_FAILED)
 
 
-def _run_and_show(file: Path, inputs: dict[str, Any], user_id: str, timeout: float) -> str:
+def _submit(
+    target: str,
+    graph_file: Path | None,
+    graph_version: int | None,
+    inputs: dict[str, Any],
+    user_id: str,
+) -> str:
+    """Save the graph file (or find the saved graph) and start an execution; returns its id."""
     from autoexec import api
     from autoexec.graph import load_definition
 
-    graph_id, version = api.save_graph(load_definition(file), user_id)
-    graph_exec_id = api.execute_graph(graph_id, user_id, inputs, graph_version=version)
-    click.echo(f"graph {graph_id} v{version}: execution {graph_exec_id}", err=True)
-    return follow_and_show(graph_exec_id, user_id, timeout)
+    if graph_file is not None:
+        graph_id, graph_version = api.save_graph(load_definition(graph_file), user_id)
+    else:
+        graph_id, graph_version = _saved_graph(target, graph_version, user_id)
+    graph_exec_id = api.execute_graph(graph_id, user_id, inputs, graph_version=graph_version)
+    click.echo(f"graph {graph_id} v{graph_version}: execution {graph_exec_id}", err=True)
+    return graph_exec_id
 
 
-def follow_and_show(graph_exec_id: str, user_id: str, timeout: float) -> str:
-    """Show progress until the run ends, then print its status, error, outputs and the nodes
-    that never ran; returns the final status."""
+def _saved_graph(graph_id: str, graph_version: int | None, user_id: str) -> tuple[str, int]:
+    from autoexec import api
+
+    latest = {graph["id"]: graph["version"] for graph in api.list_graphs(user_id)}
+    if graph_id not in latest:
+        raise NotFoundError(
+            f"{graph_id!r} is neither a graph file nor a graph id of user {user_id!r}: "
+            "give the path of a JSON or YAML graph, or an id listed by `autoexec graphs`"
+        )
+    if graph_version is not None and graph_version > latest[graph_id]:
+        raise NotFoundError(
+            f"graph {graph_id!r} has no version {graph_version}: "
+            f"its latest version is {latest[graph_id]}"
+        )
+    return graph_id, graph_version or latest[graph_id]
+
+
+def _follow_and_report(graph_exec_id: str, user_id: str, timeout: float, embedded: bool) -> int:
+    """Follow a submitted run to its end and show it; the exit code.
+
+    Past submission a service error cannot mean that the run failed: it may go on unseen.
+    """
+    try:
+        return _follow_or_stop(graph_exec_id, user_id, timeout, embedded)
+    except service_errors() as exc:
+        click.echo(
+            f"lost contact: the execution may still be running: autoexec status {graph_exec_id}",
+            err=True,
+        )
+        click.echo(f"reason: {_service_error_reason(exc)}", err=True)
+        return EXIT_LOST_CONTACT
+
+
+def _follow_or_stop(graph_exec_id: str, user_id: str, timeout: float, embedded: bool) -> int:
     from autoexec.progress import follow
 
-    view = follow(graph_exec_id, user_id, timeout)
-    show_end(view)
-    return view.status.value
+    try:
+        view = follow(graph_exec_id, user_id, timeout)
+    except KeyboardInterrupt:
+        if embedded:  # a second Ctrl-C must not leave the run half cancelled
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return _stop_following(graph_exec_id, user_id, embedded, EXIT_INTERRUPTED)
+    except TimeoutError:
+        click.echo(f"timeout: the run did not end within {timeout:g}s", err=True)
+        return _stop_following(graph_exec_id, user_id, embedded, EXIT_TIMEOUT)
+    return _show(view)
 
 
-def show_end(view: api.ExecutionView) -> None:
-    """The end of a run: status and outputs on stdout, the error and what never ran on stderr."""
+def _stop_following(graph_exec_id: str, user_id: str, embedded: bool, code: int) -> int:
+    """Ctrl-C or the timeout: a run that cannot outlive this process (embedded) is cancelled,
+    another one goes on and the user is told how to find it."""
+    from autoexec import api
+
+    if embedded:
+        from autoexec.embedded import end_node_executions
+
+        api.cancel(graph_exec_id, user_id)
+        end_node_executions(graph_exec_id)
+    view = api.get_execution(graph_exec_id, user_id)
+    if view.status.value == "TERMINATED" and embedded:
+        click.echo(f"cancelled: execution {graph_exec_id}", err=True)
+    elif view.is_finished:
+        return _show(view)
+    else:
+        click.echo(
+            f"still {view.status.value} — autoexec status {graph_exec_id} / "
+            f"autoexec cancel {graph_exec_id}",
+            err=True,
+        )
+    return code
+
+
+def _show(view: ExecutionView) -> int:
+    """Print the status and outputs of an ended run (the error and what never ran on
+    stderr); the exit code."""
     from autoexec.views import never_ran_lines
 
     click.echo(f"status: {view.status.value}")
@@ -169,6 +333,7 @@ def show_end(view: api.ExecutionView) -> None:
     for line in never_ran_lines(view):
         click.echo(line, err=True)
     click.echo(_dump(view.outputs))
+    return 0 if view.status.value == "COMPLETED" else EXIT_FAILED
 
 
 @main.command()
@@ -232,12 +397,6 @@ def executions(status_name: str | None, graph_id: str | None, limit: int, user_i
         click.echo(line)
 
 
-EMBEDDED_DETACH = (
-    "--detach needs a cluster (set AUTOEXEC_BROKER_URL): on the embedded stack the run "
-    "cannot outlive this command"
-)
-
-
 @main.command()
 @click.argument("graph_exec_id")
 @_user_option
@@ -250,23 +409,14 @@ def rerun(graph_exec_id: str, user_id: str, detach: bool, timeout: float) -> Non
     embedded = _select_stack()
     if detach and embedded:
         raise click.UsageError(EMBEDDED_DETACH)
-    with _worker_for(embedded):
+    with _worker_in_process(embedded):
         new_id = api.rerun(graph_exec_id, user_id)
         click.echo(f"rerun of {graph_exec_id}: execution {new_id}", err=True)
         if detach:
             click.echo(new_id)
             return
-        status = follow_and_show(new_id, user_id, timeout)
-    sys.exit(0 if status == "COMPLETED" else EXIT_FAILED)
-
-
-def _worker_for(embedded: bool) -> AbstractContextManager[None]:
-    """The in-process worker on the embedded stack; nothing on a cluster."""
-    if not embedded:
-        return nullcontext()
-    from autoexec.embedded import embedded_worker
-
-    return embedded_worker()
+        code = _follow_and_report(new_id, user_id, timeout, embedded)
+    sys.exit(code)
 
 
 @main.command()
@@ -318,18 +468,28 @@ def upgrade() -> None:
     click.echo("database is up to date")
 
 
-def entrypoint() -> None:
+def service_errors() -> tuple[type[Exception], ...]:
+    """The errors that mean a service (database, Redis, broker) did not answer."""
     from kombu.exceptions import OperationalError as BrokerError
     from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
     from sqlalchemy.exc import OperationalError as DatabaseError
 
+    return (DatabaseError, RedisConnectionError, RedisTimeoutError, BrokerError, ConnectionError)
+
+
+def _service_error_reason(exc: Exception) -> str:
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return f"cannot reach a service ({type(exc).__name__}): {reason}"
+
+
+def entrypoint() -> None:
     try:
         main(standalone_mode=True)
     except AutoexecError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
-    except (DatabaseError, RedisConnectionError, BrokerError, ConnectionError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        click.echo(f"error: cannot reach a service ({type(exc).__name__}): {reason}", err=True)
+    except service_errors() as exc:
+        click.echo(f"error: {_service_error_reason(exc)}", err=True)
         click.echo("check AUTOEXEC_DATABASE_URL, AUTOEXEC_REDIS_URL, AUTOEXEC_BROKER_URL", err=True)
         sys.exit(EXIT_USAGE)

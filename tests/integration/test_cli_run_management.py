@@ -202,8 +202,8 @@ def test_rerun_refuses_detach_on_the_embedded_stack_and_unknown_ids(tmp_path: Pa
     detached = autoexec(tmp_path, "rerun", first, "--detach")
     assert detached.returncode == 2
     assert (
-        "Error: --detach needs a cluster (set AUTOEXEC_BROKER_URL): on the embedded stack the "
-        "run cannot outlive this command" in detached.stderr
+        "Error: --detach needs a cluster: on the embedded stack the run lives in this process "
+        "and would stop with it (set AUTOEXEC_BROKER_URL, or pass --cluster)" in detached.stderr
     )
     unknown = autoexec(tmp_path, "rerun", "no-such-id")
     assert unknown.returncode == 2

@@ -1,0 +1,193 @@
+"""``autoexec run`` as a subprocess on the embedded stack: saved graphs by id, input files,
+``name=@file``, the refused inputs, and Ctrl-C (which cancels the run: it lives in the process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.cli_runs import execution_id, follow_until_the_wait_node_runs, wait_graph
+from tests.integration.test_cli_embedded import EXAMPLES, autoexec, expected_stdout
+
+HELLO = EXAMPLES / "hello.json"
+
+
+def hello_outputs(x: int) -> dict[str, list[Any]]:
+    return {"sum": [x + 1], "message": [f"Hello! {x} + 1 = {x + 1}"]}
+
+
+def saved_graph_id(home: Path) -> str:
+    """The id of the only graph saved in ``home``."""
+    listing = autoexec(home, "graphs")
+    assert listing.returncode == 0, listing.stderr
+    (line,) = listing.stdout.splitlines()
+    return line.split()[0]
+
+
+def error_line(stderr: str) -> str:
+    """The last line of stderr: the error click or the entrypoint printed."""
+    assert "Traceback" not in stderr
+    return stderr.splitlines()[-1]
+
+
+def test_a_saved_graph_runs_by_its_id(tmp_path: Path) -> None:
+    assert autoexec(tmp_path, "run", str(HELLO), "--input", "x=1").returncode == 0
+    run = autoexec(tmp_path, "run", saved_graph_id(tmp_path), "--input", "x=5")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == expected_stdout("COMPLETED", hello_outputs(5))
+
+
+def test_version_runs_an_older_version_of_a_saved_graph(tmp_path: Path) -> None:
+    definition = json.loads(HELLO.read_text())
+    graph = tmp_path / "hello.json"
+    for b in (1, 100):  # version 1 adds 1, version 2 adds 100
+        definition["nodes"][1]["input_default"]["b"] = b
+        graph.write_text(json.dumps(definition))
+        assert autoexec(tmp_path, "run", str(graph), "--input", "x=1").returncode == 0
+    run = autoexec(tmp_path, "run", saved_graph_id(tmp_path), "--version", "1", "--input", "x=1")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.partition("\n")[2])["sum"] == [2]
+    assert " v1: execution " in run.stderr.splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("inputs.json", '{"x": 7}'), ("inputs.yaml", "x: 7\n")],
+)
+def test_an_input_file_gives_the_inputs(tmp_path: Path, name: str, content: str) -> None:
+    (tmp_path / name).write_text(content)
+    run = autoexec(tmp_path, "run", str(HELLO), "--input-file", str(tmp_path / name))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == expected_stdout("COMPLETED", hello_outputs(7))
+
+
+def test_an_input_on_the_command_line_overrides_the_input_file(tmp_path: Path) -> None:
+    (tmp_path / "inputs.yaml").write_text("x: 7\n")
+    args = ["--input-file", str(tmp_path / "inputs.yaml"), "--input", "x=2"]
+    run = autoexec(tmp_path, "run", str(HELLO), *args)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == expected_stdout("COMPLETED", hello_outputs(2))
+
+
+def test_at_file_takes_the_content_of_a_file_as_the_value(tmp_path: Path) -> None:
+    (tmp_path / "numbers.json").write_text("[1, 2, 3]\n")
+    args = ["--input", f"numbers=@{tmp_path / 'numbers.json'}"]
+    run = autoexec(tmp_path, "run", str(EXAMPLES / "iterate.json"), *args)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == expected_stdout("COMPLETED", {"squares": [1, 4, 9]})
+
+
+REFUSED = [
+    (
+        ["nope"],
+        "error: 'nope' is neither a graph file nor a graph id of user 'local': give the path "
+        "of a JSON or YAML graph, or an id listed by `autoexec graphs`",
+    ),
+    (
+        [str(HELLO), "--detach"],
+        "Error: --detach needs a cluster: on the embedded stack the run lives in this process "
+        "and would stop with it (set AUTOEXEC_BROKER_URL, or pass --cluster)",
+    ),
+    (
+        [str(HELLO), "--version", "1"],
+        f"Error: --version selects a version of a saved graph, but {str(HELLO)!r} is a file: "
+        "run its graph id (see `autoexec graphs`) with --version",
+    ),
+    (
+        [str(HELLO), "--input", "x=@missing.txt"],
+        "Error: Invalid value for --input: input 'x': no file 'missing.txt'",
+    ),
+    (
+        [str(HELLO), "--input-file", "missing.json"],
+        "Error: Invalid value for '--input-file': File 'missing.json' does not exist.",
+    ),
+    (
+        ["nope", "--dry-run"],
+        "Error: --dry-run runs a graph file: give the path of a JSON or YAML graph",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), REFUSED, ids=lambda v: str(v)[:40])
+def test_a_refused_run_says_why_and_exits_2(tmp_path: Path, args: list[str], message: str) -> None:
+    run = autoexec(tmp_path, "run", *args)
+    assert run.returncode == 2
+    assert run.stdout == ""
+    assert error_line(run.stderr) == message
+    assert "execution" not in run.stderr  # nothing was submitted
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            "[1, 2]",
+            ' must hold a mapping of input names to values (JSON {"x": 1} or YAML x: 1), '
+            "not a list",
+        ),
+        (
+            '{"x": ',
+            " is not valid JSON or YAML: expected the node content, but found "
+            "'<stream end>' at line 1, column 7",
+        ),
+    ],
+)
+def test_an_input_file_that_is_not_a_mapping_is_refused(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    inputs = tmp_path / "inputs"
+    inputs.write_text(content)
+    run = autoexec(tmp_path, "run", str(HELLO), "--input-file", str(inputs))
+    assert run.returncode == 2
+    assert error_line(run.stderr) == f"Error: Invalid value for --input-file: {inputs}{message}"
+
+
+def test_a_version_a_saved_graph_does_not_have_is_refused(tmp_path: Path) -> None:
+    assert autoexec(tmp_path, "run", str(HELLO)).returncode == 0
+    graph_id = saved_graph_id(tmp_path)
+    run = autoexec(tmp_path, "run", graph_id, "--version", "2")
+    assert run.returncode == 2
+    assert error_line(run.stderr) == (
+        f"error: graph {graph_id!r} has no version 2: its latest version is 1"
+    )
+
+
+def test_ctrl_c_cancels_the_run_on_the_embedded_stack(tmp_path: Path) -> None:
+    graph = wait_graph(tmp_path / "wait.json")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTOEXEC_")}
+    env = {**clean, "AUTOEXEC_HOME": str(tmp_path)}
+    following = follow_until_the_wait_node_runs(env, str(graph), "--input", "s=60")
+    following.process.send_signal(signal.SIGINT)
+    code, stdout, stderr = following.finish()
+    graph_exec_id = following.graph_exec_id
+    assert code == 130, stderr
+    assert stdout == ""
+    assert stderr.splitlines()[-1] == f"cancelled: execution {graph_exec_id}"
+    assert "Traceback" not in stderr
+    status = autoexec(tmp_path, "status", graph_exec_id, "--json")
+    assert status.returncode == 0, status.stderr
+    view = json.loads(status.stdout)
+    assert view["status"] == "TERMINATED"
+    assert {node["node_id"]: node["status"] for node in view["node_executions"]} == {
+        "s": "COMPLETED",
+        "wait": "TERMINATED",
+    }
+
+
+def test_the_timeout_cancels_the_run_on_the_embedded_stack(tmp_path: Path) -> None:
+    graph = wait_graph(tmp_path / "wait.json")
+    run = autoexec(tmp_path, "run", str(graph), "--input", "s=60", "--timeout", "2")
+    graph_exec_id = execution_id(run.stderr)
+    assert run.returncode == 124, run.stderr
+    assert run.stdout == ""
+    assert run.stderr.splitlines()[-2:] == [
+        "timeout: the run did not end within 2s",
+        f"cancelled: execution {graph_exec_id}",
+    ]
+    status = autoexec(tmp_path, "status", graph_exec_id, "--json")
+    assert json.loads(status.stdout)["status"] == "TERMINATED"
