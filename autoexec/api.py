@@ -103,8 +103,13 @@ def execute_graph(
     nodes_input_masks: dict[str, dict[str, Any]] | None = None,
     nodes_to_skip: list[str] | None = None,
     engine: Engine | None = None,
+    max_run_seconds: float | None = None,
 ) -> str:
-    """Create an execution and send it to the workers; returns the graph execution id."""
+    """Create an execution and send it to the workers; returns the graph execution id.
+
+    With ``max_run_seconds`` the run ends FAILED once it has been RUNNING that long (the time
+    it waits QUEUED for a free slot does not count).
+    """
     engine = _engine(engine)
     request = RunRequest(
         graph_id,
@@ -113,6 +118,7 @@ def execute_graph(
         graph_version,
         dict(nodes_input_masks or {}),
         list(nodes_to_skip or []),
+        max_run_seconds=max_run_seconds,
     )
     graph_exec_id = create_execution(engine, request)
     try:

@@ -24,8 +24,9 @@ from autoexec.engine.admission import admit
 from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine, build_engine
 from autoexec.engine.submission import RunRequest, create_execution
-from autoexec.errors import AutoexecError
+from autoexec.errors import AutoexecError, InputValidationError
 from autoexec.settings import get_settings
+from autoexec.store.executions import NodeTask
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,14 @@ class CeleryDispatcher:
     def advance_graph(self, graph_exec_id: str, countdown: float | None = None) -> None:
         advance_graph.apply_async(args=[graph_exec_id], countdown=countdown)
 
-    def execute_node(self, node_exec_id: int, graph_exec_id: str, task_id: str) -> None:
-        execute_node.apply_async(args=[node_exec_id, graph_exec_id], task_id=task_id)
+    def execute_node(self, task: NodeTask) -> None:
+        args = (task.node_exec_id, task.graph_exec_id)
+        # What Flower and task events show: which node and block, never input values.
+        shown = (
+            f"({task.node_exec_id}, {task.graph_exec_id!r}, "
+            f"node={task.node_id!r}, block={task.block_id!r})"
+        )
+        execute_node.apply_async(args=args, task_id=task.task_id, argsrepr=shown)
 
     def revoke(self, task_ids: list[str]) -> None:
         app.control.revoke(task_ids)
@@ -93,13 +100,13 @@ def run_graph(
     graph_version: int | None = None,
     nodes_input_masks: dict[str, dict[str, Any]] | None = None,
     nodes_to_skip: list[str] | None = None,
-) -> str | None:
+    max_run_seconds: float | None = None,
+) -> str:
     """Start a graph execution, by its id or (graph_id, user_id, inputs); returns its id."""
     engine = get_engine()
     if graph_exec_id is None:
         if not graph_id or not user_id:
-            log.error("run_graph needs graph_exec_id, or graph_id and user_id; message dropped")
-            return None
+            raise InputValidationError("run_graph needs graph_exec_id, or graph_id and user_id")
         request = RunRequest(
             graph_id,
             user_id,
@@ -107,6 +114,7 @@ def run_graph(
             graph_version,
             nodes_input_masks or {},
             nodes_to_skip or [],
+            max_run_seconds=max_run_seconds,
         )
         # The task id makes a re-delivered message find the execution it already created.
         graph_exec_id = create_execution(engine, request, exec_id=self.request.id)
