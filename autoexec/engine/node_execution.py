@@ -57,6 +57,8 @@ class Outcome:
     status: ExecutionStatus
     error: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    # Set when this node's end must also end the whole execution.
+    stop: Stop | None = None
 
 
 class NodeLogAdapter(logging.LoggerAdapter[logging.Logger]):
@@ -106,7 +108,10 @@ def execute_node(engine: Engine, node_exec_id: int, rerun: bool = False) -> Exec
             stats=outcome.stats,
             error=outcome.error,
         )
-    engine.wake(claimed.graph_exec_id, force=rerun)
+    if outcome.stop is not None:
+        stop_execution(engine, claimed.graph_exec_id, outcome.stop)
+    else:
+        engine.wake(claimed.graph_exec_id, force=rerun)
     return outcome.status
 
 
@@ -237,7 +242,7 @@ def run_job(engine: Engine, job: NodeJob) -> Outcome | None:
     """Run the block; the outcome to record, or None if another attempt took over."""
     run = _Run(engine, job)
     if job.block_id not in engine.registry:
-        return _block_missing(engine, run)
+        return _block_missing(run)
     block = engine.registry.get(job.block_id)
     run.logger.info("started")
     try:
@@ -258,13 +263,12 @@ def run_job(engine: Engine, job: NodeJob) -> Outcome | None:
     return Outcome(S.COMPLETED, None, run.stats(None))
 
 
-def _block_missing(engine: Engine, run: _Run) -> Outcome:
+def _block_missing(run: _Run) -> Outcome:
     """This worker cannot run the node's block: no worker configured like it could go on with
     the graph either, so the whole execution ends FAILED saying how to register the block."""
     error = str(BlockNotRegisteredError(run.job.block_id, run.job.node_id))
     run.logger.error(error)
-    stop_execution(engine, run.job.graph_exec_id, Stop(S.FAILED, error))
-    return Outcome(S.FAILED, error, run.stats(error))
+    return Outcome(S.FAILED, error, run.stats(error), stop=Stop(S.FAILED, error))
 
 
 def _failed(run: _Run, exc: Exception) -> Outcome:
