@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from kombu.exceptions import OperationalError as BrokerError
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 from autoexec.blocks.base import ERROR_PIN, RunContext
 from autoexec.engine.cancellation import Stop, stop_execution
 from autoexec.engine.context import Engine
+from autoexec.engine.limits import deadline_of
 from autoexec.errors import AutoexecError, BlockNotRegisteredError, ExecutionStoppedError
 from autoexec.node_runner import error_message, is_user_error, iterate_block
 from autoexec.statuses import TERMINAL, ExecutionStatus
@@ -50,6 +52,7 @@ class NodeJob:
     user_id: str
     inputs: dict[str, Any]
     attempt: int
+    deadline: datetime | None = None
 
 
 @dataclass
@@ -163,6 +166,7 @@ def claim(engine: Engine, node_exec_id: int, rerun: bool) -> NodeJob | Refused:
             user_id=execution.user_id,
             inputs=node_exec.input_data or {},
             attempt=attempt,
+            deadline=deadline_of(execution),
         )
 
 
@@ -189,7 +193,7 @@ class _Run:
             node_exec_id=str(job.node_exec_id),
             block_id=job.block_id,
             logger=self.logger,
-            is_cancelled=lambda: self.engine.coordinator.stop_requested(job.graph_exec_id),
+            is_cancelled=self.stop_requested,
         )
 
     def emit(self, pin: str, value: Any) -> None:
@@ -215,13 +219,22 @@ class _Run:
             )
         return size
 
+    def stop_requested(self) -> bool:
+        """The execution was stopped, or is past its deadline: a step that would stop it may
+        not get a worker slot while this node holds one, so the node stops by itself and the
+        step that its end wakes ends the run."""
+        deadline = self.job.deadline
+        if deadline is not None and utcnow() >= deadline:
+            return True
+        return self.engine.coordinator.stop_requested(self.job.graph_exec_id)
+
     def check_still_ours(self) -> None:
         """Stop if the execution was stopped or taken over (checked every 0.25 s at most)."""
         now = time.monotonic()
         if now < self.next_cancel_check:
             return
         self.next_cancel_check = now + CANCEL_CHECK_INTERVAL
-        if self.engine.coordinator.stop_requested(self.job.graph_exec_id):
+        if self.stop_requested():
             raise ExecutionStoppedError()
         with self.engine.db.session() as session:
             current = repo.attempt_of_running(session, self.job.node_exec_id)

@@ -18,7 +18,12 @@ from autoexec.engine.context import Engine
 from autoexec.errors import InputValidationError
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.tables import GraphExecution
-from tests.integration.conftest import Cluster, private_queues, worker_process
+from tests.integration.conftest import (
+    Cluster,
+    private_queues,
+    single_slot_worker,
+    worker_process,
+)
 from tests.integration.test_engine import EXAMPLES, graph, node, user
 
 S = ExecutionStatus
@@ -111,17 +116,28 @@ def wait_until_not_running(engine: Engine, exec_id: str, owner: str) -> api.Exec
     return view
 
 
-def test_a_node_blocking_past_the_deadline_is_stopped(cluster: Cluster) -> None:
+def assert_stopped_at_the_deadline(engine: Engine) -> None:
     owner = user()
     definition = graph([node("nap", "wait", seconds=3600, data="late")], [])
-    graph_id, _ = api.save_graph(definition, owner, engine=cluster.engine)
-    exec_id = api.execute_graph(graph_id, owner, {}, engine=cluster.engine, max_run_seconds=2)
-    view = api.wait(exec_id, owner, timeout=60, engine=cluster.engine)
+    graph_id, _ = api.save_graph(definition, owner, engine=engine)
+    exec_id = api.execute_graph(graph_id, owner, {}, engine=engine, max_run_seconds=2)
+    view = api.wait(exec_id, owner, timeout=60, engine=engine)
     assert view.status is S.FAILED
     assert view.error == "stopped: ran longer than max_run_seconds=2"
-    view = wait_until_not_running(cluster.engine, exec_id, owner)
+    view = wait_until_not_running(engine, exec_id, owner)
     assert [(n.node_id, n.status) for n in view.node_executions] == [("nap", S.TERMINATED)]
     assert view.outputs == {}
+
+
+def test_a_node_blocking_past_the_deadline_is_stopped(cluster: Cluster) -> None:
+    assert_stopped_at_the_deadline(cluster.engine)
+
+
+def test_the_deadline_holds_when_the_blocking_node_has_the_only_worker_slot(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    with single_slot_worker(cluster, tmp_path / "single.log") as engine:
+        assert_stopped_at_the_deadline(engine)
 
 
 def executions_of(engine: Engine, owner: str) -> int:
