@@ -104,23 +104,47 @@ def run_graph(
 ) -> str:
     """Start a graph execution, by its id or (graph_id, user_id, inputs); returns its id."""
     engine = get_engine()
+    options: dict[str, Any] = {
+        "graph_id": graph_id,
+        "user_id": user_id,
+        "inputs": inputs,
+        "graph_version": graph_version,
+        "nodes_input_masks": nodes_input_masks,
+        "nodes_to_skip": nodes_to_skip,
+        "max_run_seconds": max_run_seconds,
+    }
     if graph_exec_id is None:
-        if not graph_id or not user_id:
-            raise InputValidationError("run_graph needs graph_exec_id, or graph_id and user_id")
-        request = RunRequest(
-            graph_id,
-            user_id,
-            inputs or {},
-            graph_version,
-            nodes_input_masks or {},
-            nodes_to_skip or [],
-            max_run_seconds=max_run_seconds,
-        )
         # The task id makes a re-delivered message find the execution it already created.
-        graph_exec_id = create_execution(engine, request, exec_id=self.request.id)
+        graph_exec_id = create_execution(engine, _run_request(options), exec_id=self.request.id)
+    else:
+        _refuse_options_with_an_id(options)
     if admit(engine, graph_exec_id):
         orchestrator.advance(engine, graph_exec_id)
     return graph_exec_id
+
+
+def _run_request(options: dict[str, Any]) -> RunRequest:
+    if not options["graph_id"] or not options["user_id"]:
+        raise InputValidationError("run_graph needs graph_exec_id, or graph_id and user_id")
+    return RunRequest(
+        options["graph_id"],
+        options["user_id"],
+        options["inputs"] or {},
+        options["graph_version"],
+        options["nodes_input_masks"] or {},
+        options["nodes_to_skip"] or [],
+        max_run_seconds=options["max_run_seconds"],
+    )
+
+
+def _refuse_options_with_an_id(options: dict[str, Any]) -> None:
+    """An existing execution was submitted already: options sent along would do nothing."""
+    given = sorted(name for name, value in options.items() if value is not None)
+    if given:
+        raise InputValidationError(
+            f"run_graph with graph_exec_id starts that execution as submitted; "
+            f"leave out {', '.join(given)}"
+        )
 
 
 @app.task(name="autoexec.advance_graph", ignore_result=True, **RETRY_POLICY)

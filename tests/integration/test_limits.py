@@ -169,3 +169,31 @@ def test_run_graph_without_a_graph_fails_the_task(
         result.get(timeout=30)
     assert result.state == "FAILURE"
     assert type(result.result).__name__ == "InputValidationError"
+
+
+def test_run_graph_by_id_refuses_options_it_would_ignore(cluster: Cluster) -> None:
+    kwargs = {"graph_exec_id": "some-id", "max_run_seconds": 5, "inputs": {"x": 1}}
+    result: AsyncResult[object] = app.send_task(
+        "autoexec.run_graph", kwargs=kwargs, queue=cluster.inbox_queue
+    )
+    message = (
+        "run_graph with graph_exec_id starts that execution as submitted; "
+        "leave out inputs, max_run_seconds"
+    )
+    with pytest.raises(Exception, match=message):
+        result.get(timeout=30)
+    assert result.state == "FAILURE"
+
+
+def test_run_graph_by_name_takes_a_run_deadline(cluster: Cluster) -> None:
+    owner = user()
+    definition = graph([node("nap", "wait", seconds=3600)], [])
+    graph_id, _ = api.save_graph(definition, owner, engine=cluster.engine)
+    kwargs = {"graph_id": graph_id, "user_id": owner, "max_run_seconds": 1.5}
+    result: AsyncResult[str] = app.send_task(
+        "autoexec.run_graph", kwargs=kwargs, queue=cluster.inbox_queue
+    )
+    exec_id = result.get(timeout=30)
+    view = api.wait(exec_id, owner, timeout=60, engine=cluster.engine)
+    assert view.status is S.FAILED
+    assert view.error == "stopped: ran longer than max_run_seconds=1.5"
