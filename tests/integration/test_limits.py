@@ -197,3 +197,23 @@ def test_run_graph_by_name_takes_a_run_deadline(cluster: Cluster) -> None:
     view = api.wait(exec_id, owner, timeout=60, engine=cluster.engine)
     assert view.status is S.FAILED
     assert view.error == "stopped: ran longer than max_run_seconds=1.5"
+
+
+def test_a_run_stopped_at_its_deadline_hands_its_slot_on(cluster: Cluster, tmp_path: Path) -> None:
+    owner = user()
+    napping = graph([node("nap", "wait", seconds=3600)], [])
+    adding = graph(
+        [node("x", "agent_input", name="x"), node("out", "agent_output", name="x")],
+        [("x", "result", "out", "value")],
+    )
+    one_slot = {"AUTOEXEC_MAX_CONCURRENT_RUNS_PER_USER": "1"}
+    with private_queues(cluster) as queues:
+        env = {**queues.env, **one_slot}
+        with worker_process(env, 2, tmp_path / "w.log", f"slots-{secrets.token_hex(4)}"):
+            nap_id, _ = api.save_graph(napping, owner, engine=queues.engine)
+            add_id, _ = api.save_graph(adding, owner, engine=queues.engine)
+            first = api.execute_graph(nap_id, owner, engine=queues.engine, max_run_seconds=2)
+            second = api.execute_graph(add_id, owner, {"x": 7}, engine=queues.engine)
+            ended = [api.wait(e, owner, timeout=60, engine=queues.engine) for e in (first, second)]
+    assert [v.status for v in ended] == [S.FAILED, S.COMPLETED]
+    assert ended[1].outputs == {"x": [7]}
