@@ -162,9 +162,14 @@ def execute_graph(
     graph_version: int | None = None,
     nodes_input_masks: dict[str, dict[str, Any]] | None = None,
     nodes_to_skip: list[str] | None = None,
+    max_run_seconds: float | None = None,
     engine: Engine | None = None,
 ) -> str:
-    """Create an execution and send it to the workers; returns the graph execution id."""
+    """Create an execution and send it to the workers; returns the graph execution id.
+
+    With ``max_run_seconds`` the run ends FAILED once it has been RUNNING that long (the time
+    it waits QUEUED for a free slot does not count).
+    """
     engine = _engine(engine)
     request = RunRequest(
         graph_id,
@@ -173,6 +178,7 @@ def execute_graph(
         graph_version,
         dict(nodes_input_masks or {}),
         list(nodes_to_skip or []),
+        max_run_seconds=max_run_seconds,
     )
     graph_exec_id = create_execution(engine, request)
     try:
@@ -235,8 +241,8 @@ def _parse_status(status: ExecutionStatus | str) -> ExecutionStatus:
 
 
 def rerun(graph_exec_id: str, user_id: str, engine: Engine | None = None) -> str:
-    """Start a new execution of the same graph version with the same inputs, masks and skips;
-    returns the new execution's id."""
+    """Start a new execution of the same graph version with the same inputs, masks, skips
+    and run deadline; returns the new execution's id."""
     engine = _engine(engine)
     with engine.db.session() as session:
         old = repo.get_graph_execution(session, graph_exec_id, user_id)
@@ -247,6 +253,7 @@ def rerun(graph_exec_id: str, user_id: str, engine: Engine | None = None) -> str
         graph_version=old.graph_version,
         nodes_input_masks=old.nodes_input_masks,
         nodes_to_skip=old.nodes_to_skip,
+        max_run_seconds=old.max_run_seconds,
         engine=engine,
     )
 

@@ -1,4 +1,5 @@
-"""Cluster coordination in Redis: locks, wake-up flags, cancel flags. All key names live here.
+"""Cluster coordination in Redis: locks, wake-up flags, stop flags, deadline timers. All key
+names live here.
 
 The same code runs on a real Redis and on the embedded stack's in-process stand-in (fakeredis,
 selected by a ``memory://`` Redis URL).
@@ -42,8 +43,12 @@ class Keys:
         return f"{cls.prefix}:lock:admission:{user_id}"
 
     @classmethod
-    def cancel(cls, graph_exec_id: str) -> str:
-        return f"{cls.prefix}:cancel:{graph_exec_id}"
+    def stop(cls, graph_exec_id: str) -> str:
+        return f"{cls.prefix}:stop:{graph_exec_id}"
+
+    @classmethod
+    def deadline_timer(cls, graph_exec_id: str) -> str:
+        return f"{cls.prefix}:deadline-timer:{graph_exec_id}"
 
     @classmethod
     def events(cls, graph_exec_id: str) -> str:
@@ -54,7 +59,7 @@ class Coordinator:
     """Redis primitives the engine needs, over one client."""
 
     WAKE_TTL_SECONDS = 60
-    CANCEL_TTL_SECONDS = 7 * 24 * 3600
+    STOP_TTL_SECONDS = 7 * 24 * 3600
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
@@ -92,11 +97,20 @@ class Coordinator:
         lock: Lock = self.client.lock(Keys.admission_lock(user_id), timeout=10, blocking_timeout=10)
         return lock
 
-    def set_cancel(self, graph_exec_id: str) -> None:
-        self.client.set(Keys.cancel(graph_exec_id), 1, ex=self.CANCEL_TTL_SECONDS)
+    def request_stop(self, graph_exec_id: str) -> None:
+        """Tell the execution's running node tasks to stop (cancelled, or past a limit)."""
+        self.client.set(Keys.stop(graph_exec_id), 1, ex=self.STOP_TTL_SECONDS)
 
-    def is_cancelled(self, graph_exec_id: str) -> bool:
-        return bool(self.client.exists(Keys.cancel(graph_exec_id)))
+    def stop_requested(self, graph_exec_id: str) -> bool:
+        return bool(self.client.exists(Keys.stop(graph_exec_id)))
+
+    def deadline_timer_pending(self, graph_exec_id: str) -> bool:
+        return bool(self.client.exists(Keys.deadline_timer(graph_exec_id)))
+
+    def note_deadline_timer(self, graph_exec_id: str, seconds: float) -> None:
+        """Remember that a step is scheduled in ``seconds`` to check the run's deadline."""
+        key = Keys.deadline_timer(graph_exec_id)
+        self.client.set(key, 1, px=max(int(seconds * 1000), 1))
 
     def publish(self, graph_exec_id: str, message: str) -> None:
         self.client.publish(Keys.events(graph_exec_id), message)

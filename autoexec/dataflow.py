@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from autoexec.blocks.base import Block
-from autoexec.errors import BlockNotFoundError
+from autoexec.errors import BlockNotFoundError, BlockNotRegisteredError
 from autoexec.graph import GRAPH_INPUT_BLOCK, GRAPH_OUTPUT_BLOCK, Graph, Link, Node
 from autoexec.pins import LIST, MISSING, OBJECT, Pin, merge_dynamic_inputs, parse_pin, pick
 from autoexec.statuses import ExecutionStatus
@@ -61,7 +61,10 @@ class RunSpec:
     nodes_to_skip: frozenset[str] = frozenset()
 
     def block_of(self, node: Node) -> type[Block[Any]]:
-        return self.blocks(node.block_id)
+        try:
+            return self.blocks(node.block_id)
+        except BlockNotFoundError:
+            raise BlockNotRegisteredError(node.block_id, node.id) from None
 
 
 @dataclass(frozen=True)

@@ -6,17 +6,21 @@
     ├── ConfigurationError        an AUTOEXEC_* setting is invalid
     ├── GraphValidationError      a graph definition is wrong (names the node and pin)
     ├── BlockNotFoundError        no block is registered under that id
+    │   └── BlockNotRegisteredError   a node's block is missing on the worker running it
     ├── BlockDisabledError        the block exists but is disabled
     ├── InputValidationError      submission inputs, masks or skips are wrong
     ├── NotFoundError             no such graph / execution for this user
     ├── InvalidTransitionError    a status change that SPEC §2 does not allow
-    └── InsufficientBalanceError  not enough credits (SPEC §6)
+    ├── InsufficientBalanceError  not enough credits (SPEC §6)
+    └── ExecutionStoppedError     the graph execution was stopped while a node ran
 
     UserWarning
     └── GraphWarning              a saved graph is legal but suspicious (e.g. unreachable nodes)
 """
 
 from __future__ import annotations
+
+import socket
 
 
 class AutoexecError(Exception):
@@ -38,6 +42,18 @@ class BlockNotFoundError(AutoexecError):
     """No block is registered under that id; check the block_id or AUTOEXEC_BLOCK_MODULES."""
 
 
+class BlockNotRegisteredError(BlockNotFoundError):
+    """A graph uses a block that the worker running one of its steps does not have."""
+
+    def __init__(self, block_id: str, node_id: str) -> None:
+        self.block_id, self.node_id = block_id, node_id
+        super().__init__(
+            f"block {block_id!r} of node {node_id!r} is not registered on worker "
+            f"{socket.gethostname()}: list its module in AUTOEXEC_BLOCK_MODULES or install its "
+            "package (entry point group autoexec.blocks) on every worker"
+        )
+
+
 class BlockDisabledError(AutoexecError):
     """This block is disabled and cannot run."""
 
@@ -56,6 +72,10 @@ class InvalidTransitionError(AutoexecError):
 
 class InsufficientBalanceError(AutoexecError):
     """Not enough credits; top up to continue."""
+
+
+class ExecutionStoppedError(AutoexecError):
+    """The graph execution was cancelled or stopped by a limit while this node ran."""
 
 
 class GraphWarning(UserWarning):

@@ -9,18 +9,19 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from pydantic import ValidationError
 
 from autoexec.blocks.base import Block, RunContext
 from autoexec.dataflow import describe_validation_error
-from autoexec.errors import BlockDisabledError, InputValidationError
+from autoexec.errors import BlockDisabledError, ExecutionStoppedError, InputValidationError
 from autoexec.pins import merge_dynamic_inputs
 
 log = logging.getLogger(__name__)
 
+STOP_POLL_SECONDS = 0.25
 USER_ERRORS = (ValueError, BlockDisabledError, InputValidationError)
 
 
@@ -37,18 +38,46 @@ def iterate_block(
             f"invalid input for block {block_cls.id!r}: {describe_validation_error(exc)}"
         ) from None
     produced = block_cls().run(data, ctx)
-    pairs = _drain_async(produced) if isinstance(produced, AsyncIterator) else produced
+    if isinstance(produced, AsyncIterator):
+        pairs = _drain_async(produced, ctx.is_cancelled)
+    else:
+        pairs = produced
     for pin, value in pairs:
         yield pin, block_cls.validate_output(pin, value)
 
 
-def _drain_async(agen: AsyncIterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+def _drain_async(
+    agen: AsyncIterator[tuple[str, Any]], should_stop: Callable[[], bool]
+) -> Iterator[tuple[str, Any]]:
     loop = worker_event_loop()
     while True:
-        try:
-            yield loop.run_until_complete(agen.__anext__())
-        except StopAsyncIteration:
+        pair = loop.run_until_complete(_next_unless_stopped(agen, should_stop))
+        if pair is None:
             return
+        yield pair
+
+
+async def _next_unless_stopped(
+    agen: AsyncIterator[tuple[str, Any]], should_stop: Callable[[], bool]
+) -> tuple[str, Any] | None:
+    """The next pair (None at the end); an await that outlasts a stop request is cancelled,
+    so a block sleeping for an hour stops within ``STOP_POLL_SECONDS``."""
+    step = asyncio.ensure_future(_anext(agen))
+    while True:
+        done, _ = await asyncio.wait({step}, timeout=STOP_POLL_SECONDS)
+        if done:
+            return step.result()
+        if should_stop():
+            step.cancel()
+            await asyncio.gather(step, return_exceptions=True)
+            raise ExecutionStoppedError()
+
+
+async def _anext(agen: AsyncIterator[tuple[str, Any]]) -> tuple[str, Any] | None:
+    try:
+        return await agen.__anext__()
+    except StopAsyncIteration:
+        return None
 
 
 def is_user_error(exc: BaseException) -> bool:

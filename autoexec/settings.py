@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     max_concurrent_runs_per_user: int = Field(default=10, ge=1)
     graph_lock_ttl_seconds: float = Field(default=10.0, gt=0)
     delivery_batch_size: int = Field(default=200, ge=1)
+    max_node_executions_per_run: int = Field(default=100_000, ge=1)
 
     billing_enabled: bool = False
     execution_cost_count_threshold: int = Field(default=100, ge=1)

@@ -1,14 +1,18 @@
-"""Cancelling a graph execution (SPEC §7): stored durably first, then enforced."""
+"""Stopping a graph execution before it ends by itself: a cancel (SPEC §7) ends it TERMINATED,
+a run limit or a missing block ends it FAILED. Both go the same way: flag the node tasks to
+stop, revoke them, mark what is left TERMINATED, end the execution, hand the slot on."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from autoexec.engine.admission import admit_next
 from autoexec.engine.context import Engine
-from autoexec.engine.finalize import publish_status
+from autoexec.engine.finalize import graph_stats, publish_status
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.tables import GraphExecution, NodeExecution, utcnow
@@ -16,6 +20,17 @@ from autoexec.store.transitions import transition_graph
 
 S = ExecutionStatus
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stop:
+    """How a stopped execution ends: its final status and the reason, stored as its error."""
+
+    status: ExecutionStatus
+    reason: str
+
+
+CANCELLED = Stop(S.TERMINATED, "cancelled")
 
 
 def cancel_execution(engine: Engine, graph_exec_id: str, user_id: str | None = None) -> str:
@@ -33,12 +48,24 @@ def cancel_execution(engine: Engine, graph_exec_id: str, user_id: str | None = N
             .where(GraphExecution.cancel_requested_at.is_(None))
             .values(cancel_requested_at=utcnow())
         )
-    engine.coordinator.set_cancel(graph_exec_id)
-    _revoke_in_flight(engine, graph_exec_id)
-    terminated = terminate_execution(engine, graph_exec_id, owner)
-    if terminated:
+    if stop_execution(engine, graph_exec_id, CANCELLED):
         return f"graph execution {graph_exec_id} cancelled"
     return f"graph execution {graph_exec_id} ended before it could be cancelled"
+
+
+def stop_execution(engine: Engine, graph_exec_id: str, stop: Stop) -> bool:
+    """End an execution as ``stop`` says; True if this call ended it.
+
+    The caller must have made the stop durable first (a stored cancel request, or a limit that
+    the stored state shows), so a crash anywhere here is finished by the next step.
+    """
+    log.info("stopping graph execution %s: %s", graph_exec_id, stop.reason)
+    engine.coordinator.request_stop(graph_exec_id)
+    _revoke_in_flight(engine, graph_exec_id)
+    ended, user_id = _end(engine, graph_exec_id, stop)
+    publish_status(engine, graph_exec_id, stop.status)
+    admit_next(engine, user_id)
+    return ended
 
 
 def _revoke_in_flight(engine: Engine, graph_exec_id: str) -> None:
@@ -57,29 +84,31 @@ def _revoke_in_flight(engine: Engine, graph_exec_id: str) -> None:
     try:
         engine.dispatcher.revoke([t for t in task_ids if t])
     except Exception:
-        # Revocation only speeds things up: node tasks also check the cancel flag.
+        # Revocation only speeds things up: node tasks also check the stop flag.
         log.warning("could not revoke the tasks of %s", graph_exec_id, exc_info=True)
 
 
-def terminate_execution(engine: Engine, graph_exec_id: str, user_id: str) -> bool:
-    """Mark what is left of a cancelled execution TERMINATED and free its slot."""
-    terminated = _terminate(engine, graph_exec_id)
-    publish_status(engine, graph_exec_id, S.TERMINATED)
-    admit_next(engine, user_id)
-    return terminated
-
-
-def _terminate(engine: Engine, graph_exec_id: str) -> bool:
+def _end(engine: Engine, graph_exec_id: str, stop: Stop) -> tuple[bool, str]:
+    """End the execution and mark its QUEUED/INCOMPLETE node executions TERMINATED, in one
+    transaction; (whether this call ended it, the owner)."""
     with engine.db.session() as session:
-        repo.get_execution_state(
-            session, graph_exec_id, lock=True
-        )  # waits for a delivery in progress
-        session.execute(
-            update(NodeExecution)
-            .where(
-                NodeExecution.graph_exec_id == graph_exec_id,
-                NodeExecution.status.in_((S.QUEUED, S.INCOMPLETE)),
-            )
-            .values(status=S.TERMINATED, ended_at=utcnow(), updated_at=utcnow())
+        repo.get_execution_state(session, graph_exec_id, lock=True)  # waits for a delivery
+        execution = repo.get_graph_execution(session, graph_exec_id)
+        stats = graph_stats(execution, repo.node_executions(session, graph_exec_id), stop.reason)
+        ended = transition_graph(
+            session, graph_exec_id, stop.status, stats=stats, error=stop.reason
         )
-        return transition_graph(session, graph_exec_id, S.TERMINATED, error="cancelled")
+        if ended:
+            _terminate_waiting_nodes(session, graph_exec_id)
+        return ended, execution.user_id
+
+
+def _terminate_waiting_nodes(session: Session, graph_exec_id: str) -> None:
+    session.execute(
+        update(NodeExecution)
+        .where(
+            NodeExecution.graph_exec_id == graph_exec_id,
+            NodeExecution.status.in_((S.QUEUED, S.INCOMPLETE)),
+        )
+        .values(status=S.TERMINATED, ended_at=utcnow(), updated_at=utcnow())
+    )

@@ -12,6 +12,7 @@ from autoexec.dataflow import RunSpec
 from autoexec.graph import Graph
 from autoexec.settings import Settings, get_settings
 from autoexec.store.db import Database, get_database
+from autoexec.store.executions import NodeTask
 from autoexec.store.tables import GraphExecution
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ class Dispatcher(Protocol):
 
     def advance_graph(self, graph_exec_id: str, countdown: float | None = None) -> None: ...
 
-    def execute_node(self, node_exec_id: int, graph_exec_id: str, task_id: str) -> None: ...
+    def execute_node(self, task: NodeTask) -> None: ...
 
     def revoke(self, task_ids: list[str]) -> None: ...
 

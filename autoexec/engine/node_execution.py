@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from kombu.exceptions import OperationalError as BrokerError
@@ -18,8 +19,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from autoexec.blocks.base import ERROR_PIN, RunContext
+from autoexec.engine.cancellation import Stop, stop_execution
 from autoexec.engine.context import Engine
-from autoexec.errors import AutoexecError
+from autoexec.engine.limits import deadline_of
+from autoexec.errors import AutoexecError, BlockNotRegisteredError, ExecutionStoppedError
 from autoexec.node_runner import error_message, is_user_error, iterate_block
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
@@ -31,10 +34,6 @@ log = logging.getLogger("autoexec.node")
 
 INFRASTRUCTURE_ERRORS = (OperationalError, RedisError, BrokerError)
 CANCEL_CHECK_INTERVAL = 0.25
-
-
-class ExecutionCancelledError(AutoexecError):
-    """The graph execution was cancelled while this node ran."""
 
 
 class SupersededError(AutoexecError):
@@ -53,6 +52,7 @@ class NodeJob:
     user_id: str
     inputs: dict[str, Any]
     attempt: int
+    deadline: datetime | None = None
 
 
 @dataclass
@@ -60,6 +60,8 @@ class Outcome:
     status: ExecutionStatus
     error: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    # Set when this node's end must also end the whole execution.
+    stop: Stop | None = None
 
 
 class NodeLogAdapter(logging.LoggerAdapter[logging.Logger]):
@@ -109,7 +111,10 @@ def execute_node(engine: Engine, node_exec_id: int, rerun: bool = False) -> Exec
             stats=outcome.stats,
             error=outcome.error,
         )
-    engine.wake(claimed.graph_exec_id, force=rerun)
+    if outcome.stop is not None:
+        stop_execution(engine, claimed.graph_exec_id, outcome.stop)
+    else:
+        engine.wake(claimed.graph_exec_id, force=rerun)
     return outcome.status
 
 
@@ -161,6 +166,7 @@ def claim(engine: Engine, node_exec_id: int, rerun: bool) -> NodeJob | Refused:
             user_id=execution.user_id,
             inputs=node_exec.input_data or {},
             attempt=attempt,
+            deadline=deadline_of(execution),
         )
 
 
@@ -187,7 +193,7 @@ class _Run:
             node_exec_id=str(job.node_exec_id),
             block_id=job.block_id,
             logger=self.logger,
-            is_cancelled=lambda: self.engine.coordinator.is_cancelled(job.graph_exec_id),
+            is_cancelled=self.stop_requested,
         )
 
     def emit(self, pin: str, value: Any) -> None:
@@ -213,14 +219,23 @@ class _Run:
             )
         return size
 
+    def stop_requested(self) -> bool:
+        """The execution was stopped, or is past its deadline: a step that would stop it may
+        not get a worker slot while this node holds one, so the node stops by itself and the
+        step that its end wakes ends the run."""
+        deadline = self.job.deadline
+        if deadline is not None and utcnow() >= deadline:
+            return True
+        return self.engine.coordinator.stop_requested(self.job.graph_exec_id)
+
     def check_still_ours(self) -> None:
-        """Stop if the execution was cancelled or taken over (checked every 0.25 s at most)."""
+        """Stop if the execution was stopped or taken over (checked every 0.25 s at most)."""
         now = time.monotonic()
         if now < self.next_cancel_check:
             return
         self.next_cancel_check = now + CANCEL_CHECK_INTERVAL
-        if self.engine.coordinator.is_cancelled(self.job.graph_exec_id):
-            raise ExecutionCancelledError()
+        if self.stop_requested():
+            raise ExecutionStoppedError()
         with self.engine.db.session() as session:
             current = repo.attempt_of_running(session, self.job.node_exec_id)
         if current != self.job.attempt:
@@ -239,17 +254,19 @@ class _Run:
 def run_job(engine: Engine, job: NodeJob) -> Outcome | None:
     """Run the block; the outcome to record, or None if another attempt took over."""
     run = _Run(engine, job)
+    if job.block_id not in engine.registry:
+        return _block_missing(run)
+    block = engine.registry.get(job.block_id)
     run.logger.info("started")
     try:
-        block = engine.registry.get(job.block_id)
         for pin, value in iterate_block(block, job.inputs, run.context()):
             run.emit(pin, value)
             run.check_still_ours()
     except SupersededError:
         run.logger.warning("taken over by another attempt; this run stops")
         return None
-    except ExecutionCancelledError:
-        run.logger.info("cancelled")
+    except ExecutionStoppedError:
+        run.logger.info("stopped: the graph execution was cancelled or stopped")
         return Outcome(S.TERMINATED, None, run.stats(None))
     except INFRASTRUCTURE_ERRORS:
         raise
@@ -257,6 +274,14 @@ def run_job(engine: Engine, job: NodeJob) -> Outcome | None:
         return _failed(run, exc)
     run.logger.info("completed with %d output(s)", run.seq)
     return Outcome(S.COMPLETED, None, run.stats(None))
+
+
+def _block_missing(run: _Run) -> Outcome:
+    """This worker cannot run the node's block: no worker configured like it could go on with
+    the graph either, so the whole execution ends FAILED saying how to register the block."""
+    error = str(BlockNotRegisteredError(run.job.block_id, run.job.node_id))
+    run.logger.error(error)
+    return Outcome(S.FAILED, error, run.stats(error), stop=Stop(S.FAILED, error))
 
 
 def _failed(run: _Run, exc: Exception) -> Outcome:

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from redis.exceptions import LockError
 from redis.lock import Lock
 
 from autoexec.dataflow import deliver
 from autoexec.engine.admission import admit_next
-from autoexec.engine.cancellation import terminate_execution
+from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.context import Engine, run_spec
 from autoexec.engine.finalize import finalize
+from autoexec.engine.limits import arm_deadline_timer, deadline_of, limit_stop
+from autoexec.errors import BlockNotRegisteredError
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.dataflow_sql import SqlDataflowStore
@@ -78,8 +81,9 @@ class Batch:
 
     delivered: int
     status: ExecutionStatus
-    cancel_requested: bool
+    stop: Stop | None
     user_id: str
+    deadline: datetime | None = None
     recorded: int = 0  # outputs written by the delivery itself, still to deliver
 
     def left_more(self, batch_size: int) -> bool:
@@ -89,10 +93,11 @@ class Batch:
 def _drain(engine: Engine, graph_exec_id: str, lock: Lock) -> None:
     while True:
         engine.coordinator.clear_wake(graph_exec_id)
-        batch = _deliver_batch(engine, graph_exec_id)
-        if batch.status is not S.RUNNING or batch.cancel_requested:
+        batch = _deliver_or_stop(engine, graph_exec_id)
+        if batch.status is not S.RUNNING or batch.stop is not None:
             _stopped(engine, graph_exec_id, batch)
             return
+        arm_deadline_timer(engine, graph_exec_id, batch.deadline)
         dispatch_ready(engine, graph_exec_id)
         if not batch.left_more(engine.settings.delivery_batch_size):
             break
@@ -101,33 +106,51 @@ def _drain(engine: Engine, graph_exec_id: str, lock: Lock) -> None:
         finalize(engine, graph_exec_id)
 
 
+def _deliver_or_stop(engine: Engine, graph_exec_id: str) -> Batch:
+    try:
+        return _deliver_batch(engine, graph_exec_id)
+    except BlockNotRegisteredError as exc:
+        # Nothing was delivered (the transaction rolled back), and nothing will be until a
+        # worker that has the block runs this step: the run cannot go on.
+        log.error("graph execution %s: %s", graph_exec_id, exc)
+        return Batch(0, S.RUNNING, Stop(S.FAILED, str(exc)), "")
+
+
 def _stopped(engine: Engine, graph_exec_id: str, batch: Batch) -> None:
-    """A step found the execution not running on: enforce a stored cancel request, and hand
-    the user's slot on again in case the hand-over at the end was lost to a crash."""
-    if batch.cancel_requested and batch.status not in TERMINAL:
-        terminate_execution(engine, graph_exec_id, batch.user_id)
+    """A step found the execution not to go on: enforce a stored cancel request or a limit,
+    and hand the user's slot on again in case the hand-over at the end was lost to a crash."""
+    if batch.stop is not None and batch.status not in TERMINAL:
+        stop_execution(engine, graph_exec_id, batch.stop)
     elif batch.status in TERMINAL:
         admit_next(engine, batch.user_id)
 
 
 def _deliver_batch(engine: Engine, graph_exec_id: str) -> Batch:
-    """Deliver the oldest undelivered outputs in one transaction."""
+    """Deliver the oldest undelivered outputs in one transaction, counting the node
+    executions they make ready, unless the execution must stop."""
     with engine.db.session() as session:
         execution = repo.get_execution_state(session, graph_exec_id, lock=True)
-        cancel_requested = execution.cancel_requested_at is not None
-        if execution.status is not S.RUNNING or cancel_requested:
-            return Batch(0, execution.status, cancel_requested, execution.user_id)
+        if execution.cancel_requested_at is not None:
+            return Batch(0, execution.status, CANCELLED, execution.user_id)
+        if execution.status is not S.RUNNING:
+            return Batch(0, execution.status, None, execution.user_id)
         graph = load_graph(session, execution.graph_id, execution.graph_version)
         spec = run_spec(engine, graph, execution)
         store = SqlDataflowStore(session, graph, graph_exec_id)
         pending = repo.undelivered_outputs(
             session, graph_exec_id, engine.settings.delivery_batch_size
         )
-        for output in pending:
-            deliver(spec, store, output.node_id, output.name, output.value)
+        queued = sum(len(deliver(spec, store, o.node_id, o.name, o.value)) for o in pending)
         repo.mark_delivered(session, [output.id for output in pending])
+        execution.node_execution_count += queued
+        stop = limit_stop(execution, engine.settings.max_node_executions_per_run)
         return Batch(
-            len(pending), execution.status, False, execution.user_id, store.recorded_outputs
+            len(pending),
+            S.RUNNING,
+            stop,
+            execution.user_id,
+            deadline_of(execution),
+            store.recorded_outputs,
         )
 
 
@@ -135,11 +158,11 @@ def dispatch_ready(engine: Engine, graph_exec_id: str) -> None:
     """Send every QUEUED, not yet dispatched node execution to the node queue."""
     with engine.db.session() as session:
         jobs = repo.claim_task_ids(session, graph_exec_id)
-    for node_exec_id, task_id in jobs:
-        engine.dispatcher.execute_node(node_exec_id, graph_exec_id, task_id)
+    for job in jobs:
+        engine.dispatcher.execute_node(job)
     if jobs:
         with engine.db.session() as session:
-            repo.mark_dispatched(session, [node_exec_id for node_exec_id, _ in jobs])
+            repo.mark_dispatched(session, [job.node_exec_id for job in jobs])
 
 
 def _finished(engine: Engine, graph_exec_id: str) -> bool:

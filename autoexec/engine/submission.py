@@ -9,6 +9,7 @@ from typing import Any
 from autoexec.blocks.registry import get_registry
 from autoexec.dataflow import BlockLookup, RunSpec, graph_input_problems, start
 from autoexec.engine.context import Engine, run_spec
+from autoexec.engine.limits import check_max_run_seconds
 from autoexec.errors import InputValidationError
 from autoexec.graph import Graph
 from autoexec.store import executions as repo
@@ -25,6 +26,7 @@ class RunRequest:
     graph_version: int | None = None
     nodes_input_masks: dict[str, dict[str, Any]] = field(default_factory=dict)
     nodes_to_skip: list[str] = field(default_factory=list)
+    max_run_seconds: float | None = None
     parent_execution_id: str | None = None
     root_execution_id: str | None = None
 
@@ -43,6 +45,7 @@ def validate_request(graph: Graph, request: RunRequest, blocks: BlockLookup | No
     problems += graph_input_problems(spec)
     if problems:
         raise InputValidationError("; ".join(problems))
+    check_max_run_seconds(request.max_run_seconds)
 
 
 def _input_problems(graph: Graph, inputs: dict[str, Any]) -> list[str]:
@@ -86,7 +89,7 @@ def create_execution(engine: Engine, request: RunRequest, exec_id: str | None = 
         ensure_user(session, request.user_id)
         row = repo.create_graph_execution(session, _submission(graph, request), exec_id)
         spec = run_spec(engine, graph, row, with_inputs=True)
-        start(spec, SqlDataflowStore(session, graph, row.id))
+        row.node_execution_count = len(start(spec, SqlDataflowStore(session, graph, row.id)))
         return row.id
 
 
@@ -97,6 +100,7 @@ def _submission(graph: Graph, request: RunRequest) -> repo.Submission:
         inputs=request.inputs,
         nodes_input_masks=request.nodes_input_masks,
         nodes_to_skip=request.nodes_to_skip,
+        max_run_seconds=request.max_run_seconds,
         parent_execution_id=request.parent_execution_id,
         root_execution_id=request.root_execution_id,
     )

@@ -24,8 +24,9 @@ from autoexec.engine.admission import admit
 from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine, build_engine
 from autoexec.engine.submission import RunRequest, create_execution
-from autoexec.errors import AutoexecError
+from autoexec.errors import AutoexecError, InputValidationError
 from autoexec.settings import get_settings
+from autoexec.store.executions import NodeTask
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,14 @@ class CeleryDispatcher:
     def advance_graph(self, graph_exec_id: str, countdown: float | None = None) -> None:
         advance_graph.apply_async(args=[graph_exec_id], countdown=countdown)
 
-    def execute_node(self, node_exec_id: int, graph_exec_id: str, task_id: str) -> None:
-        execute_node.apply_async(args=[node_exec_id, graph_exec_id], task_id=task_id)
+    def execute_node(self, task: NodeTask) -> None:
+        args = (task.node_exec_id, task.graph_exec_id)
+        # What Flower and task events show: which node and block, never input values.
+        shown = (
+            f"({task.node_exec_id}, {task.graph_exec_id!r}, "
+            f"node={task.node_id!r}, block={task.block_id!r})"
+        )
+        execute_node.apply_async(args=args, task_id=task.task_id, argsrepr=shown)
 
     def revoke(self, task_ids: list[str]) -> None:
         app.control.revoke(task_ids)
@@ -93,26 +100,51 @@ def run_graph(
     graph_version: int | None = None,
     nodes_input_masks: dict[str, dict[str, Any]] | None = None,
     nodes_to_skip: list[str] | None = None,
-) -> str | None:
+    max_run_seconds: float | None = None,
+) -> str:
     """Start a graph execution, by its id or (graph_id, user_id, inputs); returns its id."""
     engine = get_engine()
+    options: dict[str, Any] = {
+        "graph_id": graph_id,
+        "user_id": user_id,
+        "inputs": inputs,
+        "graph_version": graph_version,
+        "nodes_input_masks": nodes_input_masks,
+        "nodes_to_skip": nodes_to_skip,
+        "max_run_seconds": max_run_seconds,
+    }
     if graph_exec_id is None:
-        if not graph_id or not user_id:
-            log.error("run_graph needs graph_exec_id, or graph_id and user_id; message dropped")
-            return None
-        request = RunRequest(
-            graph_id,
-            user_id,
-            inputs or {},
-            graph_version,
-            nodes_input_masks or {},
-            nodes_to_skip or [],
-        )
         # The task id makes a re-delivered message find the execution it already created.
-        graph_exec_id = create_execution(engine, request, exec_id=self.request.id)
+        graph_exec_id = create_execution(engine, _run_request(options), exec_id=self.request.id)
+    else:
+        _refuse_options_with_an_id(options)
     if admit(engine, graph_exec_id):
         orchestrator.advance(engine, graph_exec_id)
     return graph_exec_id
+
+
+def _run_request(options: dict[str, Any]) -> RunRequest:
+    if not options["graph_id"] or not options["user_id"]:
+        raise InputValidationError("run_graph needs graph_exec_id, or graph_id and user_id")
+    return RunRequest(
+        options["graph_id"],
+        options["user_id"],
+        options["inputs"] or {},
+        options["graph_version"],
+        options["nodes_input_masks"] or {},
+        options["nodes_to_skip"] or [],
+        max_run_seconds=options["max_run_seconds"],
+    )
+
+
+def _refuse_options_with_an_id(options: dict[str, Any]) -> None:
+    """An existing execution was submitted already: options sent along would do nothing."""
+    given = sorted(name for name, value in options.items() if value is not None)
+    if given:
+        raise InputValidationError(
+            f"run_graph with graph_exec_id starts that execution as submitted; "
+            f"leave out {', '.join(given)}"
+        )
 
 
 @app.task(name="autoexec.advance_graph", ignore_result=True, **RETRY_POLICY)

@@ -35,6 +35,7 @@ class Submission:
     inputs: dict[str, Any]
     nodes_input_masks: dict[str, dict[str, Any]]
     nodes_to_skip: list[str]
+    max_run_seconds: float | None = None
     parent_execution_id: str | None = None
     root_execution_id: str | None = None
 
@@ -51,6 +52,7 @@ def create_graph_execution(
         inputs=submission.inputs,
         nodes_input_masks=submission.nodes_input_masks,
         nodes_to_skip=submission.nodes_to_skip,
+        max_run_seconds=submission.max_run_seconds,
         parent_execution_id=submission.parent_execution_id,
         root_execution_id=submission.root_execution_id or submission.parent_execution_id,
     )
@@ -180,11 +182,27 @@ def has_pending_work(session: Session, graph_exec_id: str) -> bool:
     return bool(session.scalar(select(active | undelivered)))
 
 
-def claim_task_ids(session: Session, graph_exec_id: str) -> list[tuple[int, str]]:
-    """``(node_exec_id, task_id)`` of every QUEUED execution not yet sent; a missing task id
-    is assigned and stored, so a repeated send after a crash reuses the same id."""
+@dataclass(frozen=True)
+class NodeTask:
+    """A node execution to send to the node queue, with what monitoring shows of it."""
+
+    node_exec_id: int
+    graph_exec_id: str
+    task_id: str
+    node_id: str
+    block_id: str
+
+
+def claim_task_ids(session: Session, graph_exec_id: str) -> list[NodeTask]:
+    """Every QUEUED execution not yet sent; a missing task id is assigned and stored, so a
+    repeated send after a crash reuses the same id."""
     stmt = (
-        select(NodeExecution.id, NodeExecution.celery_task_id)
+        select(
+            NodeExecution.id,
+            NodeExecution.celery_task_id,
+            NodeExecution.node_id,
+            NodeExecution.block_id,
+        )
         .where(
             NodeExecution.graph_exec_id == graph_exec_id,
             NodeExecution.status == S.QUEUED,
@@ -192,12 +210,17 @@ def claim_task_ids(session: Session, graph_exec_id: str) -> list[tuple[int, str]
         )
         .order_by(NodeExecution.id)
     )
-    rows = [(node_exec_id, task_id) for node_exec_id, task_id in session.execute(stmt)]
-    assigned = {i: str(uuid.uuid4()) for i, task_id in rows if not task_id}
+    rows = list(session.execute(stmt))
+    assigned = {row.id: str(uuid.uuid4()) for row in rows if not row.celery_task_id}
     if assigned:
         new = [{"id": i, "celery_task_id": task_id} for i, task_id in assigned.items()]
         session.execute(update(NodeExecution), new)
-    return [(i, task_id or assigned[i]) for i, task_id in rows]
+    return [
+        NodeTask(
+            row.id, graph_exec_id, row.celery_task_id or assigned[row.id], row.node_id, row.block_id
+        )
+        for row in rows
+    ]
 
 
 def mark_dispatched(session: Session, node_exec_ids: Sequence[int]) -> None:

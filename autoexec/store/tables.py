@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -115,6 +116,10 @@ class GraphExecution(Base):
     parent_execution_id: Mapped[str | None] = mapped_column(String(36), index=True)
     root_execution_id: Mapped[str | None] = mapped_column(String(36), index=True)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    # Run limits: the deadline counts from started_at; the counter is of node executions
+    # that became QUEUED, raised by each delivery transaction under the row lock.
+    max_run_seconds: Mapped[float | None] = mapped_column(Float)
+    node_execution_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(Timestamp())
     ended_at: Mapped[datetime | None] = mapped_column(Timestamp())

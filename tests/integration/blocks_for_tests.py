@@ -49,3 +49,24 @@ class CrashBlock(Block[CrashInput]):
     def run(self, data: CrashInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
         raise RuntimeError("boom")
         yield  # pragma: no cover
+
+
+class ShoutInput(BlockInput):
+    text: str
+
+
+class ShoutOutput(BlockOutput):
+    result: str
+
+
+class ShoutBlock(Block[ShoutInput]):
+    """Upper-cases its text: a custom block that only workers configured for tests have."""
+
+    id = "test_shout"
+    name = "Shout (tests)"
+    description = "Yields the text in capitals."
+    Input = ShoutInput
+    Output = ShoutOutput
+
+    def run(self, data: ShoutInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
+        yield "result", data.text.upper()

@@ -12,6 +12,7 @@ from autoexec import api
 from autoexec.celery_app import app
 from autoexec.errors import AutoexecError
 from autoexec.statuses import ExecutionStatus
+from autoexec.store.executions import NodeTask
 from autoexec.store.tables import GraphExecution
 from tests.integration.conftest import Cluster
 from tests.integration.test_engine import ADD_ONE
@@ -32,7 +33,7 @@ class UnreachableBrokerDispatcher:
     def advance_graph(self, graph_exec_id: str, countdown: float | None = None) -> None:
         raise AssertionError("not expected")
 
-    def execute_node(self, node_exec_id: int, graph_exec_id: str, task_id: str) -> None:
+    def execute_node(self, task: NodeTask) -> None:
         raise AssertionError("not expected")
 
     def revoke(self, task_ids: list[str]) -> None:

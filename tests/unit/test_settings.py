@@ -72,3 +72,12 @@ def test_invalid_value_names_the_variable(
         load_settings()
 
     assert variable in str(excinfo.value)
+
+
+def test_node_execution_limit_defaults_high_and_refuses_zero(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().max_node_executions_per_run == 100_000
+    monkeypatch.setenv("AUTOEXEC_MAX_NODE_EXECUTIONS_PER_RUN", "0")
+    with pytest.raises(ConfigurationError, match="AUTOEXEC_MAX_NODE_EXECUTIONS_PER_RUN"):
+        load_settings()
