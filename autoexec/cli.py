@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from autoexec.errors import AutoexecError, InputValidationError, NotFoundError
+from autoexec.errors import AutoexecError, GraphWarning, InputValidationError, NotFoundError
 from autoexec.run_inputs import load_input_file, pair_value
 from autoexec.statuses import GRAPH_STATUSES
 
@@ -82,6 +84,8 @@ def _user_option(function: F) -> F:
 @click.version_option(package_name="autoexec")
 def main() -> None:
     """autoexec: run agent workflow graphs on Celery."""
+    # The CLI prints save warnings itself (``warning: ...``); the log record would repeat them.
+    logging.getLogger("autoexec.graph").addHandler(logging.NullHandler())
 
 
 @main.command()
@@ -117,6 +121,11 @@ def main() -> None:
 )
 @click.option("--detach", is_flag=True, help="Print the execution id and return (cluster only).")
 @click.option(
+    "--max-run-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    help="End the run FAILED once it has been RUNNING this long (default: no deadline).",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     help=f"Seconds to follow the run (default {DEFAULT_TIMEOUT_SECONDS:.0f}).",
@@ -130,13 +139,14 @@ def run(
     dry_run: bool,
     embedded: bool | None,
     detach: bool,
+    max_run_seconds: float | None,
     timeout: float | None,
 ) -> None:
     """Run FILE (a JSON or YAML graph, saved first) or the saved graph GRAPH_ID: show progress
     and print its outputs."""
     inputs = {**file_inputs, **pairs}
     graph_file = _graph_file(target, graph_version)
-    _refuse_conflicting_options(graph_file, dry_run, detach, timeout)
+    _refuse_conflicting_options(graph_file, dry_run, detach, timeout, max_run_seconds)
     if dry_run:
         _dry_run(Path(target), inputs, user_id)
         return
@@ -144,7 +154,7 @@ def run(
     if detach and on_embedded:
         raise click.UsageError(EMBEDDED_DETACH)
     with _worker_in_process(on_embedded):
-        graph_exec_id = _submit(target, graph_file, graph_version, inputs, user_id)
+        graph_exec_id = _submit(target, graph_file, graph_version, inputs, user_id, max_run_seconds)
         if detach:
             click.echo(graph_exec_id)
             return
@@ -183,8 +193,14 @@ def _graph_file(target: str, graph_version: int | None) -> Path | None:
 
 
 def _refuse_conflicting_options(
-    graph_file: Path | None, dry_run: bool, detach: bool, timeout: float | None
+    graph_file: Path | None,
+    dry_run: bool,
+    detach: bool,
+    timeout: float | None,
+    max_run_seconds: float | None,
 ) -> None:
+    if dry_run and max_run_seconds is not None:
+        raise click.UsageError("--max-run-seconds limits a real run; --dry-run has no deadline")
     if dry_run and graph_file is None:
         raise click.UsageError("--dry-run runs a graph file: give the path of a JSON or YAML graph")
     if detach and dry_run:
@@ -236,18 +252,34 @@ def _submit(
     graph_version: int | None,
     inputs: dict[str, Any],
     user_id: str,
+    max_run_seconds: float | None,
 ) -> str:
     """Save the graph file (or find the saved graph) and start an execution; returns its id."""
     from autoexec import api
-    from autoexec.graph import load_definition
 
     if graph_file is not None:
-        graph_id, graph_version = api.save_graph(load_definition(graph_file), user_id)
+        graph_id, graph_version = _save_graph_file(graph_file, user_id)
     else:
         graph_id, graph_version = _saved_graph(target, graph_version, user_id)
-    graph_exec_id = api.execute_graph(graph_id, user_id, inputs, graph_version=graph_version)
+    graph_exec_id = api.execute_graph(
+        graph_id, user_id, inputs, graph_version=graph_version, max_run_seconds=max_run_seconds
+    )
     click.echo(f"graph {graph_id} v{graph_version}: execution {graph_exec_id}", err=True)
     return graph_exec_id
+
+
+def _save_graph_file(graph_file: Path, user_id: str) -> tuple[str, int]:
+    """Save a graph file; what the save warns about (nodes that can never run) goes to stderr
+    once, as ``warning: ...``."""
+    from autoexec import api
+    from autoexec.graph import load_definition
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", GraphWarning)
+        saved = api.save_graph(load_definition(graph_file), user_id)
+    for warning in caught:
+        click.echo(f"warning: {warning.message}", err=True)
+    return saved
 
 
 def _saved_graph(graph_id: str, graph_version: int | None, user_id: str) -> tuple[str, int]:

@@ -110,6 +110,14 @@ REFUSED = [
         ["nope", "--dry-run"],
         "Error: --dry-run runs a graph file: give the path of a JSON or YAML graph",
     ),
+    (
+        [str(HELLO), "--dry-run", "--max-run-seconds", "5"],
+        "Error: --max-run-seconds limits a real run; --dry-run has no deadline",
+    ),
+    (
+        [str(HELLO), "--max-run-seconds", "0"],
+        "Error: Invalid value for '--max-run-seconds': 0.0 is not in the range x>0.",
+    ),
 ]
 
 
@@ -191,3 +199,48 @@ def test_the_timeout_cancels_the_run_on_the_embedded_stack(tmp_path: Path) -> No
     ]
     status = autoexec(tmp_path, "status", graph_exec_id, "--json")
     assert json.loads(status.stdout)["status"] == "TERMINATED"
+
+
+def test_max_run_seconds_ends_the_run_failed_at_its_deadline(tmp_path: Path) -> None:
+    graph = wait_graph(tmp_path / "wait.json")
+    run = autoexec(tmp_path, "run", str(graph), "--input", "s=600", "--max-run-seconds", "1")
+    assert run.returncode == 1, run.stderr
+    assert run.stdout.splitlines()[0] == "status: FAILED"
+    assert "error: stopped: ran longer than max_run_seconds=1" in run.stderr.splitlines()
+    status = autoexec(tmp_path, "status", execution_id(run.stderr), "--json")
+    view = json.loads(status.stdout)
+    assert view["status"] == "FAILED"
+    assert view["error"] == "stopped: ran longer than max_run_seconds=1"
+    assert {node["node_id"]: node["status"] for node in view["node_executions"]}["wait"] == (
+        "TERMINATED"
+    )
+
+
+ORPHANS = {
+    "name": "orphans",
+    "nodes": [
+        {"id": "x", "block_id": "agent_input", "input_default": {"name": "x", "default": 1}},
+        {"id": "out", "block_id": "agent_output", "input_default": {"name": "x"}},
+        {"id": "ping", "block_id": "print"},
+        {"id": "pong", "block_id": "print"},
+    ],
+    "links": [
+        {"source_id": "x", "source_name": "result", "sink_id": "out", "sink_name": "value"},
+        {"source_id": "ping", "source_name": "output", "sink_id": "pong", "sink_name": "text"},
+        {"source_id": "pong", "source_name": "output", "sink_id": "ping", "sink_name": "text"},
+    ],
+}
+
+
+def test_nodes_nothing_can_reach_are_a_warning_printed_once(tmp_path: Path) -> None:
+    graph = tmp_path / "orphans.json"
+    graph.write_text(json.dumps(ORPHANS))
+    run = autoexec(tmp_path, "run", str(graph))
+    assert run.returncode == 0, run.stderr
+    warning = (
+        "warning: graph 'orphans': node(s) 'ping', 'pong' can never run: no starting node "
+        "(an 'agent_input' node or a node with no incoming link) reaches them through links"
+    )
+    assert run.stderr.splitlines()[0] == warning
+    assert run.stderr.count("can never run") == 1
+    assert "never ran: ping (print): no input arrived" in run.stderr.splitlines()
