@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 import autoexec
 from autoexec.store.db import ensure_database_exists
@@ -34,3 +35,10 @@ def upgrade_database(url: str | None = None) -> None:
         url = get_settings().database_url
     ensure_database_exists(url)
     command.upgrade(alembic_config(url), "head")
+
+
+def head_revision() -> str:
+    """The newest migration shipped with this package."""
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None, "the package ships no migration"
+    return head

@@ -21,6 +21,7 @@ from autoexec.engine.node_execution import execute_node
 from autoexec.engine.orchestrator import advance
 from autoexec.errors import GraphValidationError, GraphWarning, InputValidationError
 from autoexec.statuses import ExecutionStatus
+from autoexec.store.executions import NodeTask
 from autoexec.store.tables import GraphExecution, NodeExecution
 from tests.integration.conftest import Cluster
 from tests.integration.test_engine import graph, node, run, user
@@ -126,8 +127,8 @@ class StepByStep:
     def advance_graph(self, graph_exec_id: str, countdown: float | None = None) -> None:
         pass
 
-    def execute_node(self, node_exec_id: int, graph_exec_id: str, task_id: str) -> None:
-        self.nodes.append(node_exec_id)
+    def execute_node(self, task: NodeTask) -> None:
+        self.nodes.append(task.node_exec_id)
 
     def revoke(self, task_ids: list[str]) -> None:
         pass

@@ -8,7 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, make_url, text
 
-from autoexec.store.migrate import upgrade_database
+from autoexec.store.migrate import head_revision, upgrade_database
 from autoexec.store.tables import Base
 
 
@@ -47,12 +47,12 @@ def database_exists(url: str) -> bool:
 
 def test_postgresql_schema_matches_models(pg_url: str) -> None:
     assert schema_diff(pg_url) == []
-    assert current_revision(pg_url) == "0002"
+    assert current_revision(pg_url) == head_revision()
 
 
 def test_sqlite_schema_matches_models(sqlite_url: str) -> None:
     assert schema_diff(sqlite_url) == []
-    assert current_revision(sqlite_url) == "0002"
+    assert current_revision(sqlite_url) == head_revision()
 
 
 def test_upgrade_creates_a_missing_database_and_is_idempotent(new_pg_url: str) -> None:
@@ -60,14 +60,14 @@ def test_upgrade_creates_a_missing_database_and_is_idempotent(new_pg_url: str) -
 
     upgrade_database(new_pg_url)
     assert database_exists(new_pg_url)
-    assert current_revision(new_pg_url) == "0002"
+    assert current_revision(new_pg_url) == head_revision()
 
     upgrade_database(new_pg_url)
-    assert current_revision(new_pg_url) == "0002"
+    assert current_revision(new_pg_url) == head_revision()
     assert schema_diff(new_pg_url) == []
 
 
 def test_upgrade_twice_on_sqlite_is_a_no_op(sqlite_url: str) -> None:
     upgrade_database(sqlite_url)
-    assert current_revision(sqlite_url) == "0002"
+    assert current_revision(sqlite_url) == head_revision()
     assert schema_diff(sqlite_url) == []

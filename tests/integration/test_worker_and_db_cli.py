@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, inspect, text
 
+from autoexec.store.migrate import head_revision
 from tests.integration.conftest import ROOT, Cluster
 
 TASKS = ("autoexec.run_graph", "autoexec.advance_graph", "autoexec.execute_node")
@@ -55,4 +56,4 @@ def test_db_upgrade_creates_a_missing_database_and_is_idempotent(new_pg_url: str
     finally:
         engine.dispose()
     assert {"graphs", "graph_executions", "node_executions", "node_execution_outputs"} <= tables
-    assert revision == "0001"
+    assert revision == head_revision()
