@@ -63,14 +63,19 @@ async def _next_unless_stopped(
     """The next pair (None at the end); an await that outlasts a stop request is cancelled,
     so a block sleeping for an hour stops within ``STOP_POLL_SECONDS``."""
     step = asyncio.ensure_future(_anext(agen))
-    while True:
-        done, _ = await asyncio.wait({step}, timeout=STOP_POLL_SECONDS)
-        if done:
-            return step.result()
-        if should_stop():
+    try:
+        while True:
+            done, _ = await asyncio.wait({step}, timeout=STOP_POLL_SECONDS)
+            if done:
+                return step.result()
+            if should_stop():
+                raise ExecutionStoppedError()
+    finally:
+        # Whatever ends the wait (a stop, a failing stop check, a time limit), the block's
+        # step must not stay pending on the shared loop, to resume inside the next node.
+        if not step.done():
             step.cancel()
             await asyncio.gather(step, return_exceptions=True)
-            raise ExecutionStoppedError()
 
 
 async def _anext(agen: AsyncIterator[tuple[str, Any]]) -> tuple[str, Any] | None:

@@ -19,6 +19,8 @@ from autoexec.statuses import ExecutionStatus
 from autoexec.store.tables import GraphExecution, utcnow
 
 MAX_TIMER_SECONDS = 300.0
+# Ten years: a longer deadline is no deadline, and would overflow a timestamp.
+LONGEST_RUN_SECONDS = 10 * 365 * 24 * 3600
 # The timer step runs this much after the deadline, so it never finds it a hair early.
 TIMER_SLACK_SECONDS = 0.05
 
@@ -31,8 +33,10 @@ def check_max_run_seconds(value: object) -> float | None:
         raise InputValidationError(
             f"max_run_seconds must be a number of seconds greater than 0, got {value!r}"
         )
-    if not math.isfinite(value):
-        raise InputValidationError(f"max_run_seconds must be finite, got {value!r}")
+    if not math.isfinite(value) or value > LONGEST_RUN_SECONDS:
+        raise InputValidationError(
+            f"max_run_seconds must be at most {LONGEST_RUN_SECONDS} (ten years), got {value!r}"
+        )
     return float(value)
 
 

@@ -142,7 +142,8 @@ def _deliver_batch(engine: Engine, graph_exec_id: str) -> Batch:
         )
         queued = sum(len(deliver(spec, store, o.node_id, o.name, o.value)) for o in pending)
         repo.mark_delivered(session, [output.id for output in pending])
-        execution.node_execution_count += queued
+        # An execution the ready check failed counts too: its error output may loop back.
+        execution.node_execution_count += queued + store.recorded_outputs
         stop = limit_stop(execution, engine.settings.max_node_executions_per_run)
         return Batch(
             len(pending),

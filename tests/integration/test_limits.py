@@ -107,6 +107,28 @@ def test_a_loop_stops_at_the_node_execution_limit(cluster: Cluster, tmp_path: Pa
     assert S.TERMINATED in statuses  # the 21st was stopped before it ran
 
 
+def test_a_loop_of_failing_ready_checks_stops_at_the_node_execution_limit(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """No worker ever runs a node here: each execution fails its ready check and its error
+    loops back into the same pin. Those executions count towards the limit too."""
+    definition = graph(
+        [
+            node("text", "store_value", input="abc"),
+            node("calc", "calculator", operation="add", b=1),
+        ],
+        [("text", "output", "calc", "a"), ("calc", "error", "calc", "a")],
+    )
+    limit = {"AUTOEXEC_MAX_NODE_EXECUTIONS_PER_RUN": "20"}
+    view = run_on_worker(cluster, tmp_path / "w.log", limit, definition, {})
+    assert view.status is S.FAILED
+    assert view.error == (
+        "stopped after 20 node executions: the limit is AUTOEXEC_MAX_NODE_EXECUTIONS_PER_RUN=20"
+    )
+    assert not NOT_ENDED & {n.status for n in view.node_executions}
+    assert sum(n.status is S.FAILED for n in view.node_executions) >= 20
+
+
 def wait_until_not_running(engine: Engine, exec_id: str, owner: str) -> api.ExecutionView:
     deadline = time.monotonic() + 20
     view = api.get_execution(exec_id, owner, engine=engine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +12,7 @@ from autoexec.blocks.base import RunContext
 from autoexec.blocks.builtin.flow import WaitBlock
 from autoexec.engine.limits import check_max_run_seconds, limit_stop
 from autoexec.errors import ExecutionStoppedError, InputValidationError
-from autoexec.node_runner import iterate_block
+from autoexec.node_runner import iterate_block, worker_event_loop
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.tables import GraphExecution
 
@@ -63,7 +64,8 @@ def test_a_positive_deadline_is_accepted(value: float | None) -> None:
         ("10", "max_run_seconds must be a number of seconds greater than 0, got '10'"),
         (True, "max_run_seconds must be a number of seconds greater than 0, got True"),
         (float("nan"), "max_run_seconds must be a number of seconds greater than 0, got nan"),
-        (float("inf"), "max_run_seconds must be finite, got inf"),
+        (float("inf"), "max_run_seconds must be at most 315360000 (ten years), got inf"),
+        (1e12, "max_run_seconds must be at most 315360000 (ten years), got 1000000000000.0"),
     ],
 )
 def test_a_bad_deadline_is_refused(value: object, message: str) -> None:
@@ -87,3 +89,23 @@ def test_an_async_block_awaiting_when_a_stop_is_requested_stops() -> None:
     )
     with pytest.raises(ExecutionStoppedError):
         list(iterate_block(WaitBlock, {"seconds": 3600, "data": "late"}, ctx))
+
+
+def test_a_failing_stop_check_leaves_no_block_step_pending_on_the_worker_loop() -> None:
+    def redis_down() -> bool:
+        raise ConnectionError("Redis is down")
+
+    ctx = RunContext(
+        user_id="u",
+        graph_id="g",
+        graph_version=1,
+        graph_exec_id="ge",
+        node_id="nap",
+        node_exec_id="1",
+        block_id="wait",
+        logger=logging.LoggerAdapter(logging.getLogger("tests.limits")),
+        is_cancelled=redis_down,
+    )
+    with pytest.raises(ConnectionError):
+        list(iterate_block(WaitBlock, {"seconds": 3600, "data": "late"}, ctx))
+    assert asyncio.all_tasks(worker_event_loop()) == set()
