@@ -304,8 +304,15 @@ def _view(
         started_at=execution.started_at,
         ended_at=execution.ended_at,
         node_executions=[_node_view(n, node_outputs.get(n.id, {})) for n in nodes.values()],
-        never_ran=_never_ran(graph, nodes.values()) if execution.status in _ENDED_BY_ITSELF else [],
+        never_ran=_never_ran(graph, nodes.values()) if _ended_by_itself(execution, nodes) else [],
     )
+
+
+def _ended_by_itself(execution: GraphExecution, nodes: dict[int, NodeExecution]) -> bool:
+    """A run that ran out of work; not one that was stopped (cancelled, or by a limit), whose
+    TERMINATED node executions show it."""
+    stopped = any(n.status is ExecutionStatus.TERMINATED for n in nodes.values())
+    return execution.status in _ENDED_BY_ITSELF and not stopped
 
 
 def _never_ran(graph: Graph, nodes: Collection[NodeExecution]) -> list[NeverRanView]:

@@ -80,6 +80,13 @@ def _user_option(function: F) -> F:
     return option(function)
 
 
+_timeout_option = click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help=f"Seconds to follow the run (default {DEFAULT_TIMEOUT_SECONDS:.0f}).",
+)
+
+
 @click.group()
 @click.version_option(package_name="autoexec")
 def main() -> None:
@@ -125,11 +132,7 @@ def main() -> None:
     type=click.FloatRange(min=0, min_open=True),
     help="End the run FAILED once it has been RUNNING this long (default: no deadline).",
 )
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    help=f"Seconds to follow the run (default {DEFAULT_TIMEOUT_SECONDS:.0f}).",
-)
+@_timeout_option
 def run(
     target: str,
     pairs: dict[str, Any],
@@ -433,11 +436,12 @@ def executions(status_name: str | None, graph_id: str | None, limit: int, user_i
 @click.argument("graph_exec_id")
 @_user_option
 @click.option("--detach", is_flag=True, help="Print the new execution id and return at once.")
-@click.option("--timeout", default=3600.0, show_default=True, help="Seconds to wait for the end.")
-def rerun(graph_exec_id: str, user_id: str, detach: bool, timeout: float) -> None:
-    """Run an execution's graph version again with the same inputs, masks and skips."""
+@_timeout_option
+def rerun(graph_exec_id: str, user_id: str, detach: bool, timeout: float | None) -> None:
+    """Run an execution's graph version again with the same inputs, masks, skips and deadline."""
     from autoexec import api
 
+    _refuse_conflicting_options(None, False, detach, timeout, None)
     embedded = _select_stack()
     if detach and embedded:
         raise click.UsageError(EMBEDDED_DETACH)
@@ -447,7 +451,7 @@ def rerun(graph_exec_id: str, user_id: str, detach: bool, timeout: float) -> Non
         if detach:
             click.echo(new_id)
             return
-        code = _follow_and_report(new_id, user_id, timeout, embedded)
+        code = _follow_and_report(new_id, user_id, timeout or DEFAULT_TIMEOUT_SECONDS, embedded)
     sys.exit(code)
 
 

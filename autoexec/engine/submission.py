@@ -3,6 +3,7 @@ starting node executions in one transaction (SPEC §3.1)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +39,7 @@ def validate_request(graph: Graph, request: RunRequest, blocks: BlockLookup | No
     spec = RunSpec(
         graph,
         blocks or get_registry().get,
-        request.inputs,
+        {name: value for name, value in request.inputs.items() if _is_json(value)},
         request.nodes_input_masks,
         frozenset(request.nodes_to_skip),
     )
@@ -51,11 +52,27 @@ def validate_request(graph: Graph, request: RunRequest, blocks: BlockLookup | No
 def _input_problems(graph: Graph, inputs: dict[str, Any]) -> list[str]:
     declared = {str(n.input_default.get("name")): n for n in graph.input_nodes()}
     problems = [f"unknown graph input {name!r}" for name in inputs if name not in declared]
+    problems += [_not_json(name, value) for name, value in inputs.items() if not _is_json(value)]
     for name, node in declared.items():
         has_fallback = any(node.input_default.get(k) is not None for k in ("value", "default"))
         if name not in inputs and not has_fallback:
             problems.append(f"missing required graph input {name!r}")
     return problems
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _not_json(name: str, value: Any) -> str:
+    return (
+        f"graph input {name!r} is not a JSON value ({type(value).__name__}): give text, "
+        "a number, true/false, null, a list or a mapping (quote dates in YAML)"
+    )
 
 
 def _node_problems(graph: Graph, request: RunRequest) -> list[str]:

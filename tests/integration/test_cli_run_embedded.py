@@ -207,6 +207,7 @@ def test_max_run_seconds_ends_the_run_failed_at_its_deadline(tmp_path: Path) -> 
     assert run.returncode == 1, run.stderr
     assert run.stdout.splitlines()[0] == "status: FAILED"
     assert "error: stopped: ran longer than max_run_seconds=1" in run.stderr.splitlines()
+    assert "never ran" not in run.stderr  # the run was stopped: its nodes did not wait in vain
     status = autoexec(tmp_path, "status", execution_id(run.stderr), "--json")
     view = json.loads(status.stdout)
     assert view["status"] == "FAILED"
@@ -244,3 +245,14 @@ def test_nodes_nothing_can_reach_are_a_warning_printed_once(tmp_path: Path) -> N
     assert run.stderr.splitlines()[0] == warning
     assert run.stderr.count("can never run") == 1
     assert "never ran: ping (print): no input arrived" in run.stderr.splitlines()
+
+
+def test_a_yaml_input_that_is_not_a_json_value_is_refused(tmp_path: Path) -> None:
+    inputs = tmp_path / "inputs.yaml"
+    inputs.write_text("x: 2024-01-01\n")
+    run = autoexec(tmp_path, "run", str(HELLO), "--input-file", str(inputs))
+    assert run.returncode == 2
+    assert error_line(run.stderr) == (
+        "error: graph input 'x' is not a JSON value (date): give text, a number, true/false, "
+        "null, a list or a mapping (quote dates in YAML)"
+    )

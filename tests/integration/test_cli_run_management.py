@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.integration.test_cli_embedded import DIVIDE_BY_ZERO, EXAMPLES, autoexec
 
 # x > 0, so the condition never yields on no_output and "add" waits for b forever.
@@ -211,3 +213,22 @@ def test_rerun_refuses_detach_on_the_embedded_stack_and_unknown_ids(tmp_path: Pa
     other_user = autoexec(tmp_path, "rerun", first, "--user", "someone-else")
     assert other_user.returncode == 2
     assert other_user.stderr == f"error: graph execution {first!r} not found\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--detach", "--timeout", "5"],
+            "Error: --timeout limits following a run: it does nothing with --detach",
+        ),
+        (["--timeout", "0"], "Error: Invalid value for '--timeout': 0.0 is not in the range x>0."),
+    ],
+)
+def test_rerun_refuses_a_timeout_it_cannot_honour(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    first = run(tmp_path, EXAMPLES / "hello.json")
+    refused = autoexec(tmp_path, "rerun", first, *args)
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines()[-1] == message
