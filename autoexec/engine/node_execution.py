@@ -229,8 +229,8 @@ class _Run:
 
     def stop_requested(self) -> bool:
         """The execution was stopped, or is past its deadline: a step that would stop it may
-        not get a worker slot while this node holds one, so the node stops by itself and the
-        step that its end wakes ends the run."""
+        not get a worker slot while this node holds one, so the node stops by itself and, past
+        the deadline by its own clock, ends the run too (``_deadline_stop``)."""
         if self.past_deadline():
             return True
         return self.engine.coordinator.stop_requested(self.job.graph_exec_id)
