@@ -70,22 +70,9 @@ def embedded_worker() -> Iterator[None]:
 def end_node_executions(graph_exec_id: str) -> None:
     """Mark TERMINATED what still runs of a cancelled execution: on the embedded stack it runs in
     this process, which is about to exit (a cluster's workers stop such nodes themselves)."""
-    from sqlalchemy import select
-
     from autoexec.engine.tasks import get_engine
     from autoexec.statuses import ExecutionStatus as S
-    from autoexec.store.tables import NodeExecution
-    from autoexec.store.transitions import transition_node
+    from autoexec.store.transitions import terminate_nodes
 
-    in_flight = frozenset({S.QUEUED, S.RUNNING})
     with get_engine().db.session() as session:
-        node_exec_ids = session.scalars(
-            select(NodeExecution.id).where(
-                NodeExecution.graph_exec_id == graph_exec_id,
-                NodeExecution.status.in_(in_flight),
-            )
-        ).all()
-        for node_exec_id in node_exec_ids:
-            transition_node(
-                session, node_exec_id, S.TERMINATED, allowed_from=in_flight, error="cancelled"
-            )
+        terminate_nodes(session, graph_exec_id, frozenset({S.QUEUED, S.RUNNING}), error="cancelled")

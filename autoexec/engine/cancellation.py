@@ -1,10 +1,12 @@
 """Stopping a graph execution before it ends by itself: a cancel (SPEC §7) ends it TERMINATED,
-a run limit or a missing block ends it FAILED. Both go the same way: flag the node tasks to
-stop, revoke them, mark what is left TERMINATED, end the execution, hand the slot on."""
+a run limit or a missing block ends it FAILED. Both go the same way: end the execution and mark
+what is left TERMINATED (durably, first), then flag the node tasks to stop, revoke them, hand
+the slot on."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -16,7 +18,7 @@ from autoexec.engine.finalize import graph_stats, publish_status
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.tables import GraphExecution, NodeExecution, utcnow
-from autoexec.store.transitions import transition_graph
+from autoexec.store.transitions import terminate_nodes, transition_graph
 
 S = ExecutionStatus
 log = logging.getLogger(__name__)
@@ -53,17 +55,25 @@ def cancel_execution(engine: Engine, graph_exec_id: str, user_id: str | None = N
     return f"graph execution {graph_exec_id} ended before it could be cancelled"
 
 
-def stop_execution(engine: Engine, graph_exec_id: str, stop: Stop) -> bool:
+def stop_execution(
+    engine: Engine,
+    graph_exec_id: str,
+    stop: Stop,
+    record: Callable[[Session], object] | None = None,
+) -> bool:
     """End an execution as ``stop`` says; True if this call ended it.
 
-    The caller must have made the stop durable first (a stored cancel request, or a limit that
-    the stored state shows), so a crash anywhere here is finished by the next step.
+    ``record`` writes the stopping node's own outcome in the transaction that ends the run, so
+    no crash can leave the one without the other. The run is ended before the node tasks are
+    told to stop: a stop flag never outlives a stop that failed, and a retried call, finding
+    the run ended, only sends the signals again.
     """
     log.info("stopping graph execution %s: %s", graph_exec_id, stop.reason)
+    ended, user_id = _end(engine, graph_exec_id, stop, record)
     engine.coordinator.request_stop(graph_exec_id)
     _revoke_in_flight(engine, graph_exec_id)
-    ended, user_id = _end(engine, graph_exec_id, stop)
-    publish_status(engine, graph_exec_id, stop.status)
+    if ended:
+        publish_status(engine, graph_exec_id, stop.status)
     admit_next(engine, user_id)
     return ended
 
@@ -88,27 +98,20 @@ def _revoke_in_flight(engine: Engine, graph_exec_id: str) -> None:
         log.warning("could not revoke the tasks of %s", graph_exec_id, exc_info=True)
 
 
-def _end(engine: Engine, graph_exec_id: str, stop: Stop) -> tuple[bool, str]:
-    """End the execution and mark its QUEUED/INCOMPLETE node executions TERMINATED, in one
-    transaction; (whether this call ended it, the owner)."""
+def _end(
+    engine: Engine, graph_exec_id: str, stop: Stop, record: Callable[[Session], object] | None
+) -> tuple[bool, str]:
+    """Record the stopping node's outcome, end the execution and mark its QUEUED/INCOMPLETE
+    node executions TERMINATED, in one transaction; (whether this call ended it, the owner)."""
     with engine.db.session() as session:
         repo.get_execution_state(session, graph_exec_id, lock=True)  # waits for a delivery
+        if record is not None:
+            record(session)
         execution = repo.get_graph_execution(session, graph_exec_id)
         stats = graph_stats(execution, repo.node_executions(session, graph_exec_id), stop.reason)
         ended = transition_graph(
             session, graph_exec_id, stop.status, stats=stats, error=stop.reason
         )
         if ended:
-            _terminate_waiting_nodes(session, graph_exec_id)
+            terminate_nodes(session, graph_exec_id, frozenset({S.QUEUED, S.INCOMPLETE}))
         return ended, execution.user_id
-
-
-def _terminate_waiting_nodes(session: Session, graph_exec_id: str) -> None:
-    session.execute(
-        update(NodeExecution)
-        .where(
-            NodeExecution.graph_exec_id == graph_exec_id,
-            NodeExecution.status.in_((S.QUEUED, S.INCOMPLETE)),
-        )
-        .values(status=S.TERMINATED, ended_at=utcnow(), updated_at=utcnow())
-    )

@@ -4,6 +4,7 @@ and record the end with its stats."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -19,9 +20,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from autoexec.blocks.base import ERROR_PIN, RunContext
-from autoexec.engine.cancellation import Stop, stop_execution
+from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.context import Engine
-from autoexec.engine.limits import deadline_of
+from autoexec.engine.limits import deadline_of, limit_stop
 from autoexec.errors import AutoexecError, BlockNotRegisteredError, ExecutionStoppedError
 from autoexec.node_runner import error_message, is_user_error, iterate_block
 from autoexec.statuses import TERMINAL, ExecutionStatus
@@ -101,21 +102,28 @@ def execute_node(engine: Engine, node_exec_id: int, rerun: bool = False) -> Exec
     outcome = run_job(engine, claimed)
     if outcome is None:
         return None
-    with engine.db.session() as session:
-        transition_node(
-            session,
-            node_exec_id,
-            outcome.status,
-            allowed_from=frozenset({S.RUNNING}),
-            attempt_is=claimed.attempt,
-            stats=outcome.stats,
-            error=outcome.error,
-        )
+    record = functools.partial(_record, job=claimed, outcome=outcome)
     if outcome.stop is not None:
-        stop_execution(engine, claimed.graph_exec_id, outcome.stop)
-    else:
-        engine.wake(claimed.graph_exec_id, force=rerun)
+        # One transaction ends the run and records this node: a re-delivery after a crash
+        # finds the run ended, never a FAILED node in a run that goes on.
+        stop_execution(engine, claimed.graph_exec_id, outcome.stop, record)
+        return outcome.status
+    with engine.db.session() as session:
+        record(session)
+    engine.wake(claimed.graph_exec_id, force=rerun)
     return outcome.status
+
+
+def _record(session: Session, job: NodeJob, outcome: Outcome) -> bool:
+    return transition_node(
+        session,
+        job.node_exec_id,
+        outcome.status,
+        allowed_from=frozenset({S.RUNNING}),
+        attempt_is=job.attempt,
+        stats=outcome.stats,
+        error=outcome.error,
+    )
 
 
 _QUEUED = frozenset({S.QUEUED})
@@ -221,12 +229,15 @@ class _Run:
 
     def stop_requested(self) -> bool:
         """The execution was stopped, or is past its deadline: a step that would stop it may
-        not get a worker slot while this node holds one, so the node stops by itself and the
-        step that its end wakes ends the run."""
-        deadline = self.job.deadline
-        if deadline is not None and utcnow() >= deadline:
+        not get a worker slot while this node holds one, so the node stops by itself and, past
+        the deadline by its own clock, ends the run too (``_deadline_stop``)."""
+        if self.past_deadline():
             return True
         return self.engine.coordinator.stop_requested(self.job.graph_exec_id)
+
+    def past_deadline(self) -> bool:
+        deadline = self.job.deadline
+        return deadline is not None and utcnow() >= deadline
 
     def check_still_ours(self) -> None:
         """Stop if the execution was stopped or taken over (checked every 0.25 s at most)."""
@@ -237,9 +248,11 @@ class _Run:
         if self.stop_requested():
             raise ExecutionStoppedError()
         with self.engine.db.session() as session:
-            current = repo.attempt_of_running(session, self.job.node_exec_id)
+            current, stopped = repo.running_attempt_and_stop(session, self.job.node_exec_id)
         if current != self.job.attempt:
             raise SupersededError()
+        if stopped:  # the run ended but its stop flag was lost to a crash
+            raise ExecutionStoppedError()
 
     def stats(self, error: str | None) -> dict[str, Any]:
         return {
@@ -267,7 +280,7 @@ def run_job(engine: Engine, job: NodeJob) -> Outcome | None:
         return None
     except ExecutionStoppedError:
         run.logger.info("stopped: the graph execution was cancelled or stopped")
-        return Outcome(S.TERMINATED, None, run.stats(None))
+        return Outcome(S.TERMINATED, None, run.stats(None), stop=_deadline_stop(run))
     except INFRASTRUCTURE_ERRORS:
         raise
     except Exception as exc:
@@ -282,6 +295,19 @@ def _block_missing(run: _Run) -> Outcome:
     error = str(BlockNotRegisteredError(run.job.block_id, run.job.node_id))
     run.logger.error(error)
     return Outcome(S.FAILED, error, run.stats(error), stop=Stop(S.FAILED, error))
+
+
+def _deadline_stop(run: _Run) -> Stop | None:
+    """When this node stopped because its clock says the run is past its deadline, the node
+    ends the run itself: an orchestrator on a host whose clock is behind would not."""
+    if not run.past_deadline():
+        return None
+    with run.engine.db.session() as session:
+        execution = repo.get_execution_state(session, run.job.graph_exec_id)
+    if execution.cancel_requested_at is not None:
+        return CANCELLED
+    settings = run.engine.settings
+    return limit_stop(execution, settings.max_node_executions_per_run, now=utcnow())
 
 
 def _failed(run: _Run, exc: Exception) -> Outcome:

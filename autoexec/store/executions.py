@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, defer
 
 from autoexec.errors import NotFoundError
 from autoexec.graph import Graph
-from autoexec.statuses import ExecutionStatus
+from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store.tables import (
     GraphExecution,
     GraphVersion,
@@ -160,13 +160,19 @@ def append_output(
     session.execute(stmt.on_conflict_do_nothing(index_elements=["node_exec_id", "seq"]))
 
 
-def attempt_of_running(session: Session, node_exec_id: int) -> int | None:
-    """The current attempt of a RUNNING node execution (None if it is not RUNNING)."""
-    stmt = select(NodeExecution.attempt).where(
-        NodeExecution.id == node_exec_id, NodeExecution.status == S.RUNNING
+def running_attempt_and_stop(session: Session, node_exec_id: int) -> tuple[int | None, bool]:
+    """The current attempt of a RUNNING node execution (None if it is not RUNNING), and
+    whether its graph execution was stopped (cancel requested, or ended)."""
+    stmt = (
+        select(NodeExecution.attempt, GraphExecution.status, GraphExecution.cancel_requested_at)
+        .join(GraphExecution, GraphExecution.id == NodeExecution.graph_exec_id)
+        .where(NodeExecution.id == node_exec_id, NodeExecution.status == S.RUNNING)
     )
-    attempt: int | None = session.scalar(stmt)
-    return attempt
+    row = session.execute(stmt).first()
+    if row is None:
+        return None, False
+    attempt, status, cancel_requested_at = row
+    return attempt, status in TERMINAL or cancel_requested_at is not None
 
 
 def has_pending_work(session: Session, graph_exec_id: str) -> bool:

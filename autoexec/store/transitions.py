@@ -81,6 +81,25 @@ def transition_node(
     return result.rowcount == 1
 
 
+def terminate_nodes(
+    session: Session,
+    graph_exec_id: str,
+    statuses: frozenset[ExecutionStatus],
+    **fields: Any,
+) -> int:
+    """Move every node execution of ``graph_exec_id`` in one of ``statuses`` to TERMINATED, in
+    one UPDATE (only from the statuses SPEC §2 allows); how many were moved."""
+    sources = sources_of(S.TERMINATED, NODE_TRANSITIONS) & statuses
+    stmt = (
+        update(NodeExecution)
+        .where(NodeExecution.graph_exec_id == graph_exec_id)
+        .where(NodeExecution.status.in_(sources))
+        .values(status=S.TERMINATED, **_timestamps(S.TERMINATED, fields))
+    )
+    result: CursorResult[Any] = session.execute(stmt)  # type: ignore[assignment]
+    return result.rowcount
+
+
 def _first(column: Any, now: datetime) -> Any:
     """Keep a timestamp already set (a run resumed from REVIEW or WAITING keeps its start)."""
     return func.coalesce(column, now)
