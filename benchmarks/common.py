@@ -29,6 +29,8 @@ from typing import Any
 from kombu import Connection
 from sqlalchemy import func, make_url, select
 
+from benchmarks import report
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKER_START_TIMEOUT = 60.0
 BENCH_USER = "bench-user"
@@ -356,9 +358,15 @@ def timed_view(engine: Any, exec_id: str, profile: bool = False) -> tuple[Any, f
 # --- the raw Celery side --------------------------------------------------------------------
 
 
+@dataclass
+class RawCluster:
+    tasks: Any  # the module benchmarks.raw_celery
+    worker: Worker
+
+
 @contextmanager
-def raw_celery_worker(args: argparse.Namespace, workdir: Path) -> Iterator[Any]:
-    """``celery -A benchmarks.raw_celery worker -c N`` on a private queue; yields its module."""
+def raw_celery_worker(args: argparse.Namespace, workdir: Path) -> Iterator[RawCluster]:
+    """``celery -A benchmarks.raw_celery worker -c N`` on a private queue."""
     from benchmarks import raw_celery
 
     queue = f"bench.raw.{secrets.token_hex(4)}"
@@ -373,8 +381,8 @@ def raw_celery_worker(args: argparse.Namespace, workdir: Path) -> Iterator[Any]:
         with worker_process(
             "benchmarks.raw_celery", [queue], env, args.concurrency,
             workdir / "raw-worker.log", args.loglevel, celery_ping(raw_celery.app),
-        ):  # fmt: skip
-            yield raw_celery
+        ) as worker:  # fmt: skip
+            yield RawCluster(raw_celery, worker)
     finally:
         delete_queues(env["AUTOEXEC_BROKER_URL"], [queue])
 
@@ -401,15 +409,6 @@ def print_measurement(m: Measurement, unit: str) -> None:
     print(
         f"{m.label}: {m.units} {unit} in {m.seconds:.2f} s = {m.per_second:.1f} {unit}/s "
         f"({m.per_unit_ms:.2f} ms per {unit.rstrip('s')})"
-    )
-
-
-def print_ratio(autoexec: Measurement, raw: Measurement | None) -> None:
-    if raw is None:
-        print("ratio autoexec/raw-celery: (raw Celery not measured)")
-        return
-    print(
-        f"ratio autoexec/raw-celery: {autoexec.per_unit_ms / raw.per_unit_ms:.1f}x (time per node)"
     )
 
 
@@ -506,7 +505,7 @@ def measure_raw(
     if args.skip_raw:
         return None
     with raw_celery_worker(args, workdir_path) as raw:
-        signature, tasks, check = build(raw)
+        signature, tasks, check = build(raw.tasks)
         started = time.perf_counter()
         result = signature.apply_async()
         values = result.get(timeout=args.timeout, disable_sync_subtasks=False)
@@ -679,17 +678,79 @@ def run_benchmark(
     name: str,
     description: str,
     default_n: int,
-    run_autoexec: Callable[[argparse.Namespace, Path], Measurement],
-    raw_group: Callable[[int], Callable[[Any], Any]],
+    run_autoexec: Callable[[argparse.Namespace, Path], Any],
+    run_raw: Callable[[argparse.Namespace, Path], Any],
+    summarize: Callable[[argparse.Namespace, Any, Any], str],
+    options: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> None:
-    """The whole command: autoexec, then raw Celery on the same work, then the ratio."""
-    args = parser(description, default_n=default_n).parse_args()
+    """The whole command: autoexec, then raw Celery on the same work (unless ``--skip-raw``),
+    then ``summarize(args, autoexec, raw or None)``: the one summary line, printed last."""
+    cli = parser(description, default_n=default_n)
+    if options:
+        options(cli)
+    args = cli.parse_args()
     print_header(name, args)
     with workdir(args.keep_logs) as path:
         autoexec = run_autoexec(args, path)
-        raw = measure_raw(args, path, "raw celery", raw_group(args.n))
+        raw = None if args.skip_raw else run_raw(args, path)
     print()
-    print_measurement(autoexec, "nodes")
-    if raw:
-        print_measurement(raw, "tasks")
-    print_ratio(autoexec, raw)
+    print(summarize(args, autoexec, raw))
+
+
+def run_per_node_benchmark(
+    name: str,
+    description: str,
+    default_n: int,
+    run_autoexec: Callable[[argparse.Namespace, Path], Measurement],
+    raw_group: Callable[[int], Callable[[Any], Any]],
+    max_ratio: float,
+) -> None:
+    """A throughput benchmark: time per node execution against time per raw Celery task."""
+
+    def run_raw(args: argparse.Namespace, path: Path) -> Measurement | None:
+        return measure_raw(args, path, "raw celery", raw_group(args.n))
+
+    def summarize(args: argparse.Namespace, mine: Measurement, raw: Measurement | None) -> str:
+        print_measurement(mine, "nodes")
+        if raw:
+            print_measurement(raw, "tasks")
+        value = report.ratio(mine.per_unit_ms, raw.per_unit_ms if raw else None)
+        return report.summary_line(
+            name,
+            f"{mine.per_unit_ms:.2f} ms per node ({mine.per_second:.1f} nodes/s)",
+            f"{raw.per_unit_ms:.2f} ms per task ({raw.per_second:.1f} tasks/s)" if raw else None,
+            value,
+            report.Target("ratio", max_ratio),
+            value,
+        )
+
+    run_benchmark(name, description, default_n, run_autoexec, run_raw, summarize)
+
+
+# --- memory ---------------------------------------------------------------------------------
+
+
+def process_tree_rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and its children (a prefork worker and its pool), from /proc."""
+    proc = Path("/proc")
+    children = [
+        int(entry.name)
+        for entry in proc.iterdir()
+        if entry.name.isdigit() and _parent_of(entry) == pid
+    ]
+    total_kb = sum(_rss_kb(proc / str(p)) for p in [pid, *children])
+    return total_kb / 1024
+
+
+def _parent_of(entry: Path) -> int | None:
+    try:
+        return report.parent_pid((entry / "stat").read_text())
+    except (OSError, IndexError, ValueError):
+        return None  # the process ended while we looked
+
+
+def _rss_kb(entry: Path) -> int:
+    try:
+        return report.vm_rss_kb((entry / "status").read_text())
+    except OSError:
+        return 0

@@ -127,7 +127,9 @@ def raw_group(n: int) -> Any:
 
 
 def main() -> None:
-    common.run_benchmark("wide_2000", __doc__.split("\n")[0], 2_000, run_autoexec, raw_group)
+    common.run_per_node_benchmark(
+        "wide_2000", __doc__.split("\n")[0], 2_000, run_autoexec, raw_group, max_ratio=3.0
+    )
 
 
 if __name__ == "__main__":

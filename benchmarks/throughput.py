@@ -1,0 +1,56 @@
+"""Throughput of independent executions: K executions of a 1-node graph (one ``calculator``)
+against K independent raw Celery no-op tasks.
+
+All K are submitted one after the other by this process (``api.execute_graph`` /
+``apply_async``); the clock runs from the first submission until the last one has ended. With
+the default settings a user has at most ``max_concurrent_runs_per_user`` (10) RUNNING executions;
+the others wait QUEUED, as they would for any user.
+
+    .venv/bin/python -m benchmarks.throughput            # K = 1,000
+    .venv/bin/python -m benchmarks.throughput --n 200    # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from benchmarks import common, independent, report
+
+
+def run_autoexec(args: argparse.Namespace, workdir: Path) -> float:
+    """Executions per second."""
+    with common.autoexec_cluster(args, workdir) as cluster:
+        graph_id = independent.save_one_node_graph(cluster)
+        seconds, submitted = independent.run_executions(cluster, graph_id, args.n, args.timeout)
+    print(f"autoexec: {args.n} executions in {seconds:.2f} s (submitting took {submitted:.2f} s)")
+    return float(args.n) / seconds
+
+
+def run_raw(args: argparse.Namespace, workdir: Path) -> float:
+    """Tasks per second."""
+    with common.raw_celery_worker(args, workdir) as raw:
+        seconds = independent.run_raw_tasks(raw.tasks, args.n, args.timeout)
+    print(f"raw celery: {args.n} tasks in {seconds:.2f} s")
+    return float(args.n) / seconds
+
+
+def summarize(args: argparse.Namespace, mine: float, raw: float | None) -> str:
+    value = report.ratio(mine, raw)
+    return report.summary_line(
+        "throughput",
+        f"{mine:.1f} executions/s",
+        f"{raw:.1f} tasks/s" if raw is not None else None,
+        value,
+        report.Target("ratio", 0.4, at_least=True),
+        value,
+    )
+
+
+def main() -> None:
+    description = __doc__.split("\n")[0]
+    common.run_benchmark("throughput", description, 1_000, run_autoexec, run_raw, summarize)
+
+
+if __name__ == "__main__":
+    main()
