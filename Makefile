@@ -37,7 +37,7 @@ test: venv
 example: venv
 	$(BIN)/autoexec run examples/hello.json --input x=1
 
-# Every benchmark once, in sequence, with its default size (about 15 minutes on 2 cores; needs
+# Every benchmark once, in sequence, with its default size (20 minutes on a busy 2-core VM; needs
 # the local services). Each prints one SUMMARY line with its ratio to raw Celery.
 BENCHMARKS := chain throughput stream_10k wide_2000 first_item memory
 

@@ -53,8 +53,8 @@ def options(cli: argparse.ArgumentParser) -> None:
     cli.add_argument("--rounds", type=int, default=3, help="runs of each side (default 3)")
 
 
-def run_autoexec(args: argparse.Namespace, workdir: Path) -> tuple[float, dict[str, Any]]:
-    """(median seconds per hop, median breakdown in ms per stage)."""
+def run_autoexec(args: argparse.Namespace, workdir: Path) -> report.Result:
+    """Median milliseconds per hop; prints the median breakdown per node."""
     from autoexec import api
 
     hops: int = args.n + 2
@@ -70,8 +70,8 @@ def run_autoexec(args: argparse.Namespace, workdir: Path) -> tuple[float, dict[s
             rounds.append(time.perf_counter() - started)
             _check(cluster, exec_id, args.n)
             chains.append(_stamps(cluster.engine, exec_id, node_ids(args.n)))
-    print(f"autoexec rounds: {', '.join(f'{1000 * s / hops:.2f}' for s in rounds)} ms per hop")
-    return statistics.median(rounds) / hops, report.median_breakdown(chains)
+    print(f"autoexec median per node: {report.format_breakdown(report.median_breakdown(chains))}")
+    return _per_hop("autoexec", rounds, hops, "nodes")
 
 
 def _check(cluster: common.AutoexecCluster, exec_id: str, n: int) -> None:
@@ -99,8 +99,8 @@ def _stamps(engine: Any, exec_id: str, order: list[str]) -> list[report.Stamps]:
     return [by_node[node] for node in order]
 
 
-def run_raw(args: argparse.Namespace, workdir: Path) -> float:
-    """Median seconds per task of a Celery chain of N + 2 no-op tasks."""
+def run_raw(args: argparse.Namespace, workdir: Path) -> report.Result:
+    """Median milliseconds per task of a Celery chain of N + 2 no-op tasks."""
     from celery import chain
 
     hops: int = args.n + 2
@@ -115,30 +115,18 @@ def run_raw(args: argparse.Namespace, workdir: Path) -> float:
             rounds.append(time.perf_counter() - started)
             if value != X:
                 sys.exit(f"FAILED: the raw chain returned {value!r}, want {X}")
-    print(f"raw celery rounds: {', '.join(f'{1000 * s / hops:.2f}' for s in rounds)} ms per hop")
-    return statistics.median(rounds) / hops
+    return _per_hop("raw celery", rounds, hops, "tasks")
 
 
-def summarize(
-    args: argparse.Namespace, mine: tuple[float, dict[str, Any]], raw: float | None
-) -> str:
-    per_hop, breakdown = mine
-    print(f"autoexec median per node: {report.format_breakdown(breakdown)}")
-    value = report.ratio(per_hop, raw)
-    return report.summary_line(
-        "chain",
-        f"{1000 * per_hop:.2f} ms per hop ({args.n + 2} nodes)",
-        f"{1000 * raw:.2f} ms per hop ({args.n + 2} tasks)" if raw is not None else None,
-        value,
-        report.Target("ratio", 2.0),
-        value,
-    )
+def _per_hop(label: str, rounds: list[float], hops: int, unit: str) -> report.Result:
+    print(f"{label} rounds: {', '.join(f'{1000 * s / hops:.2f}' for s in rounds)} ms per hop")
+    per_hop = 1000 * statistics.median(rounds) / hops
+    return report.Result(per_hop, f"{per_hop:.2f} ms per hop ({hops} {unit})")
 
 
-def main() -> None:
-    description = __doc__.split("\n")[0]
-    common.run_benchmark("chain", description, 100, run_autoexec, run_raw, summarize, options)
-
+BENCHMARK = common.Benchmark(
+    "chain", __doc__, 100, run_autoexec, run_raw, report.Target("ratio", 2.0), options
+)
 
 if __name__ == "__main__":
-    main()
+    BENCHMARK.main()

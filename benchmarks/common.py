@@ -52,6 +52,12 @@ def parser(description: str, default_n: int) -> argparse.ArgumentParser:
         help="give the raw Celery baseline autoexec's extra Celery settings too (task events, "
         "task_track_started), to see how much of the ratio they explain",
     )
+    p.add_argument("--keep-logs", action="store_true", help="print where the worker logs are")
+    return p
+
+
+def add_profiling_options(p: argparse.ArgumentParser) -> None:
+    """The profiling options of the throughput studies (``stream_10k``, ``wide_2000``)."""
     p.add_argument(
         "--probe",
         action="store_true",
@@ -63,7 +69,6 @@ def parser(description: str, default_n: int) -> argparse.ArgumentParser:
         metavar="FILE",
         help="record the autoexec worker and its pool with py-spy into FILE (collapsed stacks)",
     )
-    p.add_argument("--keep-logs", action="store_true", help="print where the worker logs are")
     p.add_argument(
         "--explain",
         action="store_true",
@@ -73,7 +78,6 @@ def parser(description: str, default_n: int) -> argparse.ArgumentParser:
     p.add_argument(
         "--profile-view", action="store_true", help="cProfile api.get_execution after the run"
     )
-    return p
 
 
 # --- services -------------------------------------------------------------------------------
@@ -237,7 +241,7 @@ def autoexec_cluster(args: argparse.Namespace, workdir: Path) -> Iterator[Autoex
         "AUTOEXEC_NODE_QUEUE": f"bench.autoexec.nodes.{tag}",
         "AUTOEXEC_INBOX_QUEUE": f"bench.autoexec.inbox.{tag}",
     }
-    probe_dir = workdir / "probe" if args.probe else None
+    probe_dir = workdir / "probe" if getattr(args, "probe", False) else None
     extra_env = {"BENCH_PROBE_DIR": str(probe_dir)} if probe_dir else {}
     extra_args = ["-I", "benchmarks.worker_probe"] if probe_dir else []
     if probe_dir:
@@ -497,13 +501,11 @@ def dump_json(path: Path, data: Any) -> None:
 
 def measure_raw(
     args: argparse.Namespace, workdir_path: Path, label: str, build: Callable[[Any], Any]
-) -> Measurement | None:
+) -> Measurement:
     """Send ``build(raw_celery)`` (a group) to a raw Celery worker and time it to the end.
 
     ``build`` returns ``(signature, task_count, check)``; ``check`` gets the group's results.
     """
-    if args.skip_raw:
-        return None
     with raw_celery_worker(args, workdir_path) as raw:
         signature, tasks, check = build(raw.tasks)
         started = time.perf_counter()
@@ -674,57 +676,54 @@ def profile_call(call: Callable[[], Any], top: int = 20) -> Any:
     return result
 
 
-def run_benchmark(
-    name: str,
-    description: str,
-    default_n: int,
-    run_autoexec: Callable[[argparse.Namespace, Path], Any],
-    run_raw: Callable[[argparse.Namespace, Path], Any],
-    summarize: Callable[[argparse.Namespace, Any, Any], str],
-    options: Callable[[argparse.ArgumentParser], None] | None = None,
-) -> None:
-    """The whole command: autoexec, then raw Celery on the same work (unless ``--skip-raw``),
-    then ``summarize(args, autoexec, raw or None)``: the one summary line, printed last."""
-    cli = parser(description, default_n=default_n)
-    if options:
-        options(cli)
-    args = cli.parse_args()
-    print_header(name, args)
-    with workdir(args.keep_logs) as path:
-        autoexec = run_autoexec(args, path)
-        raw = None if args.skip_raw else run_raw(args, path)
-    print()
-    print(summarize(args, autoexec, raw))
+@dataclass(frozen=True)
+class Benchmark:
+    """One command: autoexec, then raw Celery on the same work (unless ``--skip-raw``), then the
+    summary line with the ratio, printed last."""
+
+    name: str
+    doc: str  # the module's docstring; its first line is the command's description
+    default_n: int
+    run_autoexec: Callable[[argparse.Namespace, Path], report.Result]
+    run_raw: Callable[[argparse.Namespace, Path], report.Result]
+    target: report.Target
+    options: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def main(self) -> None:
+        cli = parser(self.doc.split("\n")[0], default_n=self.default_n)
+        if self.options:
+            self.options(cli)
+        args = cli.parse_args()
+        print_header(self.name, args)
+        with workdir(args.keep_logs) as path:
+            autoexec = self.run_autoexec(args, path)
+            raw = None if args.skip_raw else self.run_raw(args, path)
+        print()
+        print(report.summary_line(self.name, autoexec, raw, self.target))
 
 
-def run_per_node_benchmark(
+def per_node_benchmark(
     name: str,
-    description: str,
+    doc: str,
     default_n: int,
     run_autoexec: Callable[[argparse.Namespace, Path], Measurement],
     raw_group: Callable[[int], Callable[[Any], Any]],
     max_ratio: float,
-) -> None:
+) -> Benchmark:
     """A throughput benchmark: time per node execution against time per raw Celery task."""
 
-    def run_raw(args: argparse.Namespace, path: Path) -> Measurement | None:
-        return measure_raw(args, path, "raw celery", raw_group(args.n))
-
-    def summarize(args: argparse.Namespace, mine: Measurement, raw: Measurement | None) -> str:
+    def autoexec(args: argparse.Namespace, path: Path) -> report.Result:
+        mine = run_autoexec(args, path)
         print_measurement(mine, "nodes")
-        if raw:
-            print_measurement(raw, "tasks")
-        value = report.ratio(mine.per_unit_ms, raw.per_unit_ms if raw else None)
-        return report.summary_line(
-            name,
-            f"{mine.per_unit_ms:.2f} ms per node ({mine.per_second:.1f} nodes/s)",
-            f"{raw.per_unit_ms:.2f} ms per task ({raw.per_second:.1f} tasks/s)" if raw else None,
-            value,
-            report.Target("ratio", max_ratio),
-            value,
-        )
+        return report.Result(mine.per_unit_ms, f"{mine.per_unit_ms:.2f} ms per node")
 
-    run_benchmark(name, description, default_n, run_autoexec, run_raw, summarize)
+    def raw(args: argparse.Namespace, path: Path) -> report.Result:
+        theirs = measure_raw(args, path, "raw celery", raw_group(args.n))
+        print_measurement(theirs, "tasks")
+        return report.Result(theirs.per_unit_ms, f"{theirs.per_unit_ms:.2f} ms per task")
+
+    target = report.Target("ratio", max_ratio)
+    return Benchmark(name, doc, default_n, autoexec, raw, target, add_profiling_options)
 
 
 # --- memory ---------------------------------------------------------------------------------

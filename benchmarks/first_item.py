@@ -31,7 +31,7 @@ from benchmarks import common, report, stream_10k
 POLL_SECONDS = 0.005
 
 
-def run_autoexec(args: argparse.Namespace, workdir: Path) -> float:
+def run_autoexec(args: argparse.Namespace, workdir: Path) -> report.Result:
     """Seconds from submission until the first ``double`` execution started."""
     from autoexec import api
 
@@ -46,7 +46,7 @@ def run_autoexec(args: argparse.Namespace, workdir: Path) -> float:
         common.wait_finished(engine, exec_id, args.timeout)
     seconds = (first - submitted).total_seconds()
     print(f"autoexec: first 'double' started {seconds:.3f} s after submission")
-    return seconds
+    return report.Result(seconds, f"{1000 * seconds:.0f} ms to the first downstream start")
 
 
 def _first_started(engine: Any, exec_id: str, node_id: str, timeout: float) -> datetime:
@@ -63,7 +63,7 @@ def _first_started(engine: Any, exec_id: str, node_id: str, timeout: float) -> d
     raise TimeoutError(f"no {node_id!r} execution started after {timeout}s")
 
 
-def run_raw(args: argparse.Namespace, workdir: Path) -> float:
+def run_raw(args: argparse.Namespace, workdir: Path) -> report.Result:
     """Seconds from sending ``fan_out`` until the first task it sent started."""
     key = f"bench:first-item:{secrets.token_hex(4)}"
     with common.raw_celery_worker(args, workdir) as raw:
@@ -78,24 +78,12 @@ def run_raw(args: argparse.Namespace, workdir: Path) -> float:
         client.delete(key)
     seconds = float(value) - submitted
     print(f"raw celery: first task started {seconds:.3f} s after fan_out was sent")
-    return seconds
+    return report.Result(seconds, f"{1000 * seconds:.0f} ms to the first task started")
 
 
-def summarize(args: argparse.Namespace, mine: float, raw: float | None) -> str:
-    return report.summary_line(
-        "first_item",
-        f"{1000 * mine:.0f} ms to the first downstream start ({args.n} items)",
-        f"{1000 * raw:.0f} ms to the first of {args.n} tasks started" if raw is not None else None,
-        report.ratio(mine, raw),
-        report.Target("seconds", 1.0),
-        mine,
-    )
-
-
-def main() -> None:
-    description = __doc__.split("\n")[0]
-    common.run_benchmark("first_item", description, 10_000, run_autoexec, run_raw, summarize)
-
+BENCHMARK = common.Benchmark(
+    "first_item", __doc__, 10_000, run_autoexec, run_raw, report.Target("seconds", 1.0)
+)
 
 if __name__ == "__main__":
-    main()
+    BENCHMARK.main()

@@ -12,15 +12,10 @@ from sqlalchemy import func, select
 
 from benchmarks import common
 
+ONE_PLUS_ONE = {"operation": "add", "a": 1, "b": 1}
 ONE_NODE = {
     "name": "bench-one-node",
-    "nodes": [
-        {
-            "id": "sum",
-            "block_id": "calculator",
-            "input_default": {"operation": "add", "a": 1, "b": 1},
-        },
-    ],
+    "nodes": [{"id": "sum", "block_id": "calculator", "input_default": ONE_PLUS_ONE}],
     "links": [],
 }
 

@@ -22,7 +22,7 @@ def options(cli: argparse.ArgumentParser) -> None:
     cli.add_argument("--warmup", type=int, default=20, help="units before 'before' (default 20)")
 
 
-def run_autoexec(args: argparse.Namespace, workdir: Path) -> float:
+def run_autoexec(args: argparse.Namespace, workdir: Path) -> report.Result:
     """RSS growth in MB over ``args.n`` executions."""
     with common.autoexec_cluster(args, workdir) as cluster:
         graph_id = independent.save_one_node_graph(cluster)
@@ -33,7 +33,7 @@ def run_autoexec(args: argparse.Namespace, workdir: Path) -> float:
     return _growth("autoexec", args.n, "executions", before, after)
 
 
-def run_raw(args: argparse.Namespace, workdir: Path) -> float:
+def run_raw(args: argparse.Namespace, workdir: Path) -> report.Result:
     """RSS growth in MB of the raw Celery worker over ``args.n`` tasks."""
     with common.raw_celery_worker(args, workdir) as raw:
         pid = raw.worker.process.pid
@@ -44,26 +44,15 @@ def run_raw(args: argparse.Namespace, workdir: Path) -> float:
     return _growth("raw celery", args.n, "tasks", before, after)
 
 
-def _growth(label: str, n: int, unit: str, before: float, after: float) -> float:
+def _growth(label: str, n: int, unit: str, before: float, after: float) -> report.Result:
     print(f"{label}: worker RSS {before:.1f} MB before, {after:.1f} MB after {n} {unit}")
-    return after - before
+    growth = after - before
+    return report.Result(growth, f"{growth:+.1f} MB RSS over {n} {unit} ({after:.0f} MB after)")
 
 
-def summarize(args: argparse.Namespace, mine: float, raw: float | None) -> str:
-    return report.summary_line(
-        "memory",
-        f"+{mine:.1f} MB RSS over {args.n} executions",
-        f"+{raw:.1f} MB RSS over {args.n} tasks" if raw is not None else None,
-        report.ratio(mine, raw),
-        report.Target("MB", 20.0),
-        mine,
-    )
-
-
-def main() -> None:
-    description = __doc__.split("\n")[0]
-    common.run_benchmark("memory", description, 2_000, run_autoexec, run_raw, summarize, options)
-
+BENCHMARK = common.Benchmark(
+    "memory", __doc__, 2_000, run_autoexec, run_raw, report.Target("MB", 20.0), options
+)
 
 if __name__ == "__main__":
-    main()
+    BENCHMARK.main()

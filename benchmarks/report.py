@@ -84,27 +84,36 @@ class Target:
         return f"target {self.what} {sign} {self.limit:g}: {verdict}"
 
 
-def ratio(autoexec: float, raw: float | None) -> float | None:
+@dataclass(frozen=True)
+class Result:
+    """One side's result: ``value`` is what the ratio divides, ``text`` says it for a reader."""
+
+    value: float
+    text: str
+
+
+def ratio(autoexec: Result, raw: Result | None) -> float | None:
     """``autoexec / raw``, None when raw was not measured or is zero."""
-    if raw is None or raw == 0:
+    if raw is None or raw.value == 0:
         return None
-    return autoexec / raw
+    return autoexec.value / raw.value
 
 
-def summary_line(
-    name: str,
-    autoexec: str,
-    raw: str | None,
-    value_ratio: float | None,
-    target: Target,
-    target_value: float | None,
-) -> str:
-    """The one line each benchmark ends with."""
-    raw_text = raw if raw is not None else "not measured"
-    ratio_text = "n/a" if value_ratio is None else f"{value_ratio:.2f}x"
+def format_ratio(value: float) -> str:
+    """Two decimals, or four for a ratio below 0.1 (0.0065x must not read 0.01x)."""
+    return f"{value:.2f}x" if value >= 0.1 else f"{value:.4f}x"
+
+
+def summary_line(name: str, autoexec: Result, raw: Result | None, target: Target) -> str:
+    """The one line each benchmark ends with; a target on "ratio" is checked on the ratio,
+    any other on autoexec's own value."""
+    value_ratio = ratio(autoexec, raw)
+    checked = value_ratio if target.what == "ratio" else autoexec.value
+    raw_text = raw.text if raw is not None else "not measured"
+    ratio_text = "n/a" if value_ratio is None else format_ratio(value_ratio)
     return (
-        f"SUMMARY {name}: autoexec {autoexec}; raw celery {raw_text}; "
-        f"ratio autoexec/raw-celery: {ratio_text}; {target.describe(target_value)}"
+        f"SUMMARY {name}: autoexec {autoexec.text}; raw celery {raw_text}; "
+        f"ratio autoexec/raw-celery: {ratio_text}; {target.describe(checked)}"
     )
 
 

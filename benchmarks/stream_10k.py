@@ -114,11 +114,7 @@ def raw_group(n: int) -> Any:
     return build
 
 
-def main() -> None:
-    common.run_per_node_benchmark(
-        "stream_10k", __doc__.split("\n")[0], 10_000, run_autoexec, raw_group, max_ratio=3.0
-    )
-
+BENCHMARK = common.per_node_benchmark("stream_10k", __doc__, 10_000, run_autoexec, raw_group, 3.0)
 
 if __name__ == "__main__":
-    main()
+    BENCHMARK.main()

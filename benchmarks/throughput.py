@@ -18,39 +18,26 @@ from pathlib import Path
 from benchmarks import common, independent, report
 
 
-def run_autoexec(args: argparse.Namespace, workdir: Path) -> float:
+def run_autoexec(args: argparse.Namespace, workdir: Path) -> report.Result:
     """Executions per second."""
     with common.autoexec_cluster(args, workdir) as cluster:
         graph_id = independent.save_one_node_graph(cluster)
         seconds, submitted = independent.run_executions(cluster, graph_id, args.n, args.timeout)
     print(f"autoexec: {args.n} executions in {seconds:.2f} s (submitting took {submitted:.2f} s)")
-    return float(args.n) / seconds
+    return report.Result(args.n / seconds, f"{args.n / seconds:.1f} executions/s")
 
 
-def run_raw(args: argparse.Namespace, workdir: Path) -> float:
+def run_raw(args: argparse.Namespace, workdir: Path) -> report.Result:
     """Tasks per second."""
     with common.raw_celery_worker(args, workdir) as raw:
         seconds = independent.run_raw_tasks(raw.tasks, args.n, args.timeout)
     print(f"raw celery: {args.n} tasks in {seconds:.2f} s")
-    return float(args.n) / seconds
+    return report.Result(args.n / seconds, f"{args.n / seconds:.1f} tasks/s")
 
 
-def summarize(args: argparse.Namespace, mine: float, raw: float | None) -> str:
-    value = report.ratio(mine, raw)
-    return report.summary_line(
-        "throughput",
-        f"{mine:.1f} executions/s",
-        f"{raw:.1f} tasks/s" if raw is not None else None,
-        value,
-        report.Target("ratio", 0.4, at_least=True),
-        value,
-    )
-
-
-def main() -> None:
-    description = __doc__.split("\n")[0]
-    common.run_benchmark("throughput", description, 1_000, run_autoexec, run_raw, summarize)
-
+BENCHMARK = common.Benchmark(
+    "throughput", __doc__, 1_000, run_autoexec, run_raw, report.Target("ratio", 0.4, at_least=True)
+)
 
 if __name__ == "__main__":
-    main()
+    BENCHMARK.main()
