@@ -50,7 +50,9 @@ def definition(n: int) -> dict[str, Any]:
 
 
 def options(cli: argparse.ArgumentParser) -> None:
-    cli.add_argument("--rounds", type=int, default=3, help="runs of each side (default 3)")
+    cli.add_argument(
+        "--rounds", type=common.positive_int, default=3, help="runs of each side (default 3)"
+    )
 
 
 def run_autoexec(args: argparse.Namespace, workdir: Path) -> report.Result:

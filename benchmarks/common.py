@@ -39,9 +39,16 @@ BENCH_USER = "bench-user"
 # --- command line ---------------------------------------------------------------------------
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def parser(description: str, default_n: int) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--n", type=int, default=default_n, help=f"size (default {default_n})")
+    p.add_argument("--n", type=positive_int, default=default_n, help=f"size (default {default_n})")
     p.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds before giving up")
     p.add_argument("--loglevel", default="info", help="worker log level (default info)")
