@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck unit integration example
+.PHONY: venv test lint typecheck unit integration example bench
 
 venv: $(STAMP)
 
@@ -36,3 +36,10 @@ test: venv
 
 example: venv
 	$(BIN)/autoexec run examples/hello.json --input x=1
+
+# Every benchmark once, in sequence, with its default size (20 minutes on a busy 2-core VM; needs
+# the local services). Each prints one SUMMARY line with its ratio to raw Celery.
+BENCHMARKS := chain throughput stream_10k wide_2000 first_item memory
+
+bench: venv
+	set -e; for name in $(BENCHMARKS); do $(BIN)/python -m benchmarks.$$name; done

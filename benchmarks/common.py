@@ -29,6 +29,8 @@ from typing import Any
 from kombu import Connection
 from sqlalchemy import func, make_url, select
 
+from benchmarks import report
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKER_START_TIMEOUT = 60.0
 BENCH_USER = "bench-user"
@@ -37,9 +39,16 @@ BENCH_USER = "bench-user"
 # --- command line ---------------------------------------------------------------------------
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def parser(description: str, default_n: int) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--n", type=int, default=default_n, help=f"size (default {default_n})")
+    p.add_argument("--n", type=positive_int, default=default_n, help=f"size (default {default_n})")
     p.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds before giving up")
     p.add_argument("--loglevel", default="info", help="worker log level (default info)")
@@ -50,6 +59,12 @@ def parser(description: str, default_n: int) -> argparse.ArgumentParser:
         help="give the raw Celery baseline autoexec's extra Celery settings too (task events, "
         "task_track_started), to see how much of the ratio they explain",
     )
+    p.add_argument("--keep-logs", action="store_true", help="print where the worker logs are")
+    return p
+
+
+def add_profiling_options(p: argparse.ArgumentParser) -> None:
+    """The profiling options of the throughput studies (``stream_10k``, ``wide_2000``)."""
     p.add_argument(
         "--probe",
         action="store_true",
@@ -61,7 +76,6 @@ def parser(description: str, default_n: int) -> argparse.ArgumentParser:
         metavar="FILE",
         help="record the autoexec worker and its pool with py-spy into FILE (collapsed stacks)",
     )
-    p.add_argument("--keep-logs", action="store_true", help="print where the worker logs are")
     p.add_argument(
         "--explain",
         action="store_true",
@@ -71,7 +85,6 @@ def parser(description: str, default_n: int) -> argparse.ArgumentParser:
     p.add_argument(
         "--profile-view", action="store_true", help="cProfile api.get_execution after the run"
     )
-    return p
 
 
 # --- services -------------------------------------------------------------------------------
@@ -235,7 +248,7 @@ def autoexec_cluster(args: argparse.Namespace, workdir: Path) -> Iterator[Autoex
         "AUTOEXEC_NODE_QUEUE": f"bench.autoexec.nodes.{tag}",
         "AUTOEXEC_INBOX_QUEUE": f"bench.autoexec.inbox.{tag}",
     }
-    probe_dir = workdir / "probe" if args.probe else None
+    probe_dir = workdir / "probe" if getattr(args, "probe", False) else None
     extra_env = {"BENCH_PROBE_DIR": str(probe_dir)} if probe_dir else {}
     extra_args = ["-I", "benchmarks.worker_probe"] if probe_dir else []
     if probe_dir:
@@ -356,9 +369,15 @@ def timed_view(engine: Any, exec_id: str, profile: bool = False) -> tuple[Any, f
 # --- the raw Celery side --------------------------------------------------------------------
 
 
+@dataclass
+class RawCluster:
+    tasks: Any  # the module benchmarks.raw_celery
+    worker: Worker
+
+
 @contextmanager
-def raw_celery_worker(args: argparse.Namespace, workdir: Path) -> Iterator[Any]:
-    """``celery -A benchmarks.raw_celery worker -c N`` on a private queue; yields its module."""
+def raw_celery_worker(args: argparse.Namespace, workdir: Path) -> Iterator[RawCluster]:
+    """``celery -A benchmarks.raw_celery worker -c N`` on a private queue."""
     from benchmarks import raw_celery
 
     queue = f"bench.raw.{secrets.token_hex(4)}"
@@ -373,8 +392,8 @@ def raw_celery_worker(args: argparse.Namespace, workdir: Path) -> Iterator[Any]:
         with worker_process(
             "benchmarks.raw_celery", [queue], env, args.concurrency,
             workdir / "raw-worker.log", args.loglevel, celery_ping(raw_celery.app),
-        ):  # fmt: skip
-            yield raw_celery
+        ) as worker:  # fmt: skip
+            yield RawCluster(raw_celery, worker)
     finally:
         delete_queues(env["AUTOEXEC_BROKER_URL"], [queue])
 
@@ -401,15 +420,6 @@ def print_measurement(m: Measurement, unit: str) -> None:
     print(
         f"{m.label}: {m.units} {unit} in {m.seconds:.2f} s = {m.per_second:.1f} {unit}/s "
         f"({m.per_unit_ms:.2f} ms per {unit.rstrip('s')})"
-    )
-
-
-def print_ratio(autoexec: Measurement, raw: Measurement | None) -> None:
-    if raw is None:
-        print("ratio autoexec/raw-celery: (raw Celery not measured)")
-        return
-    print(
-        f"ratio autoexec/raw-celery: {autoexec.per_unit_ms / raw.per_unit_ms:.1f}x (time per node)"
     )
 
 
@@ -498,15 +508,13 @@ def dump_json(path: Path, data: Any) -> None:
 
 def measure_raw(
     args: argparse.Namespace, workdir_path: Path, label: str, build: Callable[[Any], Any]
-) -> Measurement | None:
+) -> Measurement:
     """Send ``build(raw_celery)`` (a group) to a raw Celery worker and time it to the end.
 
     ``build`` returns ``(signature, task_count, check)``; ``check`` gets the group's results.
     """
-    if args.skip_raw:
-        return None
     with raw_celery_worker(args, workdir_path) as raw:
-        signature, tasks, check = build(raw)
+        signature, tasks, check = build(raw.tasks)
         started = time.perf_counter()
         result = signature.apply_async()
         values = result.get(timeout=args.timeout, disable_sync_subtasks=False)
@@ -675,21 +683,80 @@ def profile_call(call: Callable[[], Any], top: int = 20) -> Any:
     return result
 
 
-def run_benchmark(
+@dataclass(frozen=True)
+class Benchmark:
+    """One command: autoexec, then raw Celery on the same work (unless ``--skip-raw``), then the
+    summary line with the ratio, printed last."""
+
+    name: str
+    doc: str  # the module's docstring; its first line is the command's description
+    default_n: int
+    run_autoexec: Callable[[argparse.Namespace, Path], report.Result]
+    run_raw: Callable[[argparse.Namespace, Path], report.Result]
+    target: report.Target
+    options: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def main(self) -> None:
+        cli = parser(self.doc.split("\n")[0], default_n=self.default_n)
+        if self.options:
+            self.options(cli)
+        args = cli.parse_args()
+        print_header(self.name, args)
+        with workdir(args.keep_logs) as path:
+            autoexec = self.run_autoexec(args, path)
+            raw = None if args.skip_raw else self.run_raw(args, path)
+        print()
+        print(report.summary_line(self.name, autoexec, raw, self.target))
+
+
+def per_node_benchmark(
     name: str,
-    description: str,
+    doc: str,
     default_n: int,
     run_autoexec: Callable[[argparse.Namespace, Path], Measurement],
     raw_group: Callable[[int], Callable[[Any], Any]],
-) -> None:
-    """The whole command: autoexec, then raw Celery on the same work, then the ratio."""
-    args = parser(description, default_n=default_n).parse_args()
-    print_header(name, args)
-    with workdir(args.keep_logs) as path:
-        autoexec = run_autoexec(args, path)
-        raw = measure_raw(args, path, "raw celery", raw_group(args.n))
-    print()
-    print_measurement(autoexec, "nodes")
-    if raw:
-        print_measurement(raw, "tasks")
-    print_ratio(autoexec, raw)
+    max_ratio: float,
+) -> Benchmark:
+    """A throughput benchmark: time per node execution against time per raw Celery task."""
+
+    def autoexec(args: argparse.Namespace, path: Path) -> report.Result:
+        mine = run_autoexec(args, path)
+        print_measurement(mine, "nodes")
+        return report.Result(mine.per_unit_ms, f"{mine.per_unit_ms:.2f} ms per node")
+
+    def raw(args: argparse.Namespace, path: Path) -> report.Result:
+        theirs = measure_raw(args, path, "raw celery", raw_group(args.n))
+        print_measurement(theirs, "tasks")
+        return report.Result(theirs.per_unit_ms, f"{theirs.per_unit_ms:.2f} ms per task")
+
+    target = report.Target("ratio", max_ratio)
+    return Benchmark(name, doc, default_n, autoexec, raw, target, add_profiling_options)
+
+
+# --- memory ---------------------------------------------------------------------------------
+
+
+def process_tree_rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and its children (a prefork worker and its pool), from /proc."""
+    proc = Path("/proc")
+    children = [
+        int(entry.name)
+        for entry in proc.iterdir()
+        if entry.name.isdigit() and _parent_of(entry) == pid
+    ]
+    total_kb = sum(_rss_kb(proc / str(p)) for p in [pid, *children])
+    return total_kb / 1024
+
+
+def _parent_of(entry: Path) -> int | None:
+    try:
+        return report.parent_pid((entry / "stat").read_text())
+    except (OSError, IndexError, ValueError):
+        return None  # the process ended while we looked
+
+
+def _rss_kb(entry: Path) -> int:
+    try:
+        return report.vm_rss_kb((entry / "status").read_text())
+    except OSError:
+        return 0

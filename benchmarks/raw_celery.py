@@ -5,14 +5,19 @@ JSON, late acks, reject on worker lost, prefetch 1, Redis result backend); run i
 ``celery -A benchmarks.raw_celery worker -c 2 -Q $BENCH_RAW_QUEUE``.
 
 - ``bench.multiply(a, b)``  what a ``calculator`` node does
-- ``bench.emit(value)``     what an ``agent_output`` node does (returns the value)
+- ``bench.emit(value)``     what an ``agent_output`` node does (returns the value); the no-op
+- ``bench.fan_out(n, key)`` sends ``n`` ``bench.mark_started(key)`` tasks one by one, like a node
+  streaming ``n`` items; the first of them to start records ``time.time()`` in Redis ``key``
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import time
 from typing import Any
 
+import redis
 from celery import Celery
 from kombu import Queue
 
@@ -70,3 +75,19 @@ def multiply(a: float, b: float) -> float:
 @app.task(name="bench.emit")
 def emit(value: Any) -> Any:
     return value
+
+
+@app.task(name="bench.fan_out", ignore_result=True)
+def fan_out(n: int, key: str) -> None:
+    for _ in range(n):
+        mark_started.delay(key)
+
+
+@app.task(name="bench.mark_started", ignore_result=True)
+def mark_started(key: str) -> None:
+    _redis().set(key, repr(time.time()), nx=True, ex=3600)
+
+
+@functools.cache
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(load_settings().redis_url)

@@ -114,9 +114,7 @@ def raw_group(n: int) -> Any:
     return build
 
 
-def main() -> None:
-    common.run_benchmark("stream_10k", __doc__.split("\n")[0], 10_000, run_autoexec, raw_group)
-
+BENCHMARK = common.per_node_benchmark("stream_10k", __doc__, 10_000, run_autoexec, raw_group, 3.0)
 
 if __name__ == "__main__":
-    main()
+    BENCHMARK.main()

@@ -66,6 +66,8 @@ def expected(n: int) -> list[int]:
 def run_autoexec(args: argparse.Namespace, workdir: Any) -> common.Measurement:
     from autoexec import api
 
+    if args.explain:
+        sys.exit("wide_2000 has no --explain: use benchmarks.stream_10k --explain")
     n = args.n
     graph = definition(n)
     with common.autoexec_cluster(args, workdir) as cluster:
@@ -83,7 +85,7 @@ def run_autoexec(args: argparse.Namespace, workdir: Any) -> common.Measurement:
             seconds = time.perf_counter() - started
         print(f"execute_graph (submission) took {submitted:.2f} s")
         summary = common.execution_summary(cluster.engine, exec_id)
-        view, view_seconds = common.timed_view(cluster.engine, exec_id)
+        view, view_seconds = common.timed_view(cluster.engine, exec_id, args.profile_view)
         nodes = sum(summary["node_executions"].values())
         _check(summary, view.outputs, n, cluster)
         common.print_summary(exec_id, summary, view_seconds)
@@ -126,9 +128,7 @@ def raw_group(n: int) -> Any:
     return build
 
 
-def main() -> None:
-    common.run_benchmark("wide_2000", __doc__.split("\n")[0], 2_000, run_autoexec, raw_group)
-
+BENCHMARK = common.per_node_benchmark("wide_2000", __doc__, 2_000, run_autoexec, raw_group, 3.0)
 
 if __name__ == "__main__":
-    main()
+    BENCHMARK.main()
