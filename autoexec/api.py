@@ -54,6 +54,9 @@ NO_INPUT_ARRIVED = "no input arrived"
 WAITING_FOR_INPUTS = "waiting for inputs"
 # Only a run that ended on its own has nodes that "never ran"; a cancelled one was stopped.
 _ENDED_BY_ITSELF = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED})
+_STOPPED_SIGNS = frozenset(
+    {ExecutionStatus.TERMINATED, ExecutionStatus.RUNNING, ExecutionStatus.QUEUED}
+)
 
 
 class NodeExecutionView(BaseModel):
@@ -309,9 +312,10 @@ def _view(
 
 
 def _ended_by_itself(execution: GraphExecution, nodes: dict[int, NodeExecution]) -> bool:
-    """A run that ran out of work; not one that was stopped (cancelled, or by a limit), whose
-    TERMINATED node executions show it."""
-    stopped = any(n.status is ExecutionStatus.TERMINATED for n in nodes.values())
+    """A run that ran out of work; not one that was stopped (cancelled, or by a limit). A run
+    ends by itself only when no node execution is QUEUED or RUNNING, and then none is
+    TERMINATED; a stopped one has TERMINATED ones, or RUNNING ones that have yet to stop."""
+    stopped = any(n.status in _STOPPED_SIGNS for n in nodes.values())
     return execution.status in _ENDED_BY_ITSELF and not stopped
 
 

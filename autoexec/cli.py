@@ -330,7 +330,21 @@ def _follow_or_stop(graph_exec_id: str, user_id: str, timeout: float, embedded: 
     except TimeoutError:
         click.echo(f"timeout: the run did not end within {timeout:g}s", err=True)
         return _stop_following(graph_exec_id, user_id, embedded, EXIT_TIMEOUT)
+    if embedded:
+        view = _end_what_still_runs(view, user_id)
     return _show(view)
+
+
+def _end_what_still_runs(view: ExecutionView, user_id: str) -> ExecutionView:
+    """A run stopped by a limit may end while a node of it still runs; on the embedded stack
+    that node's worker is this process, which exits now: the node ends TERMINATED."""
+    if not any(n.status.value in ("QUEUED", "RUNNING") for n in view.node_executions):
+        return view
+    from autoexec import api
+    from autoexec.embedded import end_node_executions
+
+    end_node_executions(view.id, "the run ended; the embedded worker stopped with it")
+    return api.get_execution(view.id, user_id)
 
 
 def _stop_following(graph_exec_id: str, user_id: str, embedded: bool, code: int) -> int:

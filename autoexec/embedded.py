@@ -67,7 +67,7 @@ def embedded_worker() -> Iterator[None]:
     yield
 
 
-def end_node_executions(graph_exec_id: str) -> None:
+def end_node_executions(graph_exec_id: str, reason: str = "cancelled") -> None:
     """Mark TERMINATED what still runs of a cancelled execution: on the embedded stack it runs in
     this process, which is about to exit (a cluster's workers stop such nodes themselves)."""
     from autoexec.engine.tasks import get_engine
@@ -75,4 +75,4 @@ def end_node_executions(graph_exec_id: str) -> None:
     from autoexec.store.transitions import terminate_nodes
 
     with get_engine().db.session() as session:
-        terminate_nodes(session, graph_exec_id, frozenset({S.QUEUED, S.RUNNING}), error="cancelled")
+        terminate_nodes(session, graph_exec_id, frozenset({S.QUEUED, S.RUNNING}), error=reason)
