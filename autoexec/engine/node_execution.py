@@ -8,7 +8,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,8 +20,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from autoexec.blocks.base import ERROR_PIN, RunContext
+from autoexec.engine import inline
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.context import Engine
+from autoexec.engine.inline import Yielded
 from autoexec.engine.limits import deadline_of, limit_stop
 from autoexec.errors import AutoexecError, BlockNotRegisteredError, ExecutionStoppedError
 from autoexec.node_runner import error_message, is_user_error, iterate_block
@@ -96,21 +98,22 @@ def execute_node(engine: Engine, node_exec_id: int, rerun: bool = False) -> Exec
     claimed = claim(engine, node_exec_id, rerun)
     if isinstance(claimed, Refused):
         # The refused message may be the re-delivery of a run killed after it ended but
-        # before it woke the orchestrator: wake it again (wake-ups coalesce).
+        # before it sent its successors or finalized the run: a step does what is left.
         engine.wake(claimed.graph_exec_id, force=rerun)
         return None
-    outcome = run_job(engine, claimed)
+    run = _Run(engine, claimed)
+    outcome = run_job(run)
     if outcome is None:
         return None
-    record = functools.partial(_record, job=claimed, outcome=outcome)
+    end = functools.partial(_record, job=claimed, outcome=outcome)
     if outcome.stop is not None:
         # One transaction ends the run and records this node: a re-delivery after a crash
         # finds the run ended, never a FAILED node in a run that goes on.
-        stop_execution(engine, claimed.graph_exec_id, outcome.stop, record)
+        stop_execution(engine, claimed.graph_exec_id, outcome.stop, run.with_buffered(end))
         return outcome.status
-    with engine.db.session() as session:
-        record(session)
-    engine.wake(claimed.graph_exec_id, force=rerun)
+    flushed = run.flush(end)
+    if flushed.needs_step:
+        engine.wake(claimed.graph_exec_id, force=rerun)
     return outcome.status
 
 
@@ -185,6 +188,9 @@ class _Run:
         self.engine, self.job = engine, job
         self.logger = node_logger(job)
         self.seq = 0
+        self.buffer: list[Yielded] = []
+        self.limit_reached: Stop | None = None
+        self.ref = inline.NodeRef(job.node_exec_id, job.graph_exec_id, job.node_id)
         self.output_size = 0
         self.wall_start = time.perf_counter()
         self.cpu_start = time.thread_time()
@@ -206,13 +212,38 @@ class _Run:
 
     def emit(self, pin: str, value: Any) -> None:
         size = self._checked_size(pin, value)
-        with self.engine.db.session() as session:
-            repo.append_output(
-                session, self.job.node_exec_id, self.job.graph_exec_id, self.seq, pin, value
-            )
+        self.buffer.append(Yielded(self.seq, pin, value))
         self.seq += 1
         self.output_size += size
-        self.engine.wake(self.job.graph_exec_id)
+        flushed = self.flush()
+        if flushed.stop is not None:
+            # The run is past a limit: this node stops and ends it (``run_job``).
+            self.limit_reached = flushed.stop
+            raise ExecutionStoppedError()
+        if flushed.needs_step:
+            self.engine.wake(self.job.graph_exec_id)
+
+    def flush(self, end: Callable[[Session], bool] | None = None) -> inline.Flushed:
+        """Record (and deliver) what is buffered, and the end if ``end`` is given."""
+        outputs, self.buffer = self.buffer, []
+        return inline.record(self.engine, self.ref, outputs, end)
+
+    def with_buffered(self, end: Callable[[Session], bool]) -> Callable[[Session], bool]:
+        """``end``, recording what is buffered first (undelivered: the run is stopping)."""
+
+        def record_all(session: Session) -> bool:
+            for output in self.buffer:
+                repo.append_output(
+                    session,
+                    self.job.node_exec_id,
+                    self.job.graph_exec_id,
+                    output.seq,
+                    output.name,
+                    output.value,
+                )
+            return end(session)
+
+        return record_all
 
     def _checked_size(self, pin: str, value: Any) -> int:
         try:
@@ -264,9 +295,9 @@ class _Run:
         }
 
 
-def run_job(engine: Engine, job: NodeJob) -> Outcome | None:
+def run_job(run: _Run) -> Outcome | None:
     """Run the block; the outcome to record, or None if another attempt took over."""
-    run = _Run(engine, job)
+    engine, job = run.engine, run.job
     if job.block_id not in engine.registry:
         return _block_missing(run)
     block = engine.registry.get(job.block_id)
@@ -280,7 +311,8 @@ def run_job(engine: Engine, job: NodeJob) -> Outcome | None:
         return None
     except ExecutionStoppedError:
         run.logger.info("stopped: the graph execution was cancelled or stopped")
-        return Outcome(S.TERMINATED, None, run.stats(None), stop=_deadline_stop(run))
+        stop = run.limit_reached or _deadline_stop(run)
+        return Outcome(S.TERMINATED, None, run.stats(None), stop=stop)
     except INFRASTRUCTURE_ERRORS:
         raise
     except Exception as exc:

@@ -135,6 +135,25 @@ def undelivered_outputs(session: Session, graph_exec_id: str, limit: int) -> lis
     return [PendingOutput(*row) for row in session.execute(stmt)]
 
 
+def undelivered_outputs_of_node(
+    session: Session, node_exec_id: int, limit: int
+) -> list[PendingOutput]:
+    """The oldest outputs of one node execution not yet delivered, in the order persisted."""
+    stmt = (
+        select(
+            NodeExecutionOutput.id,
+            NodeExecution.node_id,
+            NodeExecutionOutput.name,
+            NodeExecutionOutput.value,
+        )
+        .join(NodeExecution, NodeExecution.id == NodeExecutionOutput.node_exec_id)
+        .where(NodeExecutionOutput.node_exec_id == node_exec_id, ~NodeExecutionOutput.delivered)
+        .order_by(NodeExecutionOutput.id)
+        .limit(limit)
+    )
+    return [PendingOutput(*row) for row in session.execute(stmt)]
+
+
 def mark_delivered(session: Session, output_ids: Sequence[int]) -> None:
     session.execute(
         update(NodeExecutionOutput)
@@ -199,9 +218,11 @@ class NodeTask:
     block_id: str
 
 
-def claim_task_ids(session: Session, graph_exec_id: str) -> list[NodeTask]:
-    """Every QUEUED execution not yet sent; a missing task id is assigned and stored, so a
-    repeated send after a crash reuses the same id."""
+def claim_task_ids(
+    session: Session, graph_exec_id: str, only: Collection[int] | None = None
+) -> list[NodeTask]:
+    """Every QUEUED execution not yet sent (of ``only``, if given); a missing task id is
+    assigned and stored, so a repeated send after a crash reuses the same id."""
     stmt = (
         select(
             NodeExecution.id,
@@ -216,6 +237,8 @@ def claim_task_ids(session: Session, graph_exec_id: str) -> list[NodeTask]:
         )
         .order_by(NodeExecution.id)
     )
+    if only is not None:
+        stmt = stmt.where(NodeExecution.id.in_(list(only)))
     rows = list(session.execute(stmt))
     assigned = {row.id: str(uuid.uuid4()) for row in rows if not row.celery_task_id}
     if assigned:
