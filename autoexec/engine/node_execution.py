@@ -8,7 +8,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,11 +20,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from autoexec.blocks.base import ERROR_PIN, RunContext
-from autoexec.engine import inline
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.context import Engine
-from autoexec.engine.inline import Yielded
+from autoexec.engine.inline import NodeRef, Yielded
 from autoexec.engine.limits import deadline_of, limit_stop
+from autoexec.engine.output_buffer import OutputBuffer
 from autoexec.errors import AutoexecError, BlockNotRegisteredError, ExecutionStoppedError
 from autoexec.node_runner import error_message, is_user_error, iterate_block
 from autoexec.statuses import TERMINAL, ExecutionStatus
@@ -101,17 +101,23 @@ def execute_node(engine: Engine, node_exec_id: int, rerun: bool = False) -> Exec
         # before it sent its successors or finalized the run: a step does what is left.
         engine.wake(claimed.graph_exec_id, force=rerun)
         return None
+    if rerun:
+        # A crash may have kept the last run from sending successors it had queued.
+        engine.wake(claimed.graph_exec_id, force=True)
     run = _Run(engine, claimed)
-    outcome = run_job(run)
+    try:
+        outcome = run_job(run)
+    finally:
+        run.buffer.closed = True  # set again under its lock below; stops the timer's flushes
     if outcome is None:
         return None
     end = functools.partial(_record, job=claimed, outcome=outcome)
     if outcome.stop is not None:
         # One transaction ends the run and records this node: a re-delivery after a crash
         # finds the run ended, never a FAILED node in a run that goes on.
-        stop_execution(engine, claimed.graph_exec_id, outcome.stop, run.with_buffered(end))
+        stop_execution(engine, claimed.graph_exec_id, outcome.stop, run.buffer.closing(end))
         return outcome.status
-    flushed = run.flush(end)
+    flushed = run.buffer.close(end)
     if flushed.needs_step:
         engine.wake(claimed.graph_exec_id, force=rerun)
     return outcome.status
@@ -188,9 +194,9 @@ class _Run:
         self.engine, self.job = engine, job
         self.logger = node_logger(job)
         self.seq = 0
-        self.buffer: list[Yielded] = []
+        ref = NodeRef(job.node_exec_id, job.graph_exec_id, job.node_id)
+        self.buffer = OutputBuffer(engine, ref)
         self.limit_reached: Stop | None = None
-        self.ref = inline.NodeRef(job.node_exec_id, job.graph_exec_id, job.node_id)
         self.output_size = 0
         self.wall_start = time.perf_counter()
         self.cpu_start = time.thread_time()
@@ -212,38 +218,13 @@ class _Run:
 
     def emit(self, pin: str, value: Any) -> None:
         size = self._checked_size(pin, value)
-        self.buffer.append(Yielded(self.seq, pin, value))
+        self.buffer.add(Yielded(self.seq, pin, value))
         self.seq += 1
         self.output_size += size
-        flushed = self.flush()
-        if flushed.stop is not None:
+        if self.buffer.stop is not None:
             # The run is past a limit: this node stops and ends it (``run_job``).
-            self.limit_reached = flushed.stop
+            self.limit_reached = self.buffer.stop
             raise ExecutionStoppedError()
-        if flushed.needs_step:
-            self.engine.wake(self.job.graph_exec_id)
-
-    def flush(self, end: Callable[[Session], bool] | None = None) -> inline.Flushed:
-        """Record (and deliver) what is buffered, and the end if ``end`` is given."""
-        outputs, self.buffer = self.buffer, []
-        return inline.record(self.engine, self.ref, outputs, end)
-
-    def with_buffered(self, end: Callable[[Session], bool]) -> Callable[[Session], bool]:
-        """``end``, recording what is buffered first (undelivered: the run is stopping)."""
-
-        def record_all(session: Session) -> bool:
-            for output in self.buffer:
-                repo.append_output(
-                    session,
-                    self.job.node_exec_id,
-                    self.job.graph_exec_id,
-                    output.seq,
-                    output.name,
-                    output.value,
-                )
-            return end(session)
-
-        return record_all
 
     def _checked_size(self, pin: str, value: Any) -> int:
         try:
