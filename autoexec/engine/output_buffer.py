@@ -25,7 +25,9 @@ from autoexec.engine.context import Engine
 from autoexec.engine.inline import Flushed, NodeRef, Yielded
 from autoexec.store import executions as repo
 
-MAX_BATCH = 64
+# Small, because a batch is delivered under the run's row lock, which every node end of the
+# run waits for: 16 measured faster than 64 on stream_10k.
+MAX_BATCH = 16
 WINDOW_SECONDS = 0.01
 
 log = logging.getLogger(__name__)
