@@ -50,6 +50,7 @@ class Flushed:
     stop: Stop | None = None
     finished: bool = False
     needs_step: bool = False  # something is left for an orchestrator step
+    superseded: bool = False  # another attempt owns the node execution: nothing was recorded
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class NodeRef:
     node_exec_id: int
     graph_exec_id: str
     node_id: str
+    attempt: int
 
 
 def record(
@@ -103,12 +105,11 @@ def _record_and_deliver(
     end: Callable[[Session], bool] | None,
 ) -> Flushed:
     execution = repo.get_execution_state(session, ref.graph_exec_id, lock=True)
-    for output in outputs:
-        repo.append_output(
-            session, ref.node_exec_id, ref.graph_exec_id, output.seq, output.name, output.value
-        )
+    if repo.lock_running_attempt(session, ref.node_exec_id) != ref.attempt:
+        return Flushed(needs_step=end is not None, superseded=True)
     if end is not None and not end(session):
-        return Flushed(needs_step=True)  # taken over or stopped: not this attempt's to deliver
+        return Flushed(needs_step=True)  # stopped: not this attempt's to deliver
+    append_outputs(session, ref, outputs)
     if execution.cancel_requested_at is not None or execution.status is not S.RUNNING:
         return Flushed(needs_step=True)
     graph = load_graph(session, execution.graph_id, execution.graph_version)
@@ -131,6 +132,13 @@ def _record_and_deliver(
     if finished:
         finished = not repo.has_pending_work(session, ref.graph_exec_id)
     return Flushed(jobs=jobs, finished=finished, needs_step=left)
+
+
+def append_outputs(session: Session, ref: NodeRef, outputs: Sequence[Yielded]) -> None:
+    for output in outputs:
+        repo.append_output(
+            session, ref.node_exec_id, ref.graph_exec_id, output.seq, output.name, output.value
+        )
 
 
 def _blocks_known(spec: RunSpec, node_id: str) -> bool:

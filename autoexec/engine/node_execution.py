@@ -119,7 +119,7 @@ def execute_node(engine: Engine, node_exec_id: int, rerun: bool = False) -> Exec
         return outcome.status
     flushed = run.buffer.close(end)
     if flushed.needs_step:
-        engine.wake(claimed.graph_exec_id, force=rerun)
+        engine.wake(claimed.graph_exec_id, force=rerun or run.buffer.step_owed)
     return outcome.status
 
 
@@ -194,9 +194,8 @@ class _Run:
         self.engine, self.job = engine, job
         self.logger = node_logger(job)
         self.seq = 0
-        ref = NodeRef(job.node_exec_id, job.graph_exec_id, job.node_id)
+        ref = NodeRef(job.node_exec_id, job.graph_exec_id, job.node_id, job.attempt)
         self.buffer = OutputBuffer(engine, ref)
-        self.limit_reached: Stop | None = None
         self.output_size = 0
         self.wall_start = time.perf_counter()
         self.cpu_start = time.thread_time()
@@ -221,9 +220,10 @@ class _Run:
         self.buffer.add(Yielded(self.seq, pin, value))
         self.seq += 1
         self.output_size += size
+        if self.buffer.superseded:
+            raise SupersededError()
         if self.buffer.stop is not None:
             # The run is past a limit: this node stops and ends it (``run_job``).
-            self.limit_reached = self.buffer.stop
             raise ExecutionStoppedError()
 
     def _checked_size(self, pin: str, value: Any) -> int:
@@ -242,8 +242,9 @@ class _Run:
     def stop_requested(self) -> bool:
         """The execution was stopped, or is past its deadline: a step that would stop it may
         not get a worker slot while this node holds one, so the node stops by itself and, past
-        the deadline by its own clock, ends the run too (``_deadline_stop``)."""
-        if self.past_deadline():
+        the deadline by its own clock, ends the run too (``_deadline_stop``); past a limit a
+        flush found, it ends the run with its own end."""
+        if self.past_deadline() or self.buffer.stop is not None:
             return True
         return self.engine.coordinator.stop_requested(self.job.graph_exec_id)
 
@@ -291,15 +292,21 @@ def run_job(run: _Run) -> Outcome | None:
         run.logger.warning("taken over by another attempt; this run stops")
         return None
     except ExecutionStoppedError:
-        run.logger.info("stopped: the graph execution was cancelled or stopped")
-        stop = run.limit_reached or _deadline_stop(run)
-        return Outcome(S.TERMINATED, None, run.stats(None), stop=stop)
+        return _stopped(run)
     except INFRASTRUCTURE_ERRORS:
         raise
     except Exception as exc:
         return _failed(run, exc)
+    if run.buffer.stop is not None:
+        return _stopped(run)  # the block saw ``is_cancelled`` and returned early
     run.logger.info("completed with %d output(s)", run.seq)
     return Outcome(S.COMPLETED, None, run.stats(None))
+
+
+def _stopped(run: _Run) -> Outcome:
+    run.logger.info("stopped: the graph execution was cancelled or stopped")
+    stop = run.buffer.stop or _deadline_stop(run)
+    return Outcome(S.TERMINATED, None, run.stats(None), stop=stop)
 
 
 def _block_missing(run: _Run) -> Outcome:
@@ -323,11 +330,17 @@ def _deadline_stop(run: _Run) -> Stop | None:
     return limit_stop(execution, settings.max_node_executions_per_run, now=utcnow())
 
 
-def _failed(run: _Run, exc: Exception) -> Outcome:
+def _failed(run: _Run, exc: Exception) -> Outcome | None:
     error = error_message(exc)
     if is_user_error(exc):
         run.logger.info("failed: %s", error)
     else:
         run.logger.exception("failed with an unexpected error")
-    run.emit(ERROR_PIN, error)
-    return Outcome(S.FAILED, error, run.stats(error))
+    try:
+        run.emit(ERROR_PIN, error)
+    except SupersededError:
+        run.logger.warning("taken over by another attempt; this run stops")
+        return None
+    except ExecutionStoppedError:
+        pass  # past a limit a flush found: the error is recorded with the end, which ends the run
+    return Outcome(S.FAILED, error, run.stats(error), stop=run.buffer.stop)

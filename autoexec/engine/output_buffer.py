@@ -23,7 +23,6 @@ from autoexec.engine import inline
 from autoexec.engine.cancellation import Stop
 from autoexec.engine.context import Engine
 from autoexec.engine.inline import Flushed, NodeRef, Yielded
-from autoexec.store import executions as repo
 
 # Small, because a batch is delivered under the run's row lock, which every node end of the
 # run waits for: 16 measured faster than 64 on stream_10k.
@@ -42,11 +41,15 @@ class OutputBuffer:
         self.items: list[Yielded] = []
         self.closed = False
         self.stop: Stop | None = None  # a run limit a flush found: the node must stop
+        self.superseded = False  # a flush found another attempt owning the node execution
+        # A flush failed, maybe after its commit queued successors it did not send: the
+        # node's end wakes an orchestrator step to send them.
+        self.step_owed = False
 
     def add(self, item: Yielded) -> None:
         with self.lock:
             self.items.append(item)
-            if len(self.items) >= MAX_BATCH:
+            if len(self.items) >= MAX_BATCH and self._may_flush():
                 self._flush()
             elif len(self.items) == 1:
                 timer().schedule(self, WINDOW_SECONDS)
@@ -54,7 +57,7 @@ class OutputBuffer:
     def flush_due(self) -> None:
         """Called by the timer: flush what has waited long enough."""
         with self.lock:
-            if self.closed or not self.items:
+            if self.closed or not self.items or not self._may_flush():
                 return
             try:
                 self._flush()
@@ -66,28 +69,42 @@ class OutputBuffer:
         """Record what is left with the node's end, in one transaction."""
         with self.lock:
             self.closed = True
-            return self._flush(end)
+            flushed = self._flush(end)
+            flushed.needs_step = flushed.needs_step or self.step_owed
+            return flushed
 
     def closing(self, end: Callable[[Session], bool]) -> Callable[[Session], bool]:
-        """``end``, writing what is left first (not delivered: the run is being stopped)."""
+        """``end``, then writing what is left if it applied (not delivered: the run is being
+        stopped)."""
         with self.lock:
             self.closed = True
             left = list(self.items)
 
         def record_all(session: Session) -> bool:
-            for item in left:
-                ref = self.ref
-                repo.append_output(
-                    session, ref.node_exec_id, ref.graph_exec_id, item.seq, item.name, item.value
-                )
-            return end(session)
+            ended = end(session)
+            if ended:
+                inline.append_outputs(session, self.ref, left)
+            return ended
 
         return record_all
 
+    def _may_flush(self) -> bool:
+        """Nothing more is delivered once a flush found the run past a limit (the node's end
+        records the rest) or the node execution taken over (the rest is not this attempt's)."""
+        return self.stop is None and not self.superseded
+
     def _flush(self, end: Callable[[Session], bool] | None = None) -> Flushed:
+        try:
+            return self._record(end)
+        except Exception:
+            self.step_owed = True
+            raise
+
+    def _record(self, end: Callable[[Session], bool] | None) -> Flushed:
         outputs = list(self.items)
         flushed = inline.record(self.engine, self.ref, outputs, end)
         del self.items[: len(outputs)]  # only once recorded: a failed flush loses nothing
+        self.superseded = flushed.superseded
         if flushed.stop is not None and end is None:
             self.stop = flushed.stop
         elif flushed.needs_step and end is None:
@@ -103,7 +120,8 @@ class Timer:
         self._cond = threading.Condition()
         self._due: list[tuple[float, int, OutputBuffer]] = []
         self._order = itertools.count()
-        threading.Thread(target=self._loop, name="autoexec-output-timer", daemon=True).start()
+        self.thread = threading.Thread(target=self._loop, name="autoexec-output-timer", daemon=True)
+        self.thread.start()
 
     def schedule(self, buffer: OutputBuffer, delay: float) -> None:
         with self._cond:
@@ -113,7 +131,10 @@ class Timer:
     def _loop(self) -> None:
         while True:
             buffer = self._next_due()
-            buffer.flush_due()
+            try:
+                buffer.flush_due()
+            except Exception:  # the thread must live on for the other buffers
+                log.exception("the output timer could not flush %s", buffer.ref)
 
     def _next_due(self) -> OutputBuffer:
         with self._cond:
@@ -135,6 +156,6 @@ def timer() -> Timer:
     """The timer of this process (a forked worker child starts its own)."""
     with _timers_lock:
         current = _timers.get("timer")
-        if current is None or current.pid != os.getpid():
+        if current is None or current.pid != os.getpid() or not current.thread.is_alive():
             current = _timers["timer"] = Timer()
         return current

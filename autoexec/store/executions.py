@@ -179,6 +179,18 @@ def append_output(
     session.execute(stmt.on_conflict_do_nothing(index_elements=["node_exec_id", "seq"]))
 
 
+def lock_running_attempt(session: Session, node_exec_id: int) -> int | None:
+    """The attempt that owns a RUNNING node execution (None if it is not RUNNING); its row
+    stays locked until the commit, so no re-delivered task takes it over in between."""
+    stmt = (
+        select(NodeExecution.attempt, NodeExecution.status)
+        .where(NodeExecution.id == node_exec_id)
+        .with_for_update()
+    )
+    attempt, status = session.execute(stmt).one()
+    return int(attempt) if status is S.RUNNING else None
+
+
 def running_attempt_and_stop(session: Session, node_exec_id: int) -> tuple[int | None, bool]:
     """The current attempt of a RUNNING node execution (None if it is not RUNNING), and
     whether its graph execution was stopped (cancel requested, or ended)."""
