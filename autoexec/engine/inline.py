@@ -18,17 +18,17 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from autoexec.dataflow import RunSpec, deliver
+from autoexec.dataflow import RunSpec
 from autoexec.engine.cancellation import Stop, stop_execution
 from autoexec.engine.context import Engine, run_spec
+from autoexec.engine.delivery import deliver_pending
 from autoexec.engine.finalize import finalize
-from autoexec.engine.limits import limit_stop
 from autoexec.errors import BlockNotRegisteredError
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
-from autoexec.store.dataflow_sql import SqlDataflowStore
 from autoexec.store.executions import NodeTask
 from autoexec.store.graphs import load_graph
+from autoexec.store.tables import GraphExecution
 
 S = ExecutionStatus
 
@@ -112,23 +112,27 @@ def _record_and_deliver(
     append_outputs(session, ref, outputs)
     if execution.cancel_requested_at is not None or execution.status is not S.RUNNING:
         return Flushed(needs_step=True)
-    graph = load_graph(session, execution.graph_id, execution.graph_version)
-    spec = run_spec(engine, graph, execution)
+    return _deliver(engine, session, ref, execution, ended=end is not None)
+
+
+def _deliver(
+    engine: Engine, session: Session, ref: NodeRef, execution: GraphExecution, ended: bool
+) -> Flushed:
+    """Deliver the node's undelivered outputs and claim the successors they made ready."""
+    spec = run_spec(
+        engine, load_graph(session, execution.graph_id, execution.graph_version), execution
+    )
     if not _blocks_known(spec, ref.node_id):
         return Flushed(needs_step=True)  # the step fails the run, naming the block
-    store = SqlDataflowStore(session, graph, ref.graph_exec_id)
     limit = engine.settings.delivery_batch_size
     pending = repo.undelivered_outputs_of_node(session, ref.node_exec_id, limit)
-    queued = [i for o in pending for i in deliver(spec, store, ref.node_id, o.name, o.value)]
-    repo.mark_delivered(session, [output.id for output in pending])
-    # As in an orchestrator step: an execution the ready check failed counts too.
-    execution.node_execution_count += len(queued) + store.recorded_outputs
-    stop = limit_stop(execution, engine.settings.max_node_executions_per_run)
-    if stop is not None:
-        return Flushed(stop=stop)
-    left = store.recorded_outputs > 0 or len(pending) >= limit
+    delivered = deliver_pending(engine, session, execution, spec, pending)
+    if delivered.stop is not None:
+        return Flushed(stop=delivered.stop)
+    left = delivered.recorded > 0 or len(pending) >= limit
+    queued = delivered.queued
     jobs = repo.claim_task_ids(session, ref.graph_exec_id, queued) if queued else []
-    finished = end is not None and not left and not jobs
+    finished = ended and not left and not jobs
     if finished:
         finished = not repo.has_pending_work(session, ref.graph_exec_id)
     return Flushed(jobs=jobs, finished=finished, needs_step=left)
