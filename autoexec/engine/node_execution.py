@@ -22,7 +22,9 @@ from sqlalchemy.orm import Session
 from autoexec.blocks.base import ERROR_PIN, RunContext
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.context import Engine
+from autoexec.engine.inline import NodeRef, Yielded
 from autoexec.engine.limits import deadline_of, limit_stop
+from autoexec.engine.output_buffer import OutputBuffer
 from autoexec.errors import AutoexecError, BlockNotRegisteredError, ExecutionStoppedError
 from autoexec.node_runner import error_message, is_user_error, iterate_block
 from autoexec.statuses import TERMINAL, ExecutionStatus
@@ -96,21 +98,28 @@ def execute_node(engine: Engine, node_exec_id: int, rerun: bool = False) -> Exec
     claimed = claim(engine, node_exec_id, rerun)
     if isinstance(claimed, Refused):
         # The refused message may be the re-delivery of a run killed after it ended but
-        # before it woke the orchestrator: wake it again (wake-ups coalesce).
+        # before it sent its successors or finalized the run: a step does what is left.
         engine.wake(claimed.graph_exec_id, force=rerun)
         return None
-    outcome = run_job(engine, claimed)
+    if rerun:
+        # A crash may have kept the last run from sending successors it had queued.
+        engine.wake(claimed.graph_exec_id, force=True)
+    run = _Run(engine, claimed)
+    try:
+        outcome = run_job(run)
+    finally:
+        run.buffer.closed = True  # set again under its lock below; stops the timer's flushes
     if outcome is None:
         return None
-    record = functools.partial(_record, job=claimed, outcome=outcome)
+    end = functools.partial(_record, job=claimed, outcome=outcome)
     if outcome.stop is not None:
         # One transaction ends the run and records this node: a re-delivery after a crash
         # finds the run ended, never a FAILED node in a run that goes on.
-        stop_execution(engine, claimed.graph_exec_id, outcome.stop, record)
+        stop_execution(engine, claimed.graph_exec_id, outcome.stop, run.buffer.closing(end))
         return outcome.status
-    with engine.db.session() as session:
-        record(session)
-    engine.wake(claimed.graph_exec_id, force=rerun)
+    flushed = run.buffer.close(end)
+    if flushed.needs_step:
+        engine.wake(claimed.graph_exec_id, force=rerun or run.buffer.step_owed)
     return outcome.status
 
 
@@ -185,6 +194,8 @@ class _Run:
         self.engine, self.job = engine, job
         self.logger = node_logger(job)
         self.seq = 0
+        ref = NodeRef(job.node_exec_id, job.graph_exec_id, job.node_id, job.attempt)
+        self.buffer = OutputBuffer(engine, ref)
         self.output_size = 0
         self.wall_start = time.perf_counter()
         self.cpu_start = time.thread_time()
@@ -206,13 +217,14 @@ class _Run:
 
     def emit(self, pin: str, value: Any) -> None:
         size = self._checked_size(pin, value)
-        with self.engine.db.session() as session:
-            repo.append_output(
-                session, self.job.node_exec_id, self.job.graph_exec_id, self.seq, pin, value
-            )
+        self.buffer.add(Yielded(self.seq, pin, value))
         self.seq += 1
         self.output_size += size
-        self.engine.wake(self.job.graph_exec_id)
+        if self.buffer.superseded:
+            raise SupersededError()
+        if self.buffer.stop is not None:
+            # The run is past a limit: this node stops and ends it (``run_job``).
+            raise ExecutionStoppedError()
 
     def _checked_size(self, pin: str, value: Any) -> int:
         try:
@@ -230,8 +242,9 @@ class _Run:
     def stop_requested(self) -> bool:
         """The execution was stopped, or is past its deadline: a step that would stop it may
         not get a worker slot while this node holds one, so the node stops by itself and, past
-        the deadline by its own clock, ends the run too (``_deadline_stop``)."""
-        if self.past_deadline():
+        the deadline by its own clock, ends the run too (``_deadline_stop``); past a limit a
+        flush found, it ends the run with its own end."""
+        if self.past_deadline() or self.buffer.stop is not None:
             return True
         return self.engine.coordinator.stop_requested(self.job.graph_exec_id)
 
@@ -264,9 +277,9 @@ class _Run:
         }
 
 
-def run_job(engine: Engine, job: NodeJob) -> Outcome | None:
+def run_job(run: _Run) -> Outcome | None:
     """Run the block; the outcome to record, or None if another attempt took over."""
-    run = _Run(engine, job)
+    engine, job = run.engine, run.job
     if job.block_id not in engine.registry:
         return _block_missing(run)
     block = engine.registry.get(job.block_id)
@@ -279,14 +292,21 @@ def run_job(engine: Engine, job: NodeJob) -> Outcome | None:
         run.logger.warning("taken over by another attempt; this run stops")
         return None
     except ExecutionStoppedError:
-        run.logger.info("stopped: the graph execution was cancelled or stopped")
-        return Outcome(S.TERMINATED, None, run.stats(None), stop=_deadline_stop(run))
+        return _stopped(run)
     except INFRASTRUCTURE_ERRORS:
         raise
     except Exception as exc:
         return _failed(run, exc)
+    if run.buffer.stop is not None:
+        return _stopped(run)  # the block saw ``is_cancelled`` and returned early
     run.logger.info("completed with %d output(s)", run.seq)
     return Outcome(S.COMPLETED, None, run.stats(None))
+
+
+def _stopped(run: _Run) -> Outcome:
+    run.logger.info("stopped: the graph execution was cancelled or stopped")
+    stop = run.buffer.stop or _deadline_stop(run)
+    return Outcome(S.TERMINATED, None, run.stats(None), stop=stop)
 
 
 def _block_missing(run: _Run) -> Outcome:
@@ -310,11 +330,17 @@ def _deadline_stop(run: _Run) -> Stop | None:
     return limit_stop(execution, settings.max_node_executions_per_run, now=utcnow())
 
 
-def _failed(run: _Run, exc: Exception) -> Outcome:
+def _failed(run: _Run, exc: Exception) -> Outcome | None:
     error = error_message(exc)
     if is_user_error(exc):
         run.logger.info("failed: %s", error)
     else:
         run.logger.exception("failed with an unexpected error")
-    run.emit(ERROR_PIN, error)
-    return Outcome(S.FAILED, error, run.stats(error))
+    try:
+        run.emit(ERROR_PIN, error)
+    except SupersededError:
+        run.logger.warning("taken over by another attempt; this run stops")
+        return None
+    except ExecutionStoppedError:
+        pass  # past a limit a flush found: the error is recorded with the end, which ends the run
+    return Outcome(S.FAILED, error, run.stats(error), stop=run.buffer.stop)

@@ -14,16 +14,16 @@ from datetime import datetime
 from redis.exceptions import LockError
 from redis.lock import Lock
 
-from autoexec.dataflow import deliver
 from autoexec.engine.admission import admit_next
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.context import Engine, run_spec
+from autoexec.engine.delivery import deliver_pending
 from autoexec.engine.finalize import finalize
-from autoexec.engine.limits import arm_deadline_timer, deadline_of, limit_stop
+from autoexec.engine.inline import publish
+from autoexec.engine.limits import arm_deadline_timer, deadline_of
 from autoexec.errors import BlockNotRegisteredError
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
-from autoexec.store.dataflow_sql import SqlDataflowStore
 from autoexec.store.graphs import load_graph
 
 S = ExecutionStatus
@@ -136,22 +136,17 @@ def _deliver_batch(engine: Engine, graph_exec_id: str) -> Batch:
             return Batch(0, execution.status, None, execution.user_id)
         graph = load_graph(session, execution.graph_id, execution.graph_version)
         spec = run_spec(engine, graph, execution)
-        store = SqlDataflowStore(session, graph, graph_exec_id)
         pending = repo.undelivered_outputs(
             session, graph_exec_id, engine.settings.delivery_batch_size
         )
-        queued = sum(len(deliver(spec, store, o.node_id, o.name, o.value)) for o in pending)
-        repo.mark_delivered(session, [output.id for output in pending])
-        # An execution the ready check failed counts too: its error output may loop back.
-        execution.node_execution_count += queued + store.recorded_outputs
-        stop = limit_stop(execution, engine.settings.max_node_executions_per_run)
+        delivered = deliver_pending(engine, session, execution, spec, pending)
         return Batch(
             len(pending),
             S.RUNNING,
-            stop,
+            delivered.stop,
             execution.user_id,
             deadline_of(execution),
-            store.recorded_outputs,
+            delivered.recorded,
         )
 
 
@@ -159,11 +154,7 @@ def dispatch_ready(engine: Engine, graph_exec_id: str) -> None:
     """Send every QUEUED, not yet dispatched node execution to the node queue."""
     with engine.db.session() as session:
         jobs = repo.claim_task_ids(session, graph_exec_id)
-    for job in jobs:
-        engine.dispatcher.execute_node(job)
-    if jobs:
-        with engine.db.session() as session:
-            repo.mark_dispatched(session, [job.node_exec_id for job in jobs])
+    publish(engine, jobs)
 
 
 def _finished(engine: Engine, graph_exec_id: str) -> bool:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import Text, cast, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -115,10 +116,13 @@ class SqlDataflowStore:
         )
 
     def note_not_ready(self, exec_id: int, reason: str) -> None:
+        stats = {"waiting": reason}
+        # Written only when the reason changed: most deliveries leave it as it was.
         self.session.execute(
             update(NodeExecution)
             .where(NodeExecution.id == exec_id)
-            .values(stats={"waiting": reason})
+            .where(cast(NodeExecution.stats, Text) != json.dumps(stats))
+            .values(stats=stats)
         )
 
     def mark_failed(self, exec_id: int, error: str, inputs: dict[str, Any]) -> None:

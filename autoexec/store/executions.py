@@ -135,6 +135,25 @@ def undelivered_outputs(session: Session, graph_exec_id: str, limit: int) -> lis
     return [PendingOutput(*row) for row in session.execute(stmt)]
 
 
+def undelivered_outputs_of_node(
+    session: Session, node_exec_id: int, limit: int
+) -> list[PendingOutput]:
+    """The oldest outputs of one node execution not yet delivered, in the order persisted."""
+    stmt = (
+        select(
+            NodeExecutionOutput.id,
+            NodeExecution.node_id,
+            NodeExecutionOutput.name,
+            NodeExecutionOutput.value,
+        )
+        .join(NodeExecution, NodeExecution.id == NodeExecutionOutput.node_exec_id)
+        .where(NodeExecutionOutput.node_exec_id == node_exec_id, ~NodeExecutionOutput.delivered)
+        .order_by(NodeExecutionOutput.id)
+        .limit(limit)
+    )
+    return [PendingOutput(*row) for row in session.execute(stmt)]
+
+
 def mark_delivered(session: Session, output_ids: Sequence[int]) -> None:
     session.execute(
         update(NodeExecutionOutput)
@@ -158,6 +177,18 @@ def append_output(
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = insert(NodeExecutionOutput).values(**values)
     session.execute(stmt.on_conflict_do_nothing(index_elements=["node_exec_id", "seq"]))
+
+
+def lock_running_attempt(session: Session, node_exec_id: int) -> int | None:
+    """The attempt that owns a RUNNING node execution (None if it is not RUNNING); its row
+    stays locked until the commit, so no re-delivered task takes it over in between."""
+    stmt = (
+        select(NodeExecution.attempt, NodeExecution.status)
+        .where(NodeExecution.id == node_exec_id)
+        .with_for_update()
+    )
+    attempt, status = session.execute(stmt).one()
+    return int(attempt) if status is S.RUNNING else None
 
 
 def running_attempt_and_stop(session: Session, node_exec_id: int) -> tuple[int | None, bool]:
@@ -199,9 +230,11 @@ class NodeTask:
     block_id: str
 
 
-def claim_task_ids(session: Session, graph_exec_id: str) -> list[NodeTask]:
-    """Every QUEUED execution not yet sent; a missing task id is assigned and stored, so a
-    repeated send after a crash reuses the same id."""
+def claim_task_ids(
+    session: Session, graph_exec_id: str, only: Collection[int] | None = None
+) -> list[NodeTask]:
+    """Every QUEUED execution not yet sent (of ``only``, if given); a missing task id is
+    assigned and stored, so a repeated send after a crash reuses the same id."""
     stmt = (
         select(
             NodeExecution.id,
@@ -216,6 +249,8 @@ def claim_task_ids(session: Session, graph_exec_id: str) -> list[NodeTask]:
         )
         .order_by(NodeExecution.id)
     )
+    if only is not None:
+        stmt = stmt.where(NodeExecution.id.in_(list(only)))
     rows = list(session.execute(stmt))
     assigned = {row.id: str(uuid.uuid4()) for row in rows if not row.celery_task_id}
     if assigned:

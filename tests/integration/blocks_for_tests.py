@@ -70,3 +70,31 @@ class ShoutBlock(Block[ShoutInput]):
 
     def run(self, data: ShoutInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
         yield "result", data.text.upper()
+
+
+class YieldThenWaitInput(BlockInput):
+    seconds: float
+    fail: bool = False
+
+
+class YieldThenWaitOutput(BlockOutput):
+    item: Any = None
+
+
+class YieldThenWaitBlock(Block[YieldThenWaitInput]):
+    """Yields 0 on ``item``, then waits up to ``seconds`` for the run to be stopped; then
+    raises a ValueError if ``fail``."""
+
+    id = "test_yield_then_wait"
+    name = "Yield then wait (tests)"
+    description = "Yields one item, then blocks until stopped or the time is up."
+    Input = YieldThenWaitInput
+    Output = YieldThenWaitOutput
+
+    def run(self, data: YieldThenWaitInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
+        yield "item", 0
+        give_up = time.monotonic() + data.seconds
+        while not ctx.is_cancelled() and time.monotonic() < give_up:
+            time.sleep(0.02)
+        if data.fail:
+            raise ValueError("gave up waiting")

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from autoexec import api
 from autoexec.blocks.registry import load_registry
 from autoexec.coordination import Keys
-from autoexec.engine import node_execution
+from autoexec.engine import node_execution, output_buffer
 from autoexec.engine.admission import admit
 from autoexec.engine.cancellation import Stop, stop_execution
 from autoexec.engine.context import Engine
@@ -242,6 +242,8 @@ def test_a_node_whose_clock_is_past_the_deadline_fails_the_run_whatever_the_othe
 
     with monkeypatch.context() as clock:
         clock.setattr(node_execution, "utcnow", two_hours_ahead)
+        # x's output stays in its buffer until x finds the deadline, and is never delivered.
+        clock.setattr(output_buffer, "WINDOW_SECONDS", 60.0)
         execute_node(engine, steps.nodes.pop())  # x, on the worker whose clock is ahead
     advance(engine, exec_id)  # on a host whose clock says the deadline is an hour away
     run_queued(steps, engine, exec_id)

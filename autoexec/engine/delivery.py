@@ -1,0 +1,45 @@
+"""One delivery: outputs of a graph execution, read under its row lock, go to the nodes
+linked to them (the dataflow rules), in the transaction of whichever path holds the lock (a
+node task's inline orchestration or an orchestrator step)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from autoexec.dataflow import RunSpec, deliver
+from autoexec.engine.cancellation import Stop
+from autoexec.engine.context import Engine
+from autoexec.engine.limits import limit_stop
+from autoexec.store import executions as repo
+from autoexec.store.dataflow_sql import SqlDataflowStore
+from autoexec.store.executions import PendingOutput
+from autoexec.store.tables import GraphExecution
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """What delivering a batch of outputs did."""
+
+    queued: list[int]  # the node executions it made ready
+    recorded: int  # outputs written by the delivery itself, still to deliver
+    stop: Stop | None  # the run is now past a limit
+
+
+def deliver_pending(
+    engine: Engine,
+    session: Session,
+    execution: GraphExecution,
+    spec: RunSpec,
+    pending: Sequence[PendingOutput],
+) -> Delivered:
+    """Deliver ``pending`` and mark them delivered; the caller holds ``execution``'s row lock."""
+    store = SqlDataflowStore(session, spec.graph, execution.id)
+    queued = [i for o in pending for i in deliver(spec, store, o.node_id, o.name, o.value)]
+    repo.mark_delivered(session, [output.id for output in pending])
+    # An execution the ready check failed counts too: its error output may loop back.
+    execution.node_execution_count += len(queued) + store.recorded_outputs
+    stop = limit_stop(execution, engine.settings.max_node_executions_per_run)
+    return Delivered(queued, store.recorded_outputs, stop)

@@ -1,0 +1,156 @@
+"""Inline orchestration: a node task delivers its own outputs and sends its successors.
+
+The transaction that records a node's outputs (and its end) takes the graph execution's row
+lock, delivers those outputs, queues the node executions they make ready and claims their task
+ids; after the commit the task publishes them itself. So a sequential node costs one broker hop
+and no ``advance_graph`` step. The row lock, not the Redis graph lock, keeps this path and an
+orchestrator step from delivering the same outputs twice: each reads what is undelivered only
+once it holds the lock. Whatever this path leaves (a stop to enforce, an output it could not
+deliver, successors a crash kept from being published) is left to ``advance_graph``, which a
+re-delivered node task wakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from autoexec.dataflow import RunSpec
+from autoexec.engine.cancellation import Stop, stop_execution
+from autoexec.engine.context import Engine, run_spec
+from autoexec.engine.delivery import deliver_pending
+from autoexec.engine.finalize import finalize
+from autoexec.errors import BlockNotRegisteredError
+from autoexec.statuses import ExecutionStatus
+from autoexec.store import executions as repo
+from autoexec.store.executions import NodeTask
+from autoexec.store.graphs import load_graph
+from autoexec.store.tables import GraphExecution
+
+S = ExecutionStatus
+
+
+@dataclass(frozen=True)
+class Yielded:
+    """One output of a node execution, numbered in the order the block yielded it."""
+
+    seq: int
+    name: str
+    value: Any
+
+
+@dataclass
+class Flushed:
+    """What one recording transaction left to do after its commit."""
+
+    jobs: list[NodeTask] = field(default_factory=list)
+    stop: Stop | None = None
+    finished: bool = False
+    needs_step: bool = False  # something is left for an orchestrator step
+    superseded: bool = False  # another attempt owns the node execution: nothing was recorded
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    node_exec_id: int
+    graph_exec_id: str
+    node_id: str
+    attempt: int
+
+
+def record(
+    engine: Engine,
+    ref: NodeRef,
+    outputs: Sequence[Yielded],
+    end: Callable[[Session], bool] | None = None,
+) -> Flushed:
+    """Record ``outputs`` (and the end, if ``end`` is given) and deliver them, in one
+    transaction; then publish the successors, enforce a limit or finalize the run."""
+    with engine.db.session() as session:
+        flushed = _record_and_deliver(engine, session, ref, outputs, end)
+    after_commit(engine, ref.graph_exec_id, flushed, end is not None)
+    return flushed
+
+
+def after_commit(engine: Engine, graph_exec_id: str, flushed: Flushed, ended: bool) -> None:
+    """Publish the successors and finalize; a stop found by a node that ended is enforced
+    here, one found mid-stream is left to the node, which ends the run with its own end."""
+    if flushed.stop is not None:
+        if ended:
+            stop_execution(engine, graph_exec_id, flushed.stop)
+        return
+    publish(engine, flushed.jobs)
+    if flushed.finished:
+        finalize(engine, graph_exec_id)
+
+
+def publish(engine: Engine, jobs: list[NodeTask]) -> None:
+    """Send the successors, then note them sent (a crash in between: ``dispatch_ready``
+    sends them again with the same task ids, and a duplicate is refused by its claim)."""
+    for job in jobs:
+        engine.dispatcher.execute_node(job)
+    if jobs:
+        with engine.db.session() as session:
+            repo.mark_dispatched(session, [job.node_exec_id for job in jobs])
+
+
+def _record_and_deliver(
+    engine: Engine,
+    session: Session,
+    ref: NodeRef,
+    outputs: Sequence[Yielded],
+    end: Callable[[Session], bool] | None,
+) -> Flushed:
+    execution = repo.get_execution_state(session, ref.graph_exec_id, lock=True)
+    if repo.lock_running_attempt(session, ref.node_exec_id) != ref.attempt:
+        return Flushed(needs_step=end is not None, superseded=True)
+    if end is not None and not end(session):
+        return Flushed(needs_step=True)  # stopped: not this attempt's to deliver
+    append_outputs(session, ref, outputs)
+    if execution.cancel_requested_at is not None or execution.status is not S.RUNNING:
+        return Flushed(needs_step=True)
+    return _deliver(engine, session, ref, execution, ended=end is not None)
+
+
+def _deliver(
+    engine: Engine, session: Session, ref: NodeRef, execution: GraphExecution, ended: bool
+) -> Flushed:
+    """Deliver the node's undelivered outputs and claim the successors they made ready."""
+    spec = run_spec(
+        engine, load_graph(session, execution.graph_id, execution.graph_version), execution
+    )
+    if not _blocks_known(spec, ref.node_id):
+        return Flushed(needs_step=True)  # the step fails the run, naming the block
+    limit = engine.settings.delivery_batch_size
+    pending = repo.undelivered_outputs_of_node(session, ref.node_exec_id, limit)
+    delivered = deliver_pending(engine, session, execution, spec, pending)
+    if delivered.stop is not None:
+        return Flushed(stop=delivered.stop)
+    left = delivered.recorded > 0 or len(pending) >= limit
+    queued = delivered.queued
+    jobs = repo.claim_task_ids(session, ref.graph_exec_id, queued) if queued else []
+    finished = ended and not left and not jobs
+    if finished:
+        finished = not repo.has_pending_work(session, ref.graph_exec_id)
+    return Flushed(jobs=jobs, finished=finished, needs_step=left)
+
+
+def append_outputs(session: Session, ref: NodeRef, outputs: Sequence[Yielded]) -> None:
+    for output in outputs:
+        repo.append_output(
+            session, ref.node_exec_id, ref.graph_exec_id, output.seq, output.name, output.value
+        )
+
+
+def _blocks_known(spec: RunSpec, node_id: str) -> bool:
+    """Every block a delivery from ``node_id`` looks up is registered here."""
+    try:
+        spec.block_of(spec.graph.node(node_id))
+        for link in spec.graph.links_from.get(node_id, []):
+            spec.block_of(spec.graph.node(link.sink_id))
+    except BlockNotRegisteredError:
+        return False
+    return True
