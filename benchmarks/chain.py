@@ -53,6 +53,7 @@ def options(cli: argparse.ArgumentParser) -> None:
     cli.add_argument(
         "--rounds", type=common.positive_int, default=3, help="runs of each side (default 3)"
     )
+    common.add_profiling_options(cli)
 
 
 def run_autoexec(args: argparse.Namespace, workdir: Path) -> report.Result:
@@ -63,17 +64,32 @@ def run_autoexec(args: argparse.Namespace, workdir: Path) -> report.Result:
     with common.autoexec_cluster(args, workdir) as cluster:
         graph_id, _ = api.save_graph(definition(args.n), common.BENCH_USER, engine=cluster.engine)
         rounds, chains = [], []
-        for _ in range(args.rounds):
-            started = time.perf_counter()
-            exec_id = api.execute_graph(
-                graph_id, common.BENCH_USER, {"x": X}, engine=cluster.engine
-            )
-            common.wait_finished(cluster.engine, exec_id, args.timeout)
-            rounds.append(time.perf_counter() - started)
-            _check(cluster, exec_id, args.n)
-            chains.append(_stamps(cluster.engine, exec_id, node_ids(args.n)))
+        with common.py_spy(cluster.worker.process.pid, args.py_spy):
+            _rounds(args, cluster, graph_id, rounds, chains)
+        if cluster.probe_dir:
+            time.sleep(1.0)  # let the pool processes write their last counters
     print(f"autoexec median per node: {report.format_breakdown(report.median_breakdown(chains))}")
+    if cluster.probe_dir:
+        common.print_probe(cluster.probe_dir, hops * args.rounds, outputs=hops * args.rounds)
     return _per_hop("autoexec", rounds, hops, "nodes")
+
+
+def _rounds(
+    args: argparse.Namespace,
+    cluster: common.AutoexecCluster,
+    graph_id: str,
+    rounds: list[float],
+    chains: list[list[report.Stamps]],
+) -> None:
+    from autoexec import api
+
+    for _ in range(args.rounds):
+        started = time.perf_counter()
+        exec_id = api.execute_graph(graph_id, common.BENCH_USER, {"x": X}, engine=cluster.engine)
+        common.wait_finished(cluster.engine, exec_id, args.timeout)
+        rounds.append(time.perf_counter() - started)
+        _check(cluster, exec_id, args.n)
+        chains.append(_stamps(cluster.engine, exec_id, node_ids(args.n)))
 
 
 def _check(cluster: common.AutoexecCluster, exec_id: str, n: int) -> None:
