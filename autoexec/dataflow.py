@@ -143,6 +143,19 @@ def is_static(spec: RunSpec, link: Link) -> bool:
     return link.is_static or spec.block_of(spec.graph.node(link.source_id)).static_output
 
 
+def static_sinks(spec: RunSpec) -> frozenset[str]:
+    """The nodes a static link may go into: only they can have static inputs. A link from a
+    block this process lacks counts (it cannot tell; the delivery that needs it will say)."""
+    return frozenset(link.sink_id for link in spec.graph.links if _maybe_static(spec, link))
+
+
+def _maybe_static(spec: RunSpec, link: Link) -> bool:
+    try:
+        return is_static(spec, link)
+    except BlockNotRegisteredError:
+        return True
+
+
 # --- ready check (§3.3, §3.5) ---------------------------------------------------------------
 
 

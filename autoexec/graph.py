@@ -92,6 +92,10 @@ class Graph(GraphDefinition):
     def input_nodes(self) -> list[Node]:
         return [n for n in self.nodes if n.block_id == GRAPH_INPUT_BLOCK]
 
+    @cached_property
+    def starting_node_ids(self) -> frozenset[str]:
+        return frozenset(node.id for node in self.starting_nodes())
+
     def starting_nodes(self) -> list[Node]:
         """Nodes with no incoming link, plus every graph-input node (SPEC §3.1)."""
         return [

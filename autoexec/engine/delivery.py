@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from autoexec.dataflow import RunSpec, deliver
+from autoexec.dataflow import RunSpec, deliver, static_sinks
 from autoexec.engine.cancellation import Stop
 from autoexec.engine.context import Engine
 from autoexec.engine.limits import limit_stop
 from autoexec.store import executions as repo
 from autoexec.store.dataflow_sql import SqlDataflowStore
-from autoexec.store.executions import PendingOutput
+from autoexec.store.executions import NodeTask, PendingOutput
 from autoexec.store.tables import GraphExecution
 
 
@@ -23,7 +23,7 @@ from autoexec.store.tables import GraphExecution
 class Delivered:
     """What delivering a batch of outputs did."""
 
-    queued: list[int]  # the node executions it made ready
+    queued: list[NodeTask]  # the node executions it made ready, with their task ids
     recorded: int  # outputs written by the delivery itself, still to deliver
     stop: Stop | None  # the run is now past a limit
 
@@ -34,12 +34,21 @@ def deliver_pending(
     execution: GraphExecution,
     spec: RunSpec,
     pending: Sequence[PendingOutput],
+    dispatch_on_commit: bool = False,
 ) -> Delivered:
-    """Deliver ``pending`` and mark them delivered; the caller holds ``execution``'s row lock."""
-    store = SqlDataflowStore(session, spec.graph, execution.id)
-    queued = [i for o in pending for i in deliver(spec, store, o.node_id, o.name, o.value)]
-    repo.mark_delivered(session, [output.id for output in pending])
+    """Deliver ``pending`` and mark them delivered; the caller holds ``execution``'s row lock.
+
+    With ``dispatch_on_commit`` the node executions made ready are noted as sent in this
+    transaction: the caller publishes them right after its commit."""
+    store = SqlDataflowStore(
+        session, spec.graph, execution.id, static_sinks(spec), dispatch_on_commit
+    )
+    for output in pending:
+        deliver(spec, store, output.node_id, output.name, output.value)
+    stored = [output.id for output in pending if output.id is not None]
+    if stored:
+        repo.mark_delivered(session, stored)
     # An execution the ready check failed counts too: its error output may loop back.
-    execution.node_execution_count += len(queued) + store.recorded_outputs
+    execution.node_execution_count += len(store.queued) + store.recorded_outputs
     stop = limit_stop(execution, engine.settings.max_node_executions_per_run)
-    return Delivered(queued, store.recorded_outputs, stop)
+    return Delivered(store.queued, store.recorded_outputs, stop)

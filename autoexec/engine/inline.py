@@ -26,7 +26,7 @@ from autoexec.engine.finalize import finalize
 from autoexec.errors import BlockNotRegisteredError
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
-from autoexec.store.executions import NodeTask
+from autoexec.store.executions import NodeTask, PendingOutput
 from autoexec.store.graphs import load_graph
 from autoexec.store.tables import GraphExecution
 
@@ -66,11 +66,15 @@ def record(
     ref: NodeRef,
     outputs: Sequence[Yielded],
     end: Callable[[Session], bool] | None = None,
+    from_memory: bool = False,
 ) -> Flushed:
     """Record ``outputs`` (and the end, if ``end`` is given) and deliver them, in one
-    transaction; then publish the successors, enforce a limit or finalize the run."""
+    transaction; then publish the successors, enforce a limit or finalize the run.
+
+    ``from_memory``: every earlier output of this node execution is delivered, so these are
+    delivered as they are and recorded as delivered, with no read back of undelivered rows."""
     with engine.db.session() as session:
-        flushed = _record_and_deliver(engine, session, ref, outputs, end)
+        flushed = _record_and_deliver(engine, session, ref, outputs, end, from_memory)
     after_commit(engine, ref.graph_exec_id, flushed, end is not None)
     return flushed
 
@@ -82,19 +86,34 @@ def after_commit(engine: Engine, graph_exec_id: str, flushed: Flushed, ended: bo
         if ended:
             stop_execution(engine, graph_exec_id, flushed.stop)
         return
-    publish(engine, flushed.jobs)
+    send(engine, flushed.jobs)
     if flushed.finished:
         finalize(engine, graph_exec_id)
+
+
+def send(engine: Engine, jobs: Sequence[NodeTask]) -> None:
+    """Publish node tasks already noted as sent (see ``resend_queued`` for a crash)."""
+    for job in jobs:
+        engine.dispatcher.execute_node(job)
 
 
 def publish(engine: Engine, jobs: list[NodeTask]) -> None:
     """Send the successors, then note them sent (a crash in between: ``dispatch_ready``
     sends them again with the same task ids, and a duplicate is refused by its claim)."""
-    for job in jobs:
-        engine.dispatcher.execute_node(job)
+    send(engine, jobs)
     if jobs:
         with engine.db.session() as session:
             repo.mark_dispatched(session, [job.node_exec_id for job in jobs])
+
+
+def resend_queued(engine: Engine, graph_exec_id: str) -> None:
+    """Send again every node execution of the run noted as sent but not started: a node task
+    notes its successors sent in the transaction that queues them and publishes them after
+    the commit, so its re-delivered (or retried) task calls this in case it died in between.
+    A copy of a message that did go out is refused by the claim of whichever comes second."""
+    with engine.db.session() as session:
+        jobs = repo.queued_tasks(session, graph_exec_id)
+    send(engine, jobs)
 
 
 def _record_and_deliver(
@@ -103,45 +122,68 @@ def _record_and_deliver(
     ref: NodeRef,
     outputs: Sequence[Yielded],
     end: Callable[[Session], bool] | None,
+    from_memory: bool,
 ) -> Flushed:
     execution = repo.get_execution_state(session, ref.graph_exec_id, lock=True)
-    if repo.lock_running_attempt(session, ref.node_exec_id) != ref.attempt:
-        return Flushed(needs_step=end is not None, superseded=True)
-    if end is not None and not end(session):
-        return Flushed(needs_step=True)  # stopped: not this attempt's to deliver
-    append_outputs(session, ref, outputs)
+    if end is not None:
+        # The end's conditional UPDATE applies only while this attempt owns the node
+        # execution, and locks its row: no separate ownership read is needed.
+        if not end(session):
+            return Flushed(needs_step=True)  # stopped or taken over: not ours to deliver
+    elif repo.lock_running_attempt(session, ref.node_exec_id) != ref.attempt:
+        return Flushed(superseded=True)
     if execution.cancel_requested_at is not None or execution.status is not S.RUNNING:
+        append_outputs(session, ref, outputs)
         return Flushed(needs_step=True)
-    return _deliver(engine, session, ref, execution, ended=end is not None)
-
-
-def _deliver(
-    engine: Engine, session: Session, ref: NodeRef, execution: GraphExecution, ended: bool
-) -> Flushed:
-    """Deliver the node's undelivered outputs and claim the successors they made ready."""
     spec = run_spec(
         engine, load_graph(session, execution.graph_id, execution.graph_version), execution
     )
     if not _blocks_known(spec, ref.node_id):
+        append_outputs(session, ref, outputs)
         return Flushed(needs_step=True)  # the step fails the run, naming the block
     limit = engine.settings.delivery_batch_size
-    pending = repo.undelivered_outputs_of_node(session, ref.node_exec_id, limit)
-    delivered = deliver_pending(engine, session, execution, spec, pending)
+    if from_memory and len(outputs) <= limit:
+        append_outputs(session, ref, outputs, delivered=True)
+        pending = [PendingOutput(None, ref.node_id, o.name, o.value) for o in outputs]
+    else:
+        append_outputs(session, ref, outputs)
+        pending = repo.undelivered_outputs_of_node(session, ref.node_exec_id, limit)
+    return _deliver(engine, session, ref, execution, spec, pending, end is not None)
+
+
+def _deliver(
+    engine: Engine,
+    session: Session,
+    ref: NodeRef,
+    execution: GraphExecution,
+    spec: RunSpec,
+    pending: Sequence[PendingOutput],
+    ended: bool,
+) -> Flushed:
+    """Deliver the node's undelivered outputs and queue the successors they made ready."""
+    delivered = deliver_pending(engine, session, execution, spec, pending, dispatch_on_commit=True)
     if delivered.stop is not None:
         return Flushed(stop=delivered.stop)
-    left = delivered.recorded > 0 or len(pending) >= limit
-    queued = delivered.queued
-    jobs = repo.claim_task_ids(session, ref.graph_exec_id, queued) if queued else []
+    left = delivered.recorded > 0 or len(pending) >= engine.settings.delivery_batch_size
+    jobs = delivered.queued
     finished = ended and not left and not jobs
     if finished:
         finished = not repo.has_pending_work(session, ref.graph_exec_id)
     return Flushed(jobs=jobs, finished=finished, needs_step=left)
 
 
-def append_outputs(session: Session, ref: NodeRef, outputs: Sequence[Yielded]) -> None:
+def append_outputs(
+    session: Session, ref: NodeRef, outputs: Sequence[Yielded], delivered: bool = False
+) -> None:
     for output in outputs:
         repo.append_output(
-            session, ref.node_exec_id, ref.graph_exec_id, output.seq, output.name, output.value
+            session,
+            ref.node_exec_id,
+            ref.graph_exec_id,
+            output.seq,
+            output.name,
+            output.value,
+            delivered=delivered,
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from autoexec.engine.cancellation import Stop
 from autoexec.engine.context import Engine
@@ -40,7 +41,17 @@ def check_max_run_seconds(value: object) -> float | None:
     return float(value)
 
 
-def deadline_of(execution: GraphExecution) -> datetime | None:
+class RunClock(Protocol):
+    """What a deadline is computed from (a graph execution, or a claim's view of it)."""
+
+    @property
+    def max_run_seconds(self) -> float | None: ...
+
+    @property
+    def started_at(self) -> datetime | None: ...
+
+
+def deadline_of(execution: RunClock) -> datetime | None:
     if execution.max_run_seconds is None or execution.started_at is None:
         return None
     return execution.started_at + timedelta(seconds=execution.max_run_seconds)

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from autoexec.blocks.base import ERROR_PIN, RunContext
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.context import Engine
-from autoexec.engine.inline import NodeRef, Yielded
+from autoexec.engine.inline import NodeRef, Yielded, resend_queued
 from autoexec.engine.limits import deadline_of, limit_stop
 from autoexec.engine.output_buffer import OutputBuffer
 from autoexec.errors import AutoexecError, BlockNotRegisteredError, ExecutionStoppedError
@@ -99,10 +99,13 @@ def execute_node(engine: Engine, node_exec_id: int, rerun: bool = False) -> Exec
     if isinstance(claimed, Refused):
         # The refused message may be the re-delivery of a run killed after it ended but
         # before it sent its successors or finalized the run: a step does what is left.
+        if rerun:
+            resend_queued(engine, claimed.graph_exec_id)
         engine.wake(claimed.graph_exec_id, force=rerun)
         return None
     if rerun:
         # A crash may have kept the last run from sending successors it had queued.
+        resend_queued(engine, claimed.graph_exec_id)
         engine.wake(claimed.graph_exec_id, force=True)
     run = _Run(engine, claimed)
     try:
@@ -118,6 +121,9 @@ def execute_node(engine: Engine, node_exec_id: int, rerun: bool = False) -> Exec
         stop_execution(engine, claimed.graph_exec_id, outcome.stop, run.buffer.closing(end))
         return outcome.status
     flushed = run.buffer.close(end)
+    if run.buffer.step_owed:
+        # A failed flush may have queued successors after its commit without sending them.
+        resend_queued(engine, claimed.graph_exec_id)
     if flushed.needs_step:
         engine.wake(claimed.graph_exec_id, force=rerun or run.buffer.step_owed)
     return outcome.status
@@ -157,33 +163,33 @@ class Refused:
 
 
 def claim(engine: Engine, node_exec_id: int, rerun: bool) -> NodeJob | Refused:
-    """Move the node execution to RUNNING and load what it needs, or say why not."""
+    """Move the node execution to RUNNING and load what it needs, or say why not: one read
+    of the node execution with its run's state, and one conditional UPDATE."""
     with engine.db.session() as session:
-        node_exec = repo.get_node_execution(session, node_exec_id)
-        execution = repo.get_execution_state(session, node_exec.graph_exec_id)
-        if execution.cancel_requested_at is not None or execution.status in TERMINAL:
+        view = repo.claim_view(session, node_exec_id)
+        if view.cancel_requested_at is not None or view.run_status in TERMINAL:
             transition_node(session, node_exec_id, S.TERMINATED)
-            return Refused(S.TERMINATED, execution.id)
-        attempt = node_exec.attempt + 1
+            return Refused(S.TERMINATED, view.graph_exec_id)
+        attempt = view.attempt + 1
         started = transition_node(
             session, node_exec_id, S.RUNNING, allowed_from=_QUEUED, attempt=attempt
         )
         if not started and rerun:
             started = _restart(session, node_exec_id, attempt)
         if not started:
-            log.info("node execution %s is %s; not running it", node_exec_id, node_exec.status)
-            return Refused(node_exec.status, execution.id)
+            log.info("node execution %s is %s; not running it", node_exec_id, view.status)
+            return Refused(view.status, view.graph_exec_id)
         return NodeJob(
             node_exec_id=node_exec_id,
-            graph_exec_id=execution.id,
-            graph_id=execution.graph_id,
-            graph_version=execution.graph_version,
-            node_id=node_exec.node_id,
-            block_id=node_exec.block_id,
-            user_id=execution.user_id,
-            inputs=node_exec.input_data or {},
+            graph_exec_id=view.graph_exec_id,
+            graph_id=view.graph_id,
+            graph_version=view.graph_version,
+            node_id=view.node_id,
+            block_id=view.block_id,
+            user_id=view.user_id,
+            inputs=view.input_data or {},
             attempt=attempt,
-            deadline=deadline_of(execution),
+            deadline=deadline_of(view),
         )
 
 
@@ -199,7 +205,9 @@ class _Run:
         self.output_size = 0
         self.wall_start = time.perf_counter()
         self.cpu_start = time.thread_time()
-        self.next_cancel_check = 0.0
+        # The first check waits one interval: most nodes end before it, and their end's
+        # conditional UPDATE fences them anyway.
+        self.next_cancel_check = time.monotonic() + CANCEL_CHECK_INTERVAL
 
     def context(self) -> RunContext:
         job = self.job
@@ -253,7 +261,10 @@ class _Run:
         return deadline is not None and utcnow() >= deadline
 
     def check_still_ours(self) -> None:
-        """Stop if the execution was stopped or taken over (checked every 0.25 s at most)."""
+        """Stop if the execution is past its deadline or a limit (checked at every yield), or
+        was stopped or taken over (checked every 0.25 s at most)."""
+        if self.past_deadline() or self.buffer.stop is not None:
+            raise ExecutionStoppedError()
         now = time.monotonic()
         if now < self.next_cancel_check:
             return

@@ -45,6 +45,10 @@ class OutputBuffer:
         # A flush failed, maybe after its commit queued successors it did not send: the
         # node's end wakes an orchestrator step to send them.
         self.step_owed = False
+        # Every output recorded so far was delivered by its own flush: the next flush can
+        # deliver its outputs from memory. Only a first attempt starts so (an earlier
+        # attempt may have left outputs undelivered).
+        self.all_delivered = ref.attempt == 1
 
     def add(self, item: Yielded) -> None:
         with self.lock:
@@ -97,14 +101,19 @@ class OutputBuffer:
         try:
             return self._record(end)
         except Exception:
+            # The commit may have happened: its outputs are stored (a replay is ignored)
+            # and its successors may be unsent.
             self.step_owed = True
+            self.all_delivered = False
             raise
 
     def _record(self, end: Callable[[Session], bool] | None) -> Flushed:
         outputs = list(self.items)
-        flushed = inline.record(self.engine, self.ref, outputs, end)
+        flushed = inline.record(self.engine, self.ref, outputs, end, self.all_delivered)
         del self.items[: len(outputs)]  # only once recorded: a failed flush loses nothing
         self.superseded = flushed.superseded
+        if flushed.needs_step or flushed.stop is not None or flushed.superseded:
+            self.all_delivered = False
         if flushed.stop is not None and end is None:
             self.stop = flushed.stop
         elif flushed.needs_step and end is None:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Text, cast, exists, select, update
+from sqlalchemy import Text, cast, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from autoexec.blocks.base import ERROR_PIN
 from autoexec.graph import Graph
 from autoexec.statuses import ExecutionStatus
-from autoexec.store.executions import append_output
-from autoexec.store.tables import NodeExecution, NodeExecutionInput, StaticInput
+from autoexec.store.executions import NodeTask, append_output
+from autoexec.store.tables import NodeExecution, NodeExecutionInput, StaticInput, utcnow
 from autoexec.store.transitions import transition_node
 
 S = ExecutionStatus
@@ -25,14 +27,41 @@ class SqlDataflowStore:
 
     ``recorded_outputs`` counts the outputs this store wrote (the ``error`` of an execution
     failed by the ready check): they are not delivered yet, so the caller must see to it.
+    ``queued`` lists the node executions it made QUEUED, each with the Celery task id it was
+    given; with ``dispatch_on_commit`` they are also noted as sent, in the same transaction,
+    because the caller publishes them right after the commit (a crash in between is recovered
+    by the caller's re-delivered task, ``inline.resend_queued``).
+
+    Reads the rules make are skipped where the graph answers them: a node with no static link
+    into it has no static inputs, and a node that is not a starting node and whose links all
+    end on one pin never has an INCOMPLETE execution lacking that pin (every execution of it
+    is created by a delivery on that pin).
     """
 
-    def __init__(self, session: Session, graph: Graph, graph_exec_id: str) -> None:
+    def __init__(
+        self,
+        session: Session,
+        graph: Graph,
+        graph_exec_id: str,
+        static_sinks: Collection[str] | None = None,
+        dispatch_on_commit: bool = False,
+    ) -> None:
         self.session = session
         self.graph = graph
         self.graph_exec_id = graph_exec_id
+        self.static_sinks = static_sinks
+        self.dispatch_on_commit = dispatch_on_commit
         self._static: dict[str, dict[str, Any]] = {}
+        self._fresh_inputs: dict[int, dict[str, Any]] = {}
         self.recorded_outputs = 0
+        self.queued: list[NodeTask] = []
+        self._node_ids: dict[int, str] = {}  # the node of each execution the rules touched
+
+    def _never_lacking(self, node_id: str, pin: str) -> bool:
+        if node_id in self.graph.starting_node_ids:
+            return False
+        links = self.graph.links_into.get(node_id, [])
+        return bool(links) and all(link.sink_name == pin for link in links)
 
     def _lacking(self, node_id: str, pin: str) -> Any:
         has_pin = exists().where(
@@ -50,36 +79,60 @@ class SqlDataflowStore:
         )
 
     def earliest_incomplete_lacking(self, node_id: str, pin: str) -> int | None:
+        if self._never_lacking(node_id, pin):
+            return None
         found: int | None = self.session.scalar(self._lacking(node_id, pin).limit(1))
+        if found is not None:
+            self._node_ids[found] = node_id
         return found
 
     def incomplete_lacking(self, node_id: str, pin: str) -> list[int]:
-        return list(self.session.scalars(self._lacking(node_id, pin)))
+        if self._never_lacking(node_id, pin):
+            return []
+        found = list(self.session.scalars(self._lacking(node_id, pin)))
+        self._node_ids.update((exec_id, node_id) for exec_id in found)
+        return found
 
     def create_execution(self, node_id: str) -> int:
-        row = NodeExecution(
-            graph_exec_id=self.graph_exec_id,
-            node_id=node_id,
-            block_id=self.graph.node(node_id).block_id,
-            status=S.INCOMPLETE,
+        now = utcnow()
+        stmt = (
+            insert(NodeExecution)
+            .values(
+                graph_exec_id=self.graph_exec_id,
+                node_id=node_id,
+                block_id=self.graph.node(node_id).block_id,
+                status=S.INCOMPLETE,
+                stats={},
+                attempt=0,
+                dispatched=False,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(NodeExecution.id)
         )
-        self.session.add(row)
-        self.session.flush()
-        return row.id
+        exec_id = int(self.session.execute(stmt).scalar_one())
+        self._fresh_inputs[exec_id] = {}
+        self._node_ids[exec_id] = node_id
+        return exec_id
 
     def add_input(self, exec_id: int, pin: str, value: Any) -> None:
-        self.session.add(NodeExecutionInput(node_exec_id=exec_id, name=pin, value=value))
-        self.session.flush()
+        self.session.execute(
+            insert(NodeExecutionInput).values(node_exec_id=exec_id, name=pin, value=value)
+        )
+        if exec_id in self._fresh_inputs:
+            self._fresh_inputs[exec_id][pin] = value
 
     def delivered_inputs(self, exec_id: int) -> dict[str, Any]:
+        if exec_id in self._fresh_inputs:  # created by this store: its inputs are all here
+            return dict(self._fresh_inputs[exec_id])
         stmt = select(NodeExecutionInput.name, NodeExecutionInput.value).where(
             NodeExecutionInput.node_exec_id == exec_id
         )
         return {name: value for name, value in self.session.execute(stmt)}
 
     def set_static_input(self, node_id: str, pin: str, value: Any) -> None:
-        insert = postgresql.insert if self._dialect() == "postgresql" else sqlite.insert
-        stmt = insert(StaticInput).values(
+        dialect_insert = postgresql.insert if self._dialect() == "postgresql" else sqlite.insert
+        stmt = dialect_insert(StaticInput).values(
             graph_exec_id=self.graph_exec_id, node_id=node_id, name=pin, value=value
         )
         stmt = stmt.on_conflict_do_update(
@@ -89,6 +142,8 @@ class SqlDataflowStore:
         self._static.pop(node_id, None)
 
     def static_inputs(self, node_id: str) -> dict[str, Any]:
+        if self.static_sinks is not None and node_id not in self.static_sinks:
+            return {}
         if node_id not in self._static:
             stmt = select(StaticInput.name, StaticInput.value).where(
                 StaticInput.graph_exec_id == self.graph_exec_id, StaticInput.node_id == node_id
@@ -97,14 +152,30 @@ class SqlDataflowStore:
         return dict(self._static[node_id])
 
     def mark_queued(self, exec_id: int, inputs: dict[str, Any]) -> None:
-        transition_node(
+        task_id = str(uuid.uuid4())
+        queued = transition_node(
             self.session,
             exec_id,
             S.QUEUED,
             allowed_from=_INCOMPLETE_ONLY,
             input_data=inputs,
             stats={},
+            celery_task_id=task_id,
+            dispatched=self.dispatch_on_commit,
         )
+        if queued:
+            node = self.graph.node(self._node_of(exec_id))
+            self.queued.append(
+                NodeTask(exec_id, self.graph_exec_id, task_id, node.id, node.block_id)
+            )
+
+    def _node_of(self, exec_id: int) -> str:
+        if exec_id in self._node_ids:
+            return self._node_ids[exec_id]
+        node_id: str = self.session.execute(
+            select(NodeExecution.node_id).where(NodeExecution.id == exec_id)
+        ).scalar_one()
+        return node_id
 
     def mark_skipped(self, exec_id: int) -> None:
         transition_node(

@@ -91,6 +91,54 @@ def get_execution_state(session: Session, graph_exec_id: str, lock: bool = False
     return row
 
 
+@dataclass(frozen=True)
+class ClaimView:
+    """What claiming a node execution reads: the node execution and its run's state."""
+
+    node_exec_id: int
+    node_id: str
+    block_id: str
+    status: ExecutionStatus
+    attempt: int
+    input_data: dict[str, Any] | None
+    graph_exec_id: str
+    graph_id: str
+    graph_version: int
+    user_id: str
+    run_status: ExecutionStatus
+    cancel_requested_at: datetime | None
+    max_run_seconds: float | None
+    started_at: datetime | None
+
+
+def claim_view(session: Session, node_exec_id: int) -> ClaimView:
+    """The node execution and its graph execution's state, in one query."""
+    stmt = (
+        select(
+            NodeExecution.id,
+            NodeExecution.node_id,
+            NodeExecution.block_id,
+            NodeExecution.status,
+            NodeExecution.attempt,
+            NodeExecution.input_data,
+            GraphExecution.id,
+            GraphExecution.graph_id,
+            GraphExecution.graph_version,
+            GraphExecution.user_id,
+            GraphExecution.status,
+            GraphExecution.cancel_requested_at,
+            GraphExecution.max_run_seconds,
+            GraphExecution.started_at,
+        )
+        .join(GraphExecution, GraphExecution.id == NodeExecution.graph_exec_id)
+        .where(NodeExecution.id == node_exec_id)
+    )
+    row = session.execute(stmt).first()
+    if row is None:
+        raise NotFoundError(f"node execution {node_exec_id} not found")
+    return ClaimView(*row)
+
+
 def get_node_execution(session: Session, node_exec_id: int) -> NodeExecution:
     row = session.get(NodeExecution, node_exec_id)
     if row is None:
@@ -109,7 +157,7 @@ def node_executions(session: Session, graph_exec_id: str) -> Sequence[NodeExecut
 
 @dataclass(frozen=True)
 class PendingOutput:
-    id: int
+    id: int | None  # None: recorded as delivered already, delivered from memory
     node_id: str
     name: str
     value: Any
@@ -163,7 +211,13 @@ def mark_delivered(session: Session, output_ids: Sequence[int]) -> None:
 
 
 def append_output(
-    session: Session, node_exec_id: int, graph_exec_id: str, seq: int, name: str, value: Any
+    session: Session,
+    node_exec_id: int,
+    graph_exec_id: str,
+    seq: int,
+    name: str,
+    value: Any,
+    delivered: bool = False,
 ) -> None:
     """Record the ``seq``-th yield of a node execution once (a replayed yield is ignored)."""
     values = {
@@ -172,7 +226,7 @@ def append_output(
         "seq": seq,
         "name": name,
         "value": value,
-        "delivered": False,
+        "delivered": delivered,
     }
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = insert(NodeExecutionOutput).values(**values)
@@ -261,6 +315,29 @@ def claim_task_ids(
             row.id, graph_exec_id, row.celery_task_id or assigned[row.id], row.node_id, row.block_id
         )
         for row in rows
+    ]
+
+
+def queued_tasks(session: Session, graph_exec_id: str) -> list[NodeTask]:
+    """Every QUEUED node execution of the run already noted as sent, with its task id."""
+    stmt = (
+        select(
+            NodeExecution.id,
+            NodeExecution.celery_task_id,
+            NodeExecution.node_id,
+            NodeExecution.block_id,
+        )
+        .where(
+            NodeExecution.graph_exec_id == graph_exec_id,
+            NodeExecution.status == S.QUEUED,
+            NodeExecution.dispatched,
+            NodeExecution.celery_task_id.is_not(None),
+        )
+        .order_by(NodeExecution.id)
+    )
+    return [
+        NodeTask(row.id, graph_exec_id, row.celery_task_id, row.node_id, row.block_id)
+        for row in session.execute(stmt)
     ]
 
 

@@ -76,6 +76,8 @@ def transition_node(
         .where(NodeExecution.status.in_(sources))
         .where(NodeExecution.attempt == attempt_is if attempt_is is not None else true())
         .values(status=target, **values)
+        # No ORM object needs refreshing: the engine reads node executions with fresh queries.
+        .execution_options(synchronize_session=False)
     )
     result: CursorResult[Any] = session.execute(stmt)  # type: ignore[assignment]
     return result.rowcount == 1
