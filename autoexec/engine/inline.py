@@ -27,7 +27,7 @@ from autoexec.errors import BlockNotRegisteredError
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.executions import NodeTask, PendingOutput
-from autoexec.store.graphs import load_graph
+from autoexec.store.graphs import load_run_graph
 from autoexec.store.tables import GraphExecution
 
 S = ExecutionStatus
@@ -135,9 +135,8 @@ def _record_and_deliver(
     if execution.cancel_requested_at is not None or execution.status is not S.RUNNING:
         append_outputs(session, ref, outputs)
         return Flushed(needs_step=True)
-    spec = run_spec(
-        engine, load_graph(session, execution.graph_id, execution.graph_version), execution
-    )
+    graph = load_run_graph(session, execution.id, execution.graph_id, execution.graph_version)
+    spec = run_spec(engine, graph, execution)
     if not _blocks_known(spec, ref.node_id):
         append_outputs(session, ref, outputs)
         return Flushed(needs_step=True)  # the step fails the run, naming the block

@@ -24,7 +24,7 @@ from autoexec.engine.limits import arm_deadline_timer, deadline_of
 from autoexec.errors import BlockNotRegisteredError
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
-from autoexec.store.graphs import load_graph
+from autoexec.store.graphs import load_run_graph
 
 S = ExecutionStatus
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def _deliver_batch(engine: Engine, graph_exec_id: str) -> Batch:
             return Batch(0, execution.status, CANCELLED, execution.user_id)
         if execution.status is not S.RUNNING:
             return Batch(0, execution.status, None, execution.user_id)
-        graph = load_graph(session, execution.graph_id, execution.graph_version)
+        graph = load_run_graph(session, execution.id, execution.graph_id, execution.graph_version)
         spec = run_spec(engine, graph, execution)
         pending = repo.undelivered_outputs(
             session, graph_exec_id, engine.settings.delivery_batch_size

@@ -98,6 +98,21 @@ def load_graph(session: Session, graph_id: str, version: int, user_id: str | Non
     return to_graph(row)
 
 
+_run_graphs: dict[str, Graph] = {}
+
+
+def load_run_graph(session: Session, graph_exec_id: str, graph_id: str, version: int) -> Graph:
+    """The graph version a graph execution runs. An execution never changes version and its
+    id is never reused, so the graph is kept by execution id with no read to check it."""
+    graph = _run_graphs.get(graph_exec_id)
+    if graph is None:
+        graph = load_graph(session, graph_id, version)
+        if len(_run_graphs) > 1024:
+            _run_graphs.clear()
+        _run_graphs[graph_exec_id] = graph
+    return graph
+
+
 def list_graphs(session: Session, user_id: str) -> list[Graph]:
     """The latest version of each of the user's graphs."""
     latest = (
