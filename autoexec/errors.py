@@ -80,3 +80,11 @@ class ExecutionStoppedError(AutoexecError):
 
 class GraphWarning(UserWarning):
     """A saved graph is legal but will not do what it seems to (e.g. nodes that never run)."""
+
+
+class NodeTimeoutError(AutoexecError):
+    """A node ran longer than its timeout (node, block or AUTOEXEC_NODE_TIMEOUT_SECONDS)."""
+
+
+class WorkerLostError(AutoexecError):
+    """The worker running a node was lost too many times (AUTOEXEC_MAX_WORKER_LOSSES)."""

@@ -21,6 +21,10 @@ GRAPH_INPUT_BLOCK = "agent_input"
 GRAPH_OUTPUT_BLOCK = "agent_output"
 
 
+# A day: a node that needs longer belongs in a sub-graph or an external job.
+LONGEST_TIMEOUT_SECONDS = 86_400
+
+
 class Node(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -29,6 +33,9 @@ class Node(BaseModel):
     input_default: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
     fan_out: str | None = None
+    # Seconds this node may run; overrides its block's ``timeout_seconds`` and the
+    # AUTOEXEC_NODE_TIMEOUT_SECONDS default.
+    timeout_seconds: float | None = Field(default=None, gt=0, le=LONGEST_TIMEOUT_SECONDS)
 
 
 class Link(BaseModel):

@@ -9,15 +9,23 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import nullcontext
 from typing import Any
 
 from pydantic import ValidationError
 
 from autoexec.blocks.base import Block, RunContext
 from autoexec.dataflow import describe_validation_error
-from autoexec.errors import BlockDisabledError, ExecutionStoppedError, InputValidationError
+from autoexec.errors import (
+    BlockDisabledError,
+    ExecutionStoppedError,
+    InputValidationError,
+    NodeTimeoutError,
+    WorkerLostError,
+)
 from autoexec.pins import merge_dynamic_inputs
+from autoexec.timeouts import Clock
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +34,13 @@ USER_ERRORS = (ValueError, BlockDisabledError, InputValidationError)
 
 
 def iterate_block(
-    block_cls: type[Block[Any]], inputs: dict[str, Any], ctx: RunContext
+    block_cls: type[Block[Any]],
+    inputs: dict[str, Any],
+    ctx: RunContext,
+    clock: Clock | None = None,
 ) -> Iterator[tuple[str, Any]]:
-    """Run ``block_cls`` on ``inputs`` and yield each checked ``(pin, value)`` as it comes."""
+    """Run ``block_cls`` on ``inputs`` and yield each checked ``(pin, value)`` as it comes;
+    with a ``clock``, past its limit the block is stopped with ``NodeTimeoutError``."""
     if block_cls.disabled:
         raise BlockDisabledError(f"block {block_cls.id!r} is disabled and cannot run")
     try:
@@ -37,37 +49,60 @@ def iterate_block(
         raise InputValidationError(
             f"invalid input for block {block_cls.id!r}: {describe_validation_error(exc)}"
         ) from None
-    produced = block_cls().run(data, ctx)
+    with clock.block_running() if clock else nullcontext():
+        produced = block_cls().run(data, ctx)
+    pairs: Iterable[tuple[str, Any]]
     if isinstance(produced, AsyncIterator):
-        pairs = _drain_async(produced, ctx.is_cancelled)
+        pairs = _drain_async(produced, ctx.is_cancelled, clock.check if clock else _no_check)
     else:
-        pairs = produced
+        pairs = _timed(produced, clock) if clock else produced
     for pin, value in pairs:
         yield pin, block_cls.validate_output(pin, value)
 
 
+def _timed(pairs: Iterable[tuple[str, Any]], clock: Clock) -> Iterator[tuple[str, Any]]:
+    """The block's pairs, each produced under its clock (an alarm may interrupt it)."""
+    iterator = iter(pairs)
+    while True:
+        with clock.block_running():
+            pair = next(iterator, None)
+        if pair is None:
+            return
+        yield pair
+
+
+def _no_check() -> None:
+    return None
+
+
 def _drain_async(
-    agen: AsyncIterator[tuple[str, Any]], should_stop: Callable[[], bool]
+    agen: AsyncIterator[tuple[str, Any]],
+    should_stop: Callable[[], bool],
+    check: Callable[[], None],
 ) -> Iterator[tuple[str, Any]]:
     loop = worker_event_loop()
     while True:
-        pair = loop.run_until_complete(_next_unless_stopped(agen, should_stop))
+        pair = loop.run_until_complete(_next_unless_stopped(agen, should_stop, check))
         if pair is None:
             return
         yield pair
 
 
 async def _next_unless_stopped(
-    agen: AsyncIterator[tuple[str, Any]], should_stop: Callable[[], bool]
+    agen: AsyncIterator[tuple[str, Any]],
+    should_stop: Callable[[], bool],
+    check: Callable[[], None],
 ) -> tuple[str, Any] | None:
-    """The next pair (None at the end); an await that outlasts a stop request is cancelled,
-    so a block sleeping for an hour stops within ``STOP_POLL_SECONDS``."""
+    """The next pair (None at the end); an await that outlasts a stop request or the time
+    limit (``check`` raises) is cancelled, so a block sleeping for an hour stops within
+    ``STOP_POLL_SECONDS``."""
     step = asyncio.ensure_future(_anext(agen))
     try:
         while True:
             done, _ = await asyncio.wait({step}, timeout=STOP_POLL_SECONDS)
             if done:
                 return step.result()
+            check()
             if should_stop():
                 raise ExecutionStoppedError()
     finally:
@@ -93,7 +128,7 @@ def is_user_error(exc: BaseException) -> bool:
 def error_message(exc: BaseException) -> str:
     """What a failed node yields on its ``error`` pin."""
     text = str(exc)
-    if is_user_error(exc):
+    if is_user_error(exc) or isinstance(exc, NodeTimeoutError | WorkerLostError):
         return text or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     graph_lock_ttl_seconds: float = Field(default=10.0, gt=0)
     delivery_batch_size: int = Field(default=200, ge=1)
     max_node_executions_per_run: int = Field(default=100_000, ge=1)
+    # A node whose worker is lost this many times (killed, crashed, out of memory) while it
+    # runs ends FAILED instead of being re-delivered again.
+    max_worker_losses: int = Field(default=3, ge=1)
+    # The time limit of a node with none of its own (node, then block ``timeout_seconds``);
+    # 0: none. Under RabbitMQ's 30-minute consumer timeout, which a longer task would trip.
+    node_timeout_seconds: float = Field(default=1500.0, ge=0)
 
     billing_enabled: bool = False
     execution_cost_count_threshold: int = Field(default=100, ge=1)

@@ -25,12 +25,20 @@ from autoexec.engine.context import Engine
 from autoexec.engine.inline import NodeRef, Yielded, resend_queued
 from autoexec.engine.limits import deadline_of, limit_stop
 from autoexec.engine.output_buffer import OutputBuffer
-from autoexec.errors import AutoexecError, BlockNotRegisteredError, ExecutionStoppedError
+from autoexec.errors import (
+    AutoexecError,
+    BlockNotRegisteredError,
+    ExecutionStoppedError,
+    WorkerLostError,
+)
+from autoexec.graph import Node
 from autoexec.node_runner import error_message, is_user_error, iterate_block
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
+from autoexec.store.graphs import load_run_graph
 from autoexec.store.tables import NodeExecution, utcnow
 from autoexec.store.transitions import transition_node
+from autoexec.timeouts import Clock, alarm, time_limit
 
 S = ExecutionStatus
 log = logging.getLogger("autoexec.node")
@@ -56,6 +64,8 @@ class NodeJob:
     inputs: dict[str, Any]
     attempt: int
     deadline: datetime | None = None
+    worker_losses: int = 0
+    time_limit: float | None = None
 
 
 @dataclass
@@ -93,9 +103,14 @@ def node_logger(job: NodeJob) -> NodeLogAdapter:
     )
 
 
-def execute_node(engine: Engine, node_exec_id: int, rerun: bool = False) -> ExecutionStatus | None:
-    """Run one node execution to its end; None if it was not ours to run."""
-    claimed = claim(engine, node_exec_id, rerun)
+def execute_node(
+    engine: Engine, node_exec_id: int, rerun: bool = False, worker_lost: bool = False
+) -> ExecutionStatus | None:
+    """Run one node execution to its end; None if it was not ours to run.
+
+    ``rerun``: the message may have been handled before (re-delivered or retried);
+    ``worker_lost``: it was re-delivered, so a RUNNING node execution lost its worker."""
+    claimed = claim(engine, node_exec_id, rerun, worker_lost)
     if isinstance(claimed, Refused):
         # The refused message may be the re-delivery of a run killed after it ended but
         # before it sent its successors or finalized the run: a step does what is left.
@@ -144,12 +159,14 @@ def _record(session: Session, job: NodeJob, outcome: Outcome) -> bool:
 _QUEUED = frozenset({S.QUEUED})
 
 
-def _restart(session: Session, node_exec_id: int, attempt: int) -> bool:
-    """A re-delivered or retried task takes over a RUNNING execution whose worker was lost."""
+def _restart(session: Session, node_exec_id: int, attempt: int, worker_lost: bool) -> bool:
+    """A re-delivered or retried task takes over a RUNNING execution whose worker was lost
+    (counted when the message was re-delivered: a retry's worker is alive)."""
+    losses = NodeExecution.worker_losses + (1 if worker_lost else 0)
     result = session.execute(
         update(NodeExecution)
         .where(NodeExecution.id == node_exec_id, NodeExecution.status == S.RUNNING)
-        .values(attempt=attempt, updated_at=utcnow())
+        .values(attempt=attempt, worker_losses=losses, updated_at=utcnow())
     )
     return bool(getattr(result, "rowcount", 0) == 1)
 
@@ -162,7 +179,9 @@ class Refused:
     graph_exec_id: str
 
 
-def claim(engine: Engine, node_exec_id: int, rerun: bool) -> NodeJob | Refused:
+def claim(
+    engine: Engine, node_exec_id: int, rerun: bool, worker_lost: bool = False
+) -> NodeJob | Refused:
     """Move the node execution to RUNNING and load what it needs, or say why not: one read
     of the node execution with its run's state, and one conditional UPDATE."""
     with engine.db.session() as session:
@@ -174,11 +193,11 @@ def claim(engine: Engine, node_exec_id: int, rerun: bool) -> NodeJob | Refused:
         started = transition_node(
             session, node_exec_id, S.RUNNING, allowed_from=_QUEUED, attempt=attempt
         )
-        if not started and rerun:
-            started = _restart(session, node_exec_id, attempt)
-        if not started:
+        restarted = not started and rerun and _restart(session, node_exec_id, attempt, worker_lost)
+        if not started and not restarted:
             log.info("node execution %s is %s; not running it", node_exec_id, view.status)
             return Refused(view.status, view.graph_exec_id)
+        graph = load_run_graph(session, view.graph_exec_id, view.graph_id, view.graph_version)
         return NodeJob(
             node_exec_id=node_exec_id,
             graph_exec_id=view.graph_exec_id,
@@ -190,7 +209,14 @@ def claim(engine: Engine, node_exec_id: int, rerun: bool) -> NodeJob | Refused:
             inputs=view.input_data or {},
             attempt=attempt,
             deadline=deadline_of(view),
+            worker_losses=view.worker_losses + (1 if restarted and worker_lost else 0),
+            time_limit=_time_limit(engine, graph.nodes_by_id.get(view.node_id), view.block_id),
         )
+
+
+def _time_limit(engine: Engine, node: Node | None, block_id: str) -> float | None:
+    block = engine.registry.get(block_id) if block_id in engine.registry else None
+    return time_limit(node, block, engine.settings.node_timeout_seconds)
 
 
 class _Run:
@@ -202,6 +228,7 @@ class _Run:
         self.seq = 0
         ref = NodeRef(job.node_exec_id, job.graph_exec_id, job.node_id, job.attempt)
         self.buffer = OutputBuffer(engine, ref)
+        self.clock = Clock(job.node_id, job.time_limit)
         self.output_size = 0
         self.wall_start = time.perf_counter()
         self.cpu_start = time.thread_time()
@@ -294,11 +321,15 @@ def run_job(run: _Run) -> Outcome | None:
     if job.block_id not in engine.registry:
         return _block_missing(run)
     block = engine.registry.get(job.block_id)
+    if job.worker_losses >= engine.settings.max_worker_losses:
+        return _failed(run, _lost_too_often(job, engine.settings.max_worker_losses))
     run.logger.info("started")
     try:
-        for pin, value in iterate_block(block, job.inputs, run.context()):
-            run.emit(pin, value)
-            run.check_still_ours()
+        with alarm(run.clock):
+            for pin, value in iterate_block(block, job.inputs, run.context(), run.clock):
+                run.clock.check()  # an output yielded past the limit is not recorded
+                run.emit(pin, value)
+                run.check_still_ours()
     except SupersededError:
         run.logger.warning("taken over by another attempt; this run stops")
         return None
@@ -312,6 +343,14 @@ def run_job(run: _Run) -> Outcome | None:
         return _stopped(run)  # the block saw ``is_cancelled`` and returned early
     run.logger.info("completed with %d output(s)", run.seq)
     return Outcome(S.COMPLETED, None, run.stats(None))
+
+
+def _lost_too_often(job: NodeJob, limit: int) -> WorkerLostError:
+    return WorkerLostError(
+        f"node {job.node_id!r} ({job.block_id}): the worker running it was lost "
+        f"{job.worker_losses} times (killed or crashed mid-run); not run again "
+        f"(AUTOEXEC_MAX_WORKER_LOSSES={limit})"
+    )
 
 
 def _stopped(run: _Run) -> Outcome:
@@ -345,6 +384,8 @@ def _failed(run: _Run, exc: Exception) -> Outcome | None:
     error = error_message(exc)
     if is_user_error(exc):
         run.logger.info("failed: %s", error)
+    elif isinstance(exc, AutoexecError):  # a timeout or lost workers: the message says it all
+        run.logger.warning("failed: %s", error)
     else:
         run.logger.exception("failed with an unexpected error")
     try:

@@ -157,8 +157,11 @@ def advance_graph(graph_exec_id: str) -> None:
 def execute_node(self: Task[Any, Any], node_exec_id: int, graph_exec_id: str) -> str | None:
     """Run one node execution (``graph_exec_id`` is carried for visibility in Flower)."""
     delivery = self.request.delivery_info or {}
-    rerun = bool(delivery.get("redelivered")) or self.request.retries > 0
-    status = node_execution.execute_node(get_engine(), int(node_exec_id), rerun=rerun)
+    redelivered = bool(delivery.get("redelivered"))
+    rerun = redelivered or self.request.retries > 0
+    status = node_execution.execute_node(
+        get_engine(), int(node_exec_id), rerun=rerun, worker_lost=redelivered
+    )
     return status.value if status else None
 
 

@@ -100,6 +100,7 @@ class ClaimView:
     block_id: str
     status: ExecutionStatus
     attempt: int
+    worker_losses: int
     input_data: dict[str, Any] | None
     graph_exec_id: str
     graph_id: str
@@ -120,6 +121,7 @@ def claim_view(session: Session, node_exec_id: int) -> ClaimView:
             NodeExecution.block_id,
             NodeExecution.status,
             NodeExecution.attempt,
+            NodeExecution.worker_losses,
             NodeExecution.input_data,
             GraphExecution.id,
             GraphExecution.graph_id,

@@ -159,6 +159,8 @@ class NodeExecution(Base):
     stats: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    # Times the worker running it was lost (its message re-delivered while it was RUNNING).
+    worker_losses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     celery_task_id: Mapped[str | None] = mapped_column(String(64))
     dispatched: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)

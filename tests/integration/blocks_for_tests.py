@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from autoexec.blocks.base import Block, BlockInput, BlockOutput, RunContext
@@ -98,3 +101,58 @@ class YieldThenWaitBlock(Block[YieldThenWaitInput]):
             time.sleep(0.02)
         if data.fail:
             raise ValueError("gave up waiting")
+
+
+class SleepInput(BlockInput):
+    seconds: float
+
+
+class SleepOutput(BlockOutput):
+    done: Any = None
+
+
+class SleepBlock(Block[SleepInput]):
+    """Blocks in one call for ``seconds``, then yields ``done``: a hanging sync block."""
+
+    id = "test_sleep"
+    name = "Sleep (tests)"
+    description = "time.sleep, then one output."
+    Input = SleepInput
+    Output = SleepOutput
+
+    def run(self, data: SleepInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
+        time.sleep(data.seconds)
+        yield "done", data.seconds
+
+
+class AsyncSleepBlock(Block[SleepInput]):
+    """Awaits ``seconds``, then yields ``done``; its block-level time limit is 1 s."""
+
+    id = "test_async_sleep"
+    name = "Async sleep (tests)"
+    description = "asyncio.sleep, then one output."
+    Input = SleepInput
+    Output = SleepOutput
+    timeout_seconds = 1.0
+
+    async def run(self, data: SleepInput, ctx: RunContext) -> AsyncIterator[tuple[str, Any]]:
+        await asyncio.sleep(data.seconds)
+        yield "done", data.seconds
+
+
+class KillWorkerInput(BlockInput):
+    value: Any = None
+
+
+class KillWorkerBlock(Block[KillWorkerInput]):
+    """Kills the process running it (kill -9), every time: a node no worker survives."""
+
+    id = "test_kill_worker"
+    name = "Kill worker (tests)"
+    description = "SIGKILL to its own process."
+    Input = KillWorkerInput
+    Output = BlockOutput
+
+    def run(self, data: KillWorkerInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
+        os.kill(os.getpid(), signal.SIGKILL)
+        yield "never", None  # pragma: no cover

@@ -81,3 +81,19 @@ def test_node_execution_limit_defaults_high_and_refuses_zero(
     monkeypatch.setenv("AUTOEXEC_MAX_NODE_EXECUTIONS_PER_RUN", "0")
     with pytest.raises(ConfigurationError, match="AUTOEXEC_MAX_NODE_EXECUTIONS_PER_RUN"):
         load_settings()
+
+
+def test_worker_losses_and_node_timeout_defaults_and_refusals(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings()
+    assert settings.max_worker_losses == 3
+    # Under RabbitMQ's default consumer timeout (30 minutes), which a longer task would trip.
+    assert 0 < settings.node_timeout_seconds < 30 * 60
+    monkeypatch.setenv("AUTOEXEC_MAX_WORKER_LOSSES", "0")
+    with pytest.raises(ConfigurationError, match="AUTOEXEC_MAX_WORKER_LOSSES"):
+        load_settings()
+    monkeypatch.setenv("AUTOEXEC_MAX_WORKER_LOSSES", "3")
+    monkeypatch.setenv("AUTOEXEC_NODE_TIMEOUT_SECONDS", "-1")
+    with pytest.raises(ConfigurationError, match="AUTOEXEC_NODE_TIMEOUT_SECONDS"):
+        load_settings()
