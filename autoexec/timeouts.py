@@ -1,11 +1,13 @@
-"""A node's time limit: which one applies, and stopping a block that runs past it.
+"""A node's time limit, and stopping a running block: past its limit, or when a watcher finds
+its run cancelled or the node taken over.
 
 The limit is the node's ``timeout_seconds``, else its block's, else
-AUTOEXEC_NODE_TIMEOUT_SECONDS (0: none). It is enforced on every pool at each yield and, for
-async blocks, at every poll of a pending await (``node_runner``). A sync block blocked inside
-one call is interrupted by a SIGALRM timer where the node runs in a process's main thread (the
-prefork and solo pools); on the threads pool it stops at its next yield or return, since Python
-cannot interrupt another thread.
+AUTOEXEC_NODE_TIMEOUT_SECONDS (0: none). A stop is enforced on every pool at each yield and,
+for async blocks, at every poll of a pending await (``node_runner``), which is cancelled. A
+sync block blocked inside one call is interrupted by SIGALRM where the node runs in a
+process's main thread (the prefork and solo pools): the handler raises only while the block's
+own code runs, never inside the engine's. On the threads pool Python cannot interrupt a
+thread: such a block stops at its next yield or when the call returns.
 """
 
 from __future__ import annotations
@@ -36,12 +38,13 @@ def time_limit(node: Node | None, block: type[Block[Any]] | None, default: float
 
 
 class Clock:
-    """A node's running time against its limit."""
+    """A node's running time against its limit, and a stop another thread may ask for."""
 
     def __init__(self, node_id: str, limit: float | None) -> None:
         self.node_id, self.limit = node_id, limit
         self.started = time.monotonic()
         self.in_block = False  # the block's own code is running (the alarm may interrupt it)
+        self.pending: Exception | None = None  # a stop asked for by ``interrupt``
 
     def expired(self) -> bool:
         return self.limit is not None and time.monotonic() - self.started >= self.limit
@@ -53,8 +56,19 @@ class Clock:
         )
 
     def check(self) -> None:
+        """Raise the stop asked for, or the timeout, if any."""
+        if self.pending is not None:
+            raise self.pending
         if self.expired():
             raise self.error()
+
+    def interrupt(self, stop: Exception) -> None:
+        """Stop the node with ``stop``: at its next check, or at once if its block is blocked
+        in the main thread (called from another thread)."""
+        self.pending = stop
+        with _lock:
+            if _current is self and self.in_block:
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGALRM)
 
     @contextmanager
     def block_running(self) -> Iterator[None]:
@@ -67,22 +81,37 @@ class Clock:
             self.in_block = False
 
 
+_lock = threading.Lock()
+_current: Clock | None = None  # the clock of the node the main thread runs
+_installed = False
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    clock = _current
+    if clock is not None and clock.in_block:
+        clock.check()  # raises: the block stops here
+    # Otherwise the engine's own code runs (or no node does): the next check stops the node.
+
+
 @contextmanager
 def alarm(clock: Clock) -> Iterator[None]:
-    """Arm a SIGALRM for the clock's limit when this is a main thread (else do nothing)."""
-    if clock.limit is None or threading.current_thread() is not threading.main_thread():
+    """While a node runs in the main thread: a SIGALRM at its limit, and ``interrupt`` able
+    to signal it; elsewhere, nothing (the checks at yields and polls still apply)."""
+    global _current, _installed
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def on_alarm(signum: int, frame: FrameType | None) -> None:
-        if clock.in_block:
-            raise clock.error()
-        # Outside the block (recording outputs): the next check stops the node.
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, max(clock.limit, 0.001))
+    if not _installed:
+        # Left installed: a signal arriving late finds no clock and does nothing.
+        signal.signal(signal.SIGALRM, _on_alarm)
+        _installed = True
+    with _lock:
+        _current = clock
+    if clock.limit is not None:
+        signal.setitimer(signal.ITIMER_REAL, max(clock.limit, 0.001))
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        with _lock:
+            _current = None

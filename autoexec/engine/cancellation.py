@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -70,12 +71,21 @@ def stop_execution(
     """
     log.info("stopping graph execution %s: %s", graph_exec_id, stop.reason)
     ended, user_id = _end(engine, graph_exec_id, stop, record)
-    engine.coordinator.request_stop(graph_exec_id)
+    _flag_stop(engine, graph_exec_id)
     _revoke_in_flight(engine, graph_exec_id)
     if ended:
         publish_status(engine, graph_exec_id, stop.status)
     admit_next(engine, user_id)
     return ended
+
+
+def _flag_stop(engine: Engine, graph_exec_id: str) -> None:
+    """Tell running nodes through Redis (within 0.5 s); if Redis is down they find the stop in
+    the database, which is the truth, within 2 s: the stop has happened either way."""
+    try:
+        engine.coordinator.request_stop(graph_exec_id)
+    except RedisError:
+        log.warning("could not flag the stop of %s in Redis", graph_exec_id, exc_info=True)
 
 
 def _revoke_in_flight(engine: Engine, graph_exec_id: str) -> None:

@@ -42,6 +42,11 @@ class Yielded:
     value: Any
 
 
+# A node's end, applied in the transaction that records its last outputs: given whether the
+# run was stopped meanwhile (the node then ends TERMINATED); True if it applied.
+End = Callable[[Session, bool], bool]
+
+
 @dataclass
 class Flushed:
     """What one recording transaction left to do after its commit."""
@@ -51,6 +56,7 @@ class Flushed:
     finished: bool = False
     needs_step: bool = False  # something is left for an orchestrator step
     superseded: bool = False  # another attempt owns the node execution: nothing was recorded
+    halted: bool = False  # the run was stopped: nothing was recorded, the node must stop
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,7 @@ def record(
     engine: Engine,
     ref: NodeRef,
     outputs: Sequence[Yielded],
-    end: Callable[[Session], bool] | None = None,
+    end: End | None = None,
     from_memory: bool = False,
 ) -> Flushed:
     """Record ``outputs`` (and the end, if ``end`` is given) and deliver them, in one
@@ -121,20 +127,21 @@ def _record_and_deliver(
     session: Session,
     ref: NodeRef,
     outputs: Sequence[Yielded],
-    end: Callable[[Session], bool] | None,
+    end: End | None,
     from_memory: bool,
 ) -> Flushed:
     execution = repo.get_execution_state(session, ref.graph_exec_id, lock=True)
+    stopped = execution.cancel_requested_at is not None or execution.status is not S.RUNNING
     if end is not None:
         # The end's conditional UPDATE applies only while this attempt owns the node
         # execution, and locks its row: no separate ownership read is needed.
-        if not end(session):
-            return Flushed(needs_step=True)  # stopped or taken over: not ours to deliver
+        if not end(session, stopped):
+            return Flushed(needs_step=True)  # taken over: not ours to record
     elif repo.lock_running_attempt(session, ref.node_exec_id) != ref.attempt:
         return Flushed(superseded=True)
-    if execution.cancel_requested_at is not None or execution.status is not S.RUNNING:
-        append_outputs(session, ref, outputs)
-        return Flushed(needs_step=True)
+    if stopped:
+        # Cancelled or ended: a running node records nothing more (it ends TERMINATED).
+        return Flushed(needs_step=end is not None, halted=end is None)
     graph = load_run_graph(session, execution.id, execution.graph_id, execution.graph_version)
     spec = run_spec(engine, graph, execution)
     if not _blocks_known(spec, ref.node_id):

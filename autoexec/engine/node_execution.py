@@ -24,7 +24,7 @@ from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.context import Engine
 from autoexec.engine.inline import NodeRef, Yielded, resend_queued
 from autoexec.engine.limits import deadline_of, limit_stop
-from autoexec.engine.output_buffer import OutputBuffer
+from autoexec.engine.output_buffer import OutputBuffer, timer
 from autoexec.errors import (
     AutoexecError,
     BlockNotRegisteredError,
@@ -44,7 +44,10 @@ S = ExecutionStatus
 log = logging.getLogger("autoexec.node")
 
 INFRASTRUCTURE_ERRORS = (OperationalError, RedisError, BrokerError)
-CANCEL_CHECK_INTERVAL = 0.25
+# A running node's watch reads the run's stop flag (Redis) this often, and the database (the
+# truth, also when Redis is down or a flag was lost) every DATABASE_EVERY watches.
+WATCH_INTERVAL_SECONDS = 0.5
+DATABASE_EVERY = 4
 
 
 class SupersededError(AutoexecError):
@@ -126,6 +129,7 @@ def execute_node(
     try:
         outcome = run_job(run)
     finally:
+        run.finished = True  # ends its stop watch
         run.buffer.closed = True  # set again under its lock below; stops the timer's flushes
     if outcome is None:
         return None
@@ -144,7 +148,17 @@ def execute_node(
     return outcome.status
 
 
-def _record(session: Session, job: NodeJob, outcome: Outcome) -> bool:
+def _record(session: Session, stopped: bool, job: NodeJob, outcome: Outcome) -> bool:
+    """The node's end; a node whose run was stopped meanwhile ends TERMINATED."""
+    if stopped:
+        return transition_node(
+            session,
+            job.node_exec_id,
+            S.TERMINATED,
+            allowed_from=frozenset({S.RUNNING}),
+            attempt_is=job.attempt,
+            stats=outcome.stats,
+        )
     return transition_node(
         session,
         job.node_exec_id,
@@ -229,12 +243,11 @@ class _Run:
         ref = NodeRef(job.node_exec_id, job.graph_exec_id, job.node_id, job.attempt)
         self.buffer = OutputBuffer(engine, ref)
         self.clock = Clock(job.node_id, job.time_limit)
+        self.finished = False
+        self.watches = 0
         self.output_size = 0
         self.wall_start = time.perf_counter()
         self.cpu_start = time.thread_time()
-        # The first check waits one interval: most nodes end before it, and their end's
-        # conditional UPDATE fences them anyway.
-        self.next_cancel_check = time.monotonic() + CANCEL_CHECK_INTERVAL
 
     def context(self) -> RunContext:
         job = self.job
@@ -257,8 +270,8 @@ class _Run:
         self.output_size += size
         if self.buffer.superseded:
             raise SupersededError()
-        if self.buffer.stop is not None:
-            # The run is past a limit: this node stops and ends it (``run_job``).
+        if self.buffer.stop is not None or self.buffer.halted:
+            # Past a limit (this node stops and ends the run: ``run_job``), or stopped.
             raise ExecutionStoppedError()
 
     def _checked_size(self, pin: str, value: Any) -> int:
@@ -278,32 +291,71 @@ class _Run:
         """The execution was stopped, or is past its deadline: a step that would stop it may
         not get a worker slot while this node holds one, so the node stops by itself and, past
         the deadline by its own clock, ends the run too (``_deadline_stop``); past a limit a
-        flush found, it ends the run with its own end."""
-        if self.past_deadline() or self.buffer.stop is not None:
+        flush found, it ends the run with its own end. What blocks poll as ``is_cancelled``."""
+        if self._stopped_here():
             return True
-        return self.engine.coordinator.stop_requested(self.job.graph_exec_id)
+        try:
+            return self.engine.coordinator.stop_requested(self.job.graph_exec_id)
+        except RedisError:
+            return False  # the watch reads the database
+
+    def _stopped_here(self) -> bool:
+        """A stop this process knows of already, with no round trip."""
+        return (
+            self.past_deadline()
+            or self.buffer.stop is not None
+            or self.buffer.halted
+            or isinstance(self.clock.pending, ExecutionStoppedError)
+        )
 
     def past_deadline(self) -> bool:
         deadline = self.job.deadline
         return deadline is not None and utcnow() >= deadline
 
     def check_still_ours(self) -> None:
-        """Stop if the execution is past its deadline or a limit (checked at every yield), or
-        was stopped or taken over (checked every 0.25 s at most)."""
-        if self.past_deadline() or self.buffer.stop is not None:
+        """At every yield, with no round trip: stop if the run is past its deadline or a
+        limit, a flush found it stopped or the node taken over, or the watch found so."""
+        if self.buffer.superseded:
+            raise SupersededError()
+        if self._stopped_here():
             raise ExecutionStoppedError()
-        now = time.monotonic()
-        if now < self.next_cancel_check:
+        self.clock.check()
+
+    def start_watch(self) -> None:
+        timer().schedule(self.watch, WATCH_INTERVAL_SECONDS)
+
+    def watch(self) -> None:
+        """On the timer thread while the node runs: a stop found interrupts the block (at
+        once if it is blocked in a main thread, else at its next yield or poll)."""
+        if self.finished:
             return
-        self.next_cancel_check = now + CANCEL_CHECK_INTERVAL
-        if self.stop_requested():
-            raise ExecutionStoppedError()
+        try:
+            stop = self._stop_found()
+        except Exception:
+            self.logger.warning("could not check whether to stop", exc_info=True)
+            stop = None
+        if stop is not None:
+            self.clock.interrupt(stop)
+        else:
+            self.start_watch()
+
+    def _stop_found(self) -> Exception | None:
+        self.watches += 1
+        if self._stopped_here():
+            return ExecutionStoppedError()
+        try:
+            if self.engine.coordinator.stop_requested(self.job.graph_exec_id):
+                return ExecutionStoppedError()
+            read_database = self.watches % DATABASE_EVERY == 0
+        except RedisError:
+            read_database = True
+        if not read_database:
+            return None
         with self.engine.db.session() as session:
             current, stopped = repo.running_attempt_and_stop(session, self.job.node_exec_id)
         if current != self.job.attempt:
-            raise SupersededError()
-        if stopped:  # the run ended but its stop flag was lost to a crash
-            raise ExecutionStoppedError()
+            return SupersededError()
+        return ExecutionStoppedError() if stopped else None
 
     def stats(self, error: str | None) -> dict[str, Any]:
         return {
@@ -324,6 +376,7 @@ def run_job(run: _Run) -> Outcome | None:
     if job.worker_losses >= engine.settings.max_worker_losses:
         return _failed(run, _lost_too_often(job, engine.settings.max_worker_losses))
     run.logger.info("started")
+    run.start_watch()
     try:
         with alarm(run.clock):
             for pin, value in iterate_block(block, job.inputs, run.context(), run.clock):

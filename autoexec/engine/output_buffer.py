@@ -42,6 +42,7 @@ class OutputBuffer:
         self.closed = False
         self.stop: Stop | None = None  # a run limit a flush found: the node must stop
         self.superseded = False  # a flush found another attempt owning the node execution
+        self.halted = False  # a flush found the run stopped (cancelled or ended)
         # A flush failed, maybe after its commit queued successors it did not send: the
         # node's end wakes an orchestrator step to send them.
         self.step_owed = False
@@ -56,7 +57,7 @@ class OutputBuffer:
             if len(self.items) >= MAX_BATCH and self._may_flush():
                 self._flush()
             elif len(self.items) == 1:
-                timer().schedule(self, WINDOW_SECONDS)
+                timer().schedule(self.flush_due, WINDOW_SECONDS)
 
     def flush_due(self) -> None:
         """Called by the timer: flush what has waited long enough."""
@@ -67,9 +68,9 @@ class OutputBuffer:
                 self._flush()
             except Exception:
                 log.warning("could not record the outputs of %s", self.ref, exc_info=True)
-                timer().schedule(self, WINDOW_SECONDS)  # the node's own flush will say why
+                timer().schedule(self.flush_due, WINDOW_SECONDS)  # the node's flush says why
 
-    def close(self, end: Callable[[Session], bool]) -> Flushed:
+    def close(self, end: inline.End) -> Flushed:
         """Record what is left with the node's end, in one transaction."""
         with self.lock:
             self.closed = True
@@ -77,7 +78,7 @@ class OutputBuffer:
             flushed.needs_step = flushed.needs_step or self.step_owed
             return flushed
 
-    def closing(self, end: Callable[[Session], bool]) -> Callable[[Session], bool]:
+    def closing(self, end: inline.End) -> Callable[[Session], bool]:
         """``end``, then writing what is left if it applied (not delivered: the run is being
         stopped)."""
         with self.lock:
@@ -85,7 +86,7 @@ class OutputBuffer:
             left = list(self.items)
 
         def record_all(session: Session) -> bool:
-            ended = end(session)
+            ended = end(session, False)
             if ended:
                 inline.append_outputs(session, self.ref, left)
             return ended
@@ -95,9 +96,9 @@ class OutputBuffer:
     def _may_flush(self) -> bool:
         """Nothing more is delivered once a flush found the run past a limit (the node's end
         records the rest) or the node execution taken over (the rest is not this attempt's)."""
-        return self.stop is None and not self.superseded
+        return self.stop is None and not self.superseded and not self.halted
 
-    def _flush(self, end: Callable[[Session], bool] | None = None) -> Flushed:
+    def _flush(self, end: inline.End | None = None) -> Flushed:
         try:
             return self._record(end)
         except Exception:
@@ -107,11 +108,12 @@ class OutputBuffer:
             self.all_delivered = False
             raise
 
-    def _record(self, end: Callable[[Session], bool] | None) -> Flushed:
+    def _record(self, end: inline.End | None) -> Flushed:
         outputs = list(self.items)
         flushed = inline.record(self.engine, self.ref, outputs, end, self.all_delivered)
         del self.items[: len(outputs)]  # only once recorded: a failed flush loses nothing
         self.superseded = flushed.superseded
+        self.halted = self.halted or flushed.halted
         if flushed.needs_step or flushed.stop is not None or flushed.superseded:
             self.all_delivered = False
         if flushed.stop is not None and end is None:
@@ -122,30 +124,31 @@ class OutputBuffer:
 
 
 class Timer:
-    """One daemon thread per process calling ``flush_due`` on buffers when they are due."""
+    """One daemon thread per process calling what is due: buffers' ``flush_due``, and the
+    stop watches of running nodes."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self._cond = threading.Condition()
-        self._due: list[tuple[float, int, OutputBuffer]] = []
+        self._due: list[tuple[float, int, Callable[[], None]]] = []
         self._order = itertools.count()
         self.thread = threading.Thread(target=self._loop, name="autoexec-output-timer", daemon=True)
         self.thread.start()
 
-    def schedule(self, buffer: OutputBuffer, delay: float) -> None:
+    def schedule(self, callback: Callable[[], None], delay: float) -> None:
         with self._cond:
-            heapq.heappush(self._due, (time.monotonic() + delay, next(self._order), buffer))
+            heapq.heappush(self._due, (time.monotonic() + delay, next(self._order), callback))
             self._cond.notify()
 
     def _loop(self) -> None:
         while True:
-            buffer = self._next_due()
+            callback = self._next_due()
             try:
-                buffer.flush_due()
+                callback()
             except Exception:  # the thread must live on for the other buffers
-                log.exception("the output timer could not flush %s", buffer.ref)
+                log.exception("the output timer could not run %s", callback)
 
-    def _next_due(self) -> OutputBuffer:
+    def _next_due(self) -> Callable[[], None]:
         with self._cond:
             while True:
                 if not self._due:

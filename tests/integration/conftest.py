@@ -53,11 +53,11 @@ def _queue_env(tag: str) -> dict[str, str]:
 
 @contextmanager
 def worker_process(
-    env: dict[str, str], concurrency: int, log_path: Path, name: str
+    env: dict[str, str], concurrency: int, log_path: Path, name: str, pool: str = "prefork"
 ) -> Iterator[subprocess.Popen[bytes]]:
     queues = ",".join(env[f"AUTOEXEC_{kind}_QUEUE"] for kind in ("GRAPH", "NODE", "INBOX"))
     command = [
-        sys.executable, "-m", "celery", "-A", "autoexec", "worker", "-l", "info",
+        sys.executable, "-m", "celery", "-A", "autoexec", "worker", "-l", "info", "-P", pool,
         "-c", str(concurrency), "-Q", queues, "-n", f"{name}@%h",
         "--without-gossip", "--without-mingle", "--without-heartbeat",
     ]  # fmt: skip

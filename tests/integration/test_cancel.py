@@ -1,4 +1,5 @@
-"""Cancellation (best effort in this issue; the full SPEC §7 is the reliability issue)."""
+"""Cancellation of a run: its running nodes stop and end TERMINATED (more in
+test_cancel_running.py)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def test_cancel_stops_a_running_execution(cluster: Cluster) -> None:
     time.sleep(1.5)  # the streaming node stops at its next yield
     view = api.get_execution(exec_id, owner, engine=cluster.engine)
     stream = next(n for n in view.node_executions if n.node_id == "stream")
-    assert stream.status in (S.TERMINATED, S.COMPLETED)
+    assert stream.status is S.TERMINATED
     assert len(stream.outputs.get("item", [])) < 8
     assert all(n.status in TERMINAL for n in view.node_executions)
     again = api.cancel(exec_id, owner, engine=cluster.engine)
