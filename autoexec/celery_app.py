@@ -46,6 +46,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             **{name: {"queue": settings.node_queue} for name in NODE_TASKS},
         },
         "worker_hijack_root_logger": False,
+        "worker_soft_shutdown_timeout": settings.worker_shutdown_timeout_seconds,
         "timezone": "UTC",
     }
 

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # The time limit of a node with none of its own (node, then block ``timeout_seconds``);
     # 0: none. Under RabbitMQ's 30-minute consumer timeout, which a longer task would trip.
     node_timeout_seconds: float = Field(default=1500.0, ge=0)
+    # On a cold shutdown (SIGQUIT, or SIGTERM with REMAP_SIGTERM=SIGQUIT) a worker lets its
+    # running nodes finish for this long, then hands them back to the queue.
+    worker_shutdown_timeout_seconds: float = Field(default=25.0, ge=0)
 
     billing_enabled: bool = False
     execution_cost_count_threshold: int = Field(default=100, ge=1)

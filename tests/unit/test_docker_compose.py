@@ -67,3 +67,10 @@ def test_rabbitmq_has_management_ui(services: dict[str, Any]) -> None:
     rabbitmq = services["rabbitmq"]
     assert rabbitmq["image"].startswith("rabbitmq:3-management")
     assert {"5672:5672", "15672:15672"} <= set(rabbitmq["ports"])
+
+
+def test_worker_hands_running_nodes_back_on_docker_stop(services: dict[str, Any]) -> None:
+    worker = services["worker"]
+    # SIGTERM becomes Celery's cold shutdown, soft first (AUTOEXEC_WORKER_SHUTDOWN_TIMEOUT_SECONDS)
+    assert worker["environment"]["REMAP_SIGTERM"] == "SIGQUIT"
+    assert worker["stop_grace_period"] == "40s"  # longer than the 25 s soft shutdown

@@ -97,3 +97,11 @@ def test_worker_losses_and_node_timeout_defaults_and_refusals(
     monkeypatch.setenv("AUTOEXEC_NODE_TIMEOUT_SECONDS", "-1")
     with pytest.raises(ConfigurationError, match="AUTOEXEC_NODE_TIMEOUT_SECONDS"):
         load_settings()
+
+
+def test_worker_shutdown_timeout_is_celerys_soft_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    from autoexec.celery_app import celery_config
+
+    assert celery_config(load_settings())["worker_soft_shutdown_timeout"] == 25.0
+    monkeypatch.setenv("AUTOEXEC_WORKER_SHUTDOWN_TIMEOUT_SECONDS", "3")
+    assert celery_config(load_settings())["worker_soft_shutdown_timeout"] == 3.0
