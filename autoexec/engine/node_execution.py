@@ -8,7 +8,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -379,7 +379,8 @@ def run_job(run: _Run) -> Outcome | None:
     run.start_watch()
     try:
         with alarm(run.clock):
-            for pin, value in iterate_block(block, job.inputs, run.context(), run.clock):
+            pairs = iterate_block(block, job.inputs, run.context(), run.clock)
+            for pin, value in _raised_by_block(pairs):
                 run.clock.check()  # an output yielded past the limit is not recorded
                 run.emit(pin, value)
                 run.check_still_ours()
@@ -388,14 +389,38 @@ def run_job(run: _Run) -> Outcome | None:
         return None
     except ExecutionStoppedError:
         return _stopped(run)
+    except BlockRaised as raised:
+        return _failed(run, raised.cause)
     except INFRASTRUCTURE_ERRORS:
-        raise
+        raise  # the engine's own writes: the task retries until the service is back
     except Exception as exc:
         return _failed(run, exc)
     if run.buffer.stop is not None:
         return _stopped(run)  # the block saw ``is_cancelled`` and returned early
     run.logger.info("completed with %d output(s)", run.seq)
     return Outcome(S.COMPLETED, None, run.stats(None))
+
+
+class BlockRaised(Exception):
+    """What the block's own code raised, whatever its type: a database or Redis error of the
+    block's own connections is the block's failure, not the engine's to retry."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _raised_by_block(pairs: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    while True:
+        try:
+            pair = next(pairs)
+        except StopIteration:
+            return
+        except (SupersededError, ExecutionStoppedError):
+            raise  # a stop the engine asked for, not a failure
+        except Exception as exc:
+            raise BlockRaised(exc) from exc
+        yield pair
 
 
 def _lost_too_often(job: NodeJob, limit: int) -> WorkerLostError:

@@ -9,6 +9,8 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import redis.exceptions
+
 from autoexec.blocks.base import Block, BlockInput, BlockOutput, RunContext
 
 
@@ -156,3 +158,17 @@ class KillWorkerBlock(Block[KillWorkerInput]):
     def run(self, data: KillWorkerInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
         os.kill(os.getpid(), signal.SIGKILL)
         yield "never", None  # pragma: no cover
+
+
+class OwnRedisDownBlock(Block[KillWorkerInput]):
+    """Raises the error a block's own Redis connection would: the block's failure."""
+
+    id = "test_own_redis_down"
+    name = "Own Redis down (tests)"
+    description = "Raises redis.exceptions.ConnectionError."
+    Input = KillWorkerInput
+    Output = BlockOutput
+
+    def run(self, data: KillWorkerInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
+        raise redis.exceptions.ConnectionError("the block's own Redis is down")
+        yield  # pragma: no cover
