@@ -71,6 +71,11 @@ BlockRun = Iterator[tuple[str, Any]] | AsyncIterator[tuple[str, Any]]
 InputT = TypeVar("InputT", bound=BlockInput)
 
 
+class TransientError(Exception):
+    """Raised by a block for a failure worth trying again (a rate limit, a remote service
+    briefly down): while the block's ``retries`` last, the node runs again after a backoff."""
+
+
 class Block(Generic[InputT]):
     """Base class of all blocks. Subclasses set the class attributes and implement ``run``."""
 
@@ -83,9 +88,18 @@ class Block(Generic[InputT]):
     static_output: ClassVar[bool] = False
     disabled: ClassVar[bool] = False
     timeout_seconds: ClassVar[float | None] = None
+    # Runs again after a TransientError (or one of ``transient_errors``) this many times,
+    # waiting ``retry_backoff_seconds``, doubled at each retry (at most a minute).
+    retries: ClassVar[int] = 0
+    retry_backoff_seconds: ClassVar[float] = 1.0
+    transient_errors: ClassVar[tuple[type[Exception], ...]] = ()
 
     def run(self, data: InputT, ctx: RunContext) -> BlockRun:
         raise NotImplementedError
+
+    @classmethod
+    def is_transient(cls, exc: BaseException) -> bool:
+        return isinstance(exc, (TransientError, *cls.transient_errors))
 
     @classmethod
     def input_pins(cls) -> frozenset[str]:

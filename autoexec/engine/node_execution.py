@@ -19,7 +19,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from autoexec.blocks.base import ERROR_PIN, RunContext
+from autoexec.blocks.base import ERROR_PIN, Block, RunContext
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.context import Engine
 from autoexec.engine.inline import NodeRef, Yielded, resend_queued
@@ -50,6 +50,18 @@ WATCH_INTERVAL_SECONDS = 0.5
 DATABASE_EVERY = 4
 
 
+MAX_RETRY_BACKOFF = 60.0
+
+
+class RetryNode(Exception):
+    """The node failed transiently with retries left: its task runs it again after
+    ``countdown`` seconds (a new message, so the worker slot is free meanwhile)."""
+
+    def __init__(self, countdown: float) -> None:
+        super().__init__(f"retry in {countdown:g} s")
+        self.countdown = countdown
+
+
 class SupersededError(AutoexecError):
     """Another attempt took this node execution over (its message was re-delivered while this
     run was still alive); this run stops and records nothing more."""
@@ -69,6 +81,7 @@ class NodeJob:
     deadline: datetime | None = None
     worker_losses: int = 0
     time_limit: float | None = None
+    retries: tuple[dict[str, Any], ...] = ()  # the earlier runs that failed transiently
 
 
 @dataclass
@@ -78,6 +91,8 @@ class Outcome:
     stats: dict[str, Any] = field(default_factory=dict)
     # Set when this node's end must also end the whole execution.
     stop: Stop | None = None
+    # Set when the block failed with a transient error and has retries left: run again then.
+    retry_in: float | None = None
 
 
 class NodeLogAdapter(logging.LoggerAdapter[logging.Logger]):
@@ -133,6 +148,9 @@ def execute_node(
         run.buffer.closed = True  # set again under its lock below; stops the timer's flushes
     if outcome is None:
         return None
+    if outcome.retry_in is not None:
+        _note_retry(engine, claimed, outcome)  # the buffer's last outputs come again
+        raise RetryNode(outcome.retry_in)
     end = functools.partial(_record, job=claimed, outcome=outcome)
     if outcome.stop is not None:
         # One transaction ends the run and records this node: a re-delivery after a crash
@@ -168,6 +186,23 @@ def _record(session: Session, stopped: bool, job: NodeJob, outcome: Outcome) -> 
         stats=outcome.stats,
         error=outcome.error,
     )
+
+
+def _note_retry(engine: Engine, job: NodeJob, outcome: Outcome) -> None:
+    """Record the failed run among the node execution's retries, if this attempt still owns
+    it; the node stays RUNNING until the retry takes it over."""
+    failed = {"attempt": job.attempt, "error": outcome.error, "at": utcnow().isoformat()}
+    stats = {**outcome.stats, "retries": [*job.retries, failed]}
+    with engine.db.session() as session:
+        session.execute(
+            update(NodeExecution)
+            .where(
+                NodeExecution.id == job.node_exec_id,
+                NodeExecution.status == S.RUNNING,
+                NodeExecution.attempt == job.attempt,
+            )
+            .values(stats=stats, updated_at=utcnow())
+        )
 
 
 _QUEUED = frozenset({S.QUEUED})
@@ -224,6 +259,7 @@ def claim(
             attempt=attempt,
             deadline=deadline_of(view),
             worker_losses=view.worker_losses + (1 if restarted and worker_lost else 0),
+            retries=tuple(view.stats.get("retries", ())) if view.stats else (),
             time_limit=_time_limit(engine, graph.nodes_by_id.get(view.node_id), view.block_id),
         )
 
@@ -358,13 +394,16 @@ class _Run:
         return ExecutionStoppedError() if stopped else None
 
     def stats(self, error: str | None) -> dict[str, Any]:
-        return {
+        stats: dict[str, Any] = {
             "walltime": time.perf_counter() - self.wall_start,
             "cputime": time.thread_time() - self.cpu_start,
             "input_size": len(json.dumps(self.job.inputs, default=str)),
             "output_size": self.output_size,
             "error": error,
         }
+        if self.job.retries:
+            stats["retries"] = list(self.job.retries)
+        return stats
 
 
 def run_job(run: _Run) -> Outcome | None:
@@ -384,21 +423,27 @@ def run_job(run: _Run) -> Outcome | None:
                 run.clock.check()  # an output yielded past the limit is not recorded
                 run.emit(pin, value)
                 run.check_still_ours()
-    except SupersededError:
-        run.logger.warning("taken over by another attempt; this run stops")
-        return None
-    except ExecutionStoppedError:
-        return _stopped(run)
-    except BlockRaised as raised:
-        return _failed(run, raised.cause)
     except INFRASTRUCTURE_ERRORS:
         raise  # the engine's own writes: the task retries until the service is back
     except Exception as exc:
-        return _failed(run, exc)
+        return _outcome_of(run, block, exc)
     if run.buffer.stop is not None:
         return _stopped(run)  # the block saw ``is_cancelled`` and returned early
     run.logger.info("completed with %d output(s)", run.seq)
     return Outcome(S.COMPLETED, None, run.stats(None))
+
+
+def _outcome_of(run: _Run, block: type[Block[Any]], exc: Exception) -> Outcome | None:
+    """What a run that raised ends with."""
+    if isinstance(exc, SupersededError):
+        run.logger.warning("taken over by another attempt; this run stops")
+        return None
+    if isinstance(exc, ExecutionStoppedError):
+        return _stopped(run)
+    cause = exc.cause if isinstance(exc, BlockRaised) else exc
+    if isinstance(exc, BlockRaised) and _retry_left(block, run.job, cause):
+        return _retry(run, block, cause)
+    return _failed(run, cause)
 
 
 class BlockRaised(Exception):
@@ -421,6 +466,23 @@ def _raised_by_block(pairs: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, An
         except Exception as exc:
             raise BlockRaised(exc) from exc
         yield pair
+
+
+def _retry_left(block: type[Block[Any]], job: NodeJob, exc: Exception) -> bool:
+    return block.is_transient(exc) and len(job.retries) < block.retries
+
+
+def _retry(run: _Run, block: type[Block[Any]], exc: Exception) -> Outcome:
+    error = error_message(exc)
+    backoff = min(block.retry_backoff_seconds * 2 ** len(run.job.retries), MAX_RETRY_BACKOFF)
+    run.logger.warning(
+        "failed transiently (retry %d of %d in %g s): %s",
+        len(run.job.retries) + 1,
+        block.retries,
+        backoff,
+        error,
+    )
+    return Outcome(S.RUNNING, error, run.stats(error), retry_in=backoff)
 
 
 def _lost_too_often(job: NodeJob, limit: int) -> WorkerLostError:

@@ -159,9 +159,12 @@ def execute_node(self: Task[Any, Any], node_exec_id: int, graph_exec_id: str) ->
     delivery = self.request.delivery_info or {}
     redelivered = bool(delivery.get("redelivered"))
     rerun = redelivered or self.request.retries > 0
-    status = node_execution.execute_node(
-        get_engine(), int(node_exec_id), rerun=rerun, worker_lost=redelivered
-    )
+    try:
+        status = node_execution.execute_node(
+            get_engine(), int(node_exec_id), rerun=rerun, worker_lost=redelivered
+        )
+    except node_execution.RetryNode as retry:
+        raise self.retry(countdown=retry.countdown) from None
     return status.value if status else None
 
 

@@ -102,6 +102,7 @@ class ClaimView:
     attempt: int
     worker_losses: int
     input_data: dict[str, Any] | None
+    stats: dict[str, Any] | None
     graph_exec_id: str
     graph_id: str
     graph_version: int
@@ -123,6 +124,7 @@ def claim_view(session: Session, node_exec_id: int) -> ClaimView:
             NodeExecution.attempt,
             NodeExecution.worker_losses,
             NodeExecution.input_data,
+            NodeExecution.stats,
             GraphExecution.id,
             GraphExecution.graph_id,
             GraphExecution.graph_version,

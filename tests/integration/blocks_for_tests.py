@@ -7,11 +7,12 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import redis.exceptions
 
-from autoexec.blocks.base import Block, BlockInput, BlockOutput, RunContext
+from autoexec.blocks.base import Block, BlockInput, BlockOutput, RunContext, TransientError
 
 
 class SlowStreamInput(BlockInput):
@@ -172,3 +173,33 @@ class OwnRedisDownBlock(Block[KillWorkerInput]):
     def run(self, data: KillWorkerInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
         raise redis.exceptions.ConnectionError("the block's own Redis is down")
         yield  # pragma: no cover
+
+
+class FlakyInput(BlockInput):
+    counter_file: str
+    fail_times: int
+
+
+class FlakyOutput(BlockOutput):
+    runs: Any = None
+
+
+class FlakyBlock(Block[FlakyInput]):
+    """Fails transiently its first ``fail_times`` runs (counted in ``counter_file``), then
+    yields how many runs it took; three retries, 0.1 s apart (doubling)."""
+
+    id = "test_flaky"
+    name = "Flaky (tests)"
+    description = "TransientError the first N times."
+    Input = FlakyInput
+    Output = FlakyOutput
+    retries = 3
+    retry_backoff_seconds = 0.1
+
+    def run(self, data: FlakyInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
+        counter = Path(data.counter_file)
+        runs = int(counter.read_text() or "0") + 1 if counter.exists() else 1
+        counter.write_text(str(runs))
+        if runs <= data.fail_times:
+            raise TransientError(f"rate limited (run {runs})")
+        yield "runs", runs
