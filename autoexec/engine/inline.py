@@ -112,13 +112,17 @@ def publish(engine: Engine, jobs: list[NodeTask]) -> None:
             repo.mark_dispatched(session, [job.node_exec_id for job in jobs])
 
 
-def resend_queued(engine: Engine, graph_exec_id: str) -> None:
-    """Send again every node execution of the run noted as sent but not started: a node task
-    notes its successors sent in the transaction that queues them and publishes them after
-    the commit, so its re-delivered (or retried) task calls this in case it died in between.
-    A copy of a message that did go out is refused by the claim of whichever comes second."""
+def resend_queued(engine: Engine, graph_exec_id: str, node_id: str) -> None:
+    """Send again the node executions ``node_id``'s outputs may have queued and noted as sent
+    but not started: a node task notes its successors sent in the transaction that queues
+    them and publishes them after the commit, so its re-delivered (or retried) task calls this
+    in case it died in between. A copy of a message that did go out is refused by the claim of
+    whichever comes second."""
     with engine.db.session() as session:
-        jobs = repo.queued_tasks(session, graph_exec_id)
+        execution = repo.get_execution_state(session, graph_exec_id)
+        graph = load_run_graph(session, graph_exec_id, execution.graph_id, execution.graph_version)
+        sinks = {link.sink_id for link in graph.links_from.get(node_id, [])}
+        jobs = repo.queued_tasks(session, graph_exec_id, sinks) if sinks else []
     send(engine, jobs)
 
 

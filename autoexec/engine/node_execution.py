@@ -133,12 +133,12 @@ def execute_node(
         # The refused message may be the re-delivery of a run killed after it ended but
         # before it sent its successors or finalized the run: a step does what is left.
         if rerun:
-            resend_queued(engine, claimed.graph_exec_id)
+            resend_queued(engine, claimed.graph_exec_id, claimed.node_id)
         engine.wake(claimed.graph_exec_id, force=rerun)
         return None
     if rerun:
         # A crash may have kept the last run from sending successors it had queued.
-        resend_queued(engine, claimed.graph_exec_id)
+        resend_queued(engine, claimed.graph_exec_id, claimed.node_id)
         engine.wake(claimed.graph_exec_id, force=True)
     run = _Run(engine, claimed)
     try:
@@ -160,7 +160,7 @@ def execute_node(
     flushed = run.buffer.close(end)
     if run.buffer.step_owed:
         # A failed flush may have queued successors after its commit without sending them.
-        resend_queued(engine, claimed.graph_exec_id)
+        resend_queued(engine, claimed.graph_exec_id, claimed.node_id)
     if flushed.needs_step:
         engine.wake(claimed.graph_exec_id, force=rerun or run.buffer.step_owed)
     return outcome.status
@@ -226,6 +226,7 @@ class Refused:
 
     status: ExecutionStatus
     graph_exec_id: str
+    node_id: str
 
 
 def claim(
@@ -237,7 +238,7 @@ def claim(
         view = repo.claim_view(session, node_exec_id)
         if view.cancel_requested_at is not None or view.run_status in TERMINAL:
             transition_node(session, node_exec_id, S.TERMINATED)
-            return Refused(S.TERMINATED, view.graph_exec_id)
+            return Refused(S.TERMINATED, view.graph_exec_id, view.node_id)
         attempt = view.attempt + 1
         started = transition_node(
             session, node_exec_id, S.RUNNING, allowed_from=_QUEUED, attempt=attempt
@@ -245,7 +246,7 @@ def claim(
         restarted = not started and rerun and _restart(session, node_exec_id, attempt, worker_lost)
         if not started and not restarted:
             log.info("node execution %s is %s; not running it", node_exec_id, view.status)
-            return Refused(view.status, view.graph_exec_id)
+            return Refused(view.status, view.graph_exec_id, view.node_id)
         graph = load_run_graph(session, view.graph_exec_id, view.graph_id, view.graph_version)
         return NodeJob(
             node_exec_id=node_exec_id,

@@ -322,8 +322,8 @@ def claim_task_ids(
     ]
 
 
-def queued_tasks(session: Session, graph_exec_id: str) -> list[NodeTask]:
-    """Every QUEUED node execution of the run already noted as sent, with its task id."""
+def queued_tasks(session: Session, graph_exec_id: str, node_ids: Collection[str]) -> list[NodeTask]:
+    """The QUEUED node executions of ``node_ids`` in the run already noted as sent."""
     stmt = (
         select(
             NodeExecution.id,
@@ -339,6 +339,8 @@ def queued_tasks(session: Session, graph_exec_id: str) -> list[NodeTask]:
         )
         .order_by(NodeExecution.id)
     )
+    if node_ids is not None:
+        stmt = stmt.where(NodeExecution.node_id.in_(list(node_ids)))
     return [
         NodeTask(row.id, graph_exec_id, row.celery_task_id, row.node_id, row.block_id)
         for row in session.execute(stmt)

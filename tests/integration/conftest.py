@@ -58,7 +58,8 @@ def worker_process(
     queues = ",".join(env[f"AUTOEXEC_{kind}_QUEUE"] for kind in ("GRAPH", "NODE", "INBOX"))
     command = [
         sys.executable, "-m", "celery", "-A", "autoexec", "worker", "-l", "info", "-P", pool,
-        "-c", str(concurrency), "-Q", queues, "-n", f"{name}@%h",
+        # A unique node name: its pidbox queue is exclusive, and test runs may overlap.
+        "-c", str(concurrency), "-Q", queues, "-n", f"{name}-{secrets.token_hex(3)}@%h",
         "--without-gossip", "--without-mingle", "--without-heartbeat",
     ]  # fmt: skip
     with log_path.open("ab") as log:

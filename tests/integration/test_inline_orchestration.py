@@ -342,7 +342,7 @@ def test_a_superseded_attempt_records_and_delivers_nothing_more(
     """Another attempt takes the stream over after its second item was sent on: the old
     attempt records no further item and sends no further calc; the new one finishes, once."""
     monkeypatch.setattr(output_buffer, "MAX_BATCH", 1)  # every yield is its own flush
-    monkeypatch.setattr(node_execution, "CANCEL_CHECK_INTERVAL", 60.0)  # only fencing stops it
+    monkeypatch.setattr(node_execution, "WATCH_INTERVAL_SECONDS", 60.0)  # only fencing stops it
     definition = graph(
         [
             node("stream", "test_slow_stream", count=4, delay=0.0),
