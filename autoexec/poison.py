@@ -125,7 +125,11 @@ class PoisonSafeConsumer(Consumer):
                     call = checked_call(self.app, message)
                 except PoisonMessageError as exc:
                     return self.dead_letter(message, str(exc))
-                _show_safely(message, call)
+                except Exception:
+                    # A fault of the check itself must not cost a good message: Celery decides.
+                    log.exception("could not check %s", _describe(message))
+                else:
+                    _show_safely(message, call)
             return handle(message)
 
         return on_task_received

@@ -10,7 +10,7 @@ import pytest
 from kombu import Message
 
 from autoexec.celery_app import app
-from autoexec.engine.tasks import advance_graph, execute_node, run_graph
+from autoexec.engine.tasks import advance_graph, cancel_graph, execute_node, run_graph
 from autoexec.poison import PoisonMessageError, checked_call
 from autoexec.task_arguments import ArgumentsError, check_arguments, shown_kwargs
 
@@ -19,6 +19,8 @@ def test_arguments_that_fit_pass() -> None:
     check_arguments(execute_node.run, [7, "g"], {})
     check_arguments(execute_node.run, ["7", "g"], {})  # JSON clients may send the id as text
     check_arguments(run_graph.run, [], {"graph_id": "g", "user_id": "u", "inputs": {"x": 1}})
+    check_arguments(cancel_graph.run, ["e1"], {"user_id": "u"})
+    check_arguments(cancel_graph.run, ["e1"], {})  # refused by the task itself, saying why
 
 
 @pytest.mark.parametrize(
