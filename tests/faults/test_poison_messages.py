@@ -54,6 +54,9 @@ POISONS = {
         "undecodable body: ContentDisallowed",
         content=("application/x-python-serialize", "binary"),
     ),
+    "an unknown content type": Poison(
+        b"[[], {}, {}]", "undecodable body", content=("application/x-nope", "binary")
+    ),
     "execute_node with a node id that is no number": Poison(
         b'[["%s", "g"], {}, {}]' % MARKER.encode(),
         "bad arguments for autoexec.execute_node: node_exec_id",
