@@ -90,7 +90,13 @@ def reconfigure(env: Mapping[str, str] | None = None) -> Engine:
 
 # A request naming an unknown graph or bad inputs is the caller's error: it fails the task
 # (the caller's result says why) without being logged as an unexpected worker error.
-@app.task(name="autoexec.run_graph", bind=True, throws=(AutoexecError,), **RETRY_POLICY)
+@app.task(
+    name="autoexec.run_graph",
+    bind=True,
+    throws=(AutoexecError,),
+    Request="autoexec.engine.task_requests:RunGraphRequest",
+    **RETRY_POLICY,
+)
 def run_graph(
     self: Task[Any, Any],
     graph_exec_id: str | None = None,
