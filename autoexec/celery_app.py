@@ -8,6 +8,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from autoexec.settings import Settings, get_settings
+from autoexec.task_arguments import shown_kwargs
 
 GRAPH_TASKS = ("autoexec.run_graph", "autoexec.advance_graph", "autoexec.cancel_graph")
 NODE_TASKS = ("autoexec.execute_node",)
@@ -32,7 +33,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "task_send_sent_event": True,
         "worker_send_task_events": True,
-        "task_track_started": True,
+        # No STARTED state: Celery would write it to the result backend (Redis) before the task
+        # body, outside its retry policy; with Redis down the message was acked and the run lost.
+        "task_track_started": False,
+        # Dead-letters a message no task can run instead of dying on it (autoexec.poison).
+        "worker_consumer": "autoexec.poison:PoisonSafeConsumer",
         "result_expires": 86400,
         "broker_connection_retry_on_startup": True,
         "task_default_queue": settings.graph_queue,
@@ -51,8 +56,19 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+class AutoexecCelery(Celery):
+    """The Celery app; what it sends shows no input values in task events and logs."""
+
+    def send_task(self, name: str, *args: Any, **options: Any) -> Any:
+        kwargs = options.get("kwargs", args[1] if len(args) > 1 else None)
+        shown = shown_kwargs(name, kwargs)
+        if shown is not None:
+            options.setdefault("kwargsrepr", shown)
+        return super().send_task(name, *args, **options)
+
+
 def create_app() -> Celery:
-    app = Celery("autoexec", include=["autoexec.engine.tasks"])
+    app = AutoexecCelery("autoexec", include=["autoexec.engine.tasks"])
     app.add_defaults(lambda: celery_config(get_settings()))
     app.config_from_object("celeryconfig", silent=True)
     return app

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     # Celery's default queue: a bare ``send_task("autoexec.run_graph", ...)`` from an app that
     # knows nothing of autoexec's routes lands here, and autoexec workers consume it too.
     inbox_queue: str = "celery"
+    # Where a message no autoexec task can run goes (with the reason in a header); no worker
+    # consumes it: an operator reads it.
+    dead_queue: str = "autoexec.dead"
     block_modules: str = ""
 
     max_concurrent_runs_per_user: int = Field(default=10, ge=1)

@@ -56,8 +56,8 @@ def parser(description: str, default_n: int) -> argparse.ArgumentParser:
     p.add_argument(
         "--raw-events",
         action="store_true",
-        help="give the raw Celery baseline autoexec's extra Celery settings too (task events, "
-        "task_track_started), to see how much of the ratio they explain",
+        help="give the raw Celery baseline autoexec's extra Celery settings too (task events), "
+        "to see how much of the ratio they explain",
     )
     p.add_argument("--keep-logs", action="store_true", help="print where the worker logs are")
     return p

@@ -24,7 +24,7 @@ from kombu import Queue
 from autoexec.settings import load_settings
 
 RAW_QUEUE_ENV = "BENCH_RAW_QUEUE"
-# "1": also what autoexec turns on beyond the brief's baseline (task events, STARTED state),
+# "1": also what autoexec turns on beyond the brief's baseline (task events),
 # to tell how much of the gap those settings explain.
 RAW_EVENTS_ENV = "BENCH_RAW_EVENTS"
 
@@ -59,7 +59,6 @@ def _autoexec_extras() -> dict[str, Any]:
     return {
         "task_send_sent_event": True,
         "worker_send_task_events": True,
-        "task_track_started": True,
     }
 
 

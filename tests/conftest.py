@@ -6,7 +6,8 @@
 - ``db``: an :class:`autoexec.store.db.Database` on ``pg_url``, emptied after each test.
 - ``sqlite_url``: a migrated SQLite file database in ``tmp_path``.
 
-Tests under ``tests/integration`` are marked ``integration`` automatically.
+Tests under ``tests/integration`` and ``tests/faults`` are marked ``integration``
+automatically (they need the services).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from autoexec.store.migrate import upgrade_database
 from autoexec.store.tables import Base
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
+FAULTS_DIR = Path(__file__).parent / "faults"
 CONNECT_TIMEOUT_SECONDS = 3
 
 
@@ -43,7 +45,7 @@ class Services:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.path.is_relative_to(INTEGRATION_DIR):
+        if item.path.is_relative_to(INTEGRATION_DIR) or item.path.is_relative_to(FAULTS_DIR):
             item.add_marker(pytest.mark.integration)
 
 

@@ -90,7 +90,13 @@ def reconfigure(env: Mapping[str, str] | None = None) -> Engine:
 
 # A request naming an unknown graph or bad inputs is the caller's error: it fails the task
 # (the caller's result says why) without being logged as an unexpected worker error.
-@app.task(name="autoexec.run_graph", bind=True, throws=(AutoexecError,), **RETRY_POLICY)
+@app.task(
+    name="autoexec.run_graph",
+    bind=True,
+    throws=(AutoexecError,),
+    Request="autoexec.engine.task_requests:RunGraphRequest",
+    **RETRY_POLICY,
+)
 def run_graph(
     self: Task[Any, Any],
     graph_exec_id: str | None = None,
@@ -168,10 +174,14 @@ def execute_node(self: Task[Any, Any], node_exec_id: int, graph_exec_id: str) ->
     return status.value if status else None
 
 
-@app.task(name="autoexec.cancel_graph", **RETRY_POLICY)
+# A task callable by name from any app must not bypass the user scope: the caller names the
+# execution's owner, and a wrong or missing one is refused (the task fails, saying why).
+@app.task(name="autoexec.cancel_graph", throws=(AutoexecError,), **RETRY_POLICY)
 def cancel_graph(graph_exec_id: str, user_id: str | None = None) -> str:
-    """Cancel an execution; returns what happened."""
-    try:
-        return cancel_execution(get_engine(), graph_exec_id, user_id)
-    except AutoexecError as exc:
-        return str(exc)
+    """Cancel an execution of ``user_id``; returns what happened."""
+    if not user_id:
+        raise InputValidationError(
+            "autoexec.cancel_graph needs user_id, the owner of the execution: "
+            "send kwargs={'graph_exec_id': ..., 'user_id': ...}"
+        )
+    return cancel_execution(get_engine(), graph_exec_id, user_id)

@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 from celery import Celery
+from celery.utils.imports import symbol_by_name
 
 from autoexec.celery_app import celery_config, create_app
+from autoexec.poison import PoisonSafeConsumer
 from autoexec.settings import load_settings
 
 
@@ -60,3 +62,12 @@ def test_queue_names_follow_the_settings() -> None:
     config = celery_config(load_settings(graph_queue="g", node_queue="n", inbox_queue="i"))
     assert {queue.name for queue in config["task_queues"]} == {"g", "n", "i"}
     assert config["task_routes"]["autoexec.execute_node"] == {"queue": "n"}
+
+
+def test_nothing_is_written_to_the_result_backend_before_a_task_body(conf: Any) -> None:
+    # A STARTED write would happen outside the tasks' retry policy (issue 8).
+    assert conf.task_track_started is False
+
+
+def test_workers_dead_letter_poison_messages(app: Celery) -> None:
+    assert symbol_by_name(app.conf.worker_consumer) is PoisonSafeConsumer

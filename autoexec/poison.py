@@ -1,0 +1,162 @@
+"""Poison messages: a message on an autoexec queue that no task can run is copied to the dead
+queue (``AUTOEXEC_DEAD_QUEUE``, the reason in the ``x-autoexec-reason`` header), logged without
+its body and rejected without re-queue; the consumer goes on with the next message.
+
+Celery's own consumer dies ("Unrecoverable error") on a body that is JSON but not
+``[args, kwargs, embed]``: its request unpacks the body in the consumer itself. With ``-c 1``
+the worker then stays up consuming nothing, and the broker hands the message to the next
+worker, which dies too. :class:`PoisonSafeConsumer` (Celery's ``worker_consumer``) checks each
+task message before Celery's handler sees it, and dead-letters what Celery would drop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+from celery.worker.consumer import Consumer
+from kombu import Exchange, Message, Queue
+from vine import promise
+
+from autoexec.settings import get_settings
+from autoexec.task_arguments import ArgumentsError, check_arguments, shown_kwargs
+
+log = logging.getLogger(__name__)
+
+REASON_HEADER = "x-autoexec-reason"
+QUEUE_HEADER = "x-autoexec-queue"
+DEAD_LETTER_RETRY = {"max_retries": 3, "interval_start": 0, "interval_step": 1}
+
+
+class PoisonMessageError(Exception):
+    """A message no task can run; its text is the reason, never the body."""
+
+
+@dataclass(frozen=True)
+class TaskCall:
+    name: str
+    args: Sequence[Any]
+    kwargs: Mapping[str, Any]
+
+
+def checked_call(app: Celery, message: Message) -> TaskCall:
+    """The task call a protocol-2 task message makes, once its body and arguments are checked;
+    raises :class:`PoisonMessageError` otherwise."""
+    name = str(message.headers["task"])
+    try:
+        payload = message.decode()
+    except Exception as exc:
+        raise PoisonMessageError(f"undecodable body: {type(exc).__name__}: {exc}") from None
+    args, kwargs = _arguments(payload)
+    task = app.tasks.get(name)
+    if task is not None and name.startswith("autoexec."):
+        try:
+            check_arguments(task.run, args, kwargs)
+        except ArgumentsError as exc:
+            raise PoisonMessageError(f"bad arguments for {name}: {exc}") from None
+    return TaskCall(name, args, kwargs)
+
+
+def _arguments(payload: Any) -> tuple[Sequence[Any], Mapping[str, Any]]:
+    if isinstance(payload, Mapping) and "args" in payload:  # Celery's hybrid protocol
+        args, kwargs = payload.get("args", ()), payload.get("kwargs", {})
+    elif isinstance(payload, list | tuple) and len(payload) == 3 and isinstance(payload[2], dict):
+        args, kwargs = payload[0], payload[1]
+    else:
+        raise PoisonMessageError("body is not a Celery task message [args, kwargs, embed]")
+    if not isinstance(args, list | tuple) or not isinstance(kwargs, Mapping):
+        raise PoisonMessageError("body is not [args, kwargs, embed] with a list and an object")
+    return args, kwargs
+
+
+def dead_queue() -> Queue:
+    name = get_settings().dead_queue
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
+def publish_dead(app: Celery, message: Message, reason: str) -> None:
+    """Copy ``message`` as it came (body, content type, headers) to the dead queue."""
+    queue = dead_queue()
+    headers = {**(message.headers or {}), REASON_HEADER: reason, QUEUE_HEADER: _queue_of(message)}
+    with app.producer_or_acquire() as producer:
+        producer.publish(
+            message.body,
+            exchange=queue.exchange,
+            routing_key=queue.routing_key,
+            declare=[queue],
+            content_type=message.content_type or "application/octet-stream",
+            content_encoding=message.content_encoding or "binary",
+            headers=headers,
+            delivery_mode=2,
+            retry=True,
+            retry_policy=DEAD_LETTER_RETRY,
+        )
+
+
+def _queue_of(message: Message) -> str:
+    return str((message.delivery_info or {}).get("routing_key") or "")
+
+
+def _describe(message: Message) -> str:
+    """What the log says of a message: where it came from and its size, not its body."""
+    headers = message.headers or {}
+    size = len(message.body or b"")
+    return (
+        f"task {headers.get('task')!r} id {headers.get('id')!r} on queue {_queue_of(message)!r} "
+        f"({message.content_type}, {size} bytes)"
+    )
+
+
+class PoisonSafeConsumer(Consumer):
+    """Celery's consumer, which dead-letters a message it cannot run instead of dying on it
+    or dropping it with its body in the log."""
+
+    connection_errors: tuple[type[BaseException], ...]  # set by Celery's __init__
+
+    def create_task_handler(self, promise: type[promise] = promise) -> Callable[..., Any]:
+        handle = super().create_task_handler(promise)
+
+        def on_task_received(message: Message) -> Any:
+            if "task" in (message.headers or {}):  # protocol 2; Celery checks the others
+                try:
+                    call = checked_call(self.app, message)
+                except PoisonMessageError as exc:
+                    return self.dead_letter(message, str(exc))
+                except Exception:
+                    # A fault of the check itself must not cost a good message: Celery decides.
+                    log.exception("could not check %s", _describe(message))
+                else:
+                    _show_safely(message, call)
+            return handle(message)
+
+        return on_task_received
+
+    def dead_letter(self, message: Message, reason: str) -> None:
+        log.error("rejected a message no task can run, %s: %s", _describe(message), reason)
+        try:
+            publish_dead(self.app, message, reason)
+        except Exception:
+            log.exception("could not dead-letter %s; it is dropped", _describe(message))
+        message.reject_log_error(log, self.connection_errors)
+
+    def on_decode_error(self, message: Message, exc: Exception) -> None:
+        self.dead_letter(message, f"undecodable body: {type(exc).__name__}: {exc}")
+
+    def on_unknown_message(self, body: Any, message: Message) -> None:
+        self.dead_letter(message, "not a Celery task message (it names no task)")
+
+    def on_unknown_task(self, body: Any, message: Message, exc: Exception) -> None:
+        self.dead_letter(message, f"unknown task {(message.headers or {}).get('task')!r}")
+
+    def on_invalid_task(self, body: Any, message: Message, exc: Exception) -> None:
+        self.dead_letter(message, f"invalid task message: {exc}")
+
+
+def _show_safely(message: Message, call: TaskCall) -> None:
+    """Task events and logs of this worker show no input values, whoever sent the message."""
+    shown = shown_kwargs(call.name, call.kwargs)
+    if shown is not None:
+        message.headers["kwargsrepr"] = shown

@@ -1,0 +1,139 @@
+"""Tasks callable by name from any app (issue 8 item 7): ``autoexec.cancel_graph`` acts only for
+the execution's owner, and input values sent to ``autoexec.run_graph`` never show in task
+events (what Flower displays)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from celery import Celery
+
+from autoexec import api
+from autoexec.celery_app import app
+from autoexec.engine.tasks import run_graph
+from autoexec.errors import InputValidationError, NotFoundError
+from autoexec.statuses import ExecutionStatus
+from autoexec.store.tables import GraphExecution
+from tests.integration.conftest import Cluster
+from tests.integration.test_engine import ADD_ONE, graph, node, user
+from tests.integration.test_task_events import ReadyReceiver, task_events
+
+S = ExecutionStatus
+SECRET = 918273645  # an input value that must not leave the run
+
+STREAM = graph(
+    [
+        node("stream", "test_slow_stream", count=20, delay=0.5),
+        node("out", "agent_output", name="n"),
+    ],
+    [("stream", "item", "out", "value")],
+)
+
+
+def start_stream(cluster: Cluster) -> tuple[str, str]:
+    owner = user()
+    graph_id, _ = api.save_graph(STREAM, owner, engine=cluster.engine)
+    exec_id = api.execute_graph(graph_id, owner, {}, engine=cluster.engine)
+    deadline = time.monotonic() + 30
+    while api.get_execution(exec_id, owner, engine=cluster.engine).status is not S.RUNNING:
+        assert time.monotonic() < deadline, "the run did not start"
+        time.sleep(0.1)
+    return owner, exec_id
+
+
+def cancel_by_name(**kwargs: Any) -> str:
+    return str(app.send_task("autoexec.cancel_graph", kwargs=kwargs).get(timeout=30))
+
+
+def assert_not_cancelled(cluster: Cluster, exec_id: str) -> None:
+    with cluster.engine.db.session() as session:
+        execution = session.get(GraphExecution, exec_id)
+        assert execution is not None
+        assert execution.cancel_requested_at is None
+        assert execution.status is S.RUNNING
+
+
+def test_cancel_graph_by_name_acts_only_for_the_owner(cluster: Cluster) -> None:
+    owner, exec_id = start_stream(cluster)
+    with pytest.raises(InputValidationError, match="cancel_graph needs user_id"):
+        cancel_by_name(graph_exec_id=exec_id)
+    assert_not_cancelled(cluster, exec_id)
+    with pytest.raises(NotFoundError, match=f"graph execution '{exec_id}' not found"):
+        cancel_by_name(graph_exec_id=exec_id, user_id=user())
+    assert_not_cancelled(cluster, exec_id)
+    assert cancel_by_name(graph_exec_id=exec_id, user_id=owner).endswith("cancelled")
+    view = api.wait(exec_id, owner, timeout=30, engine=cluster.engine)
+    assert view.status is S.TERMINATED
+
+
+def send_from_plain_celery(cluster: Cluster, graph_id: str, owner: str) -> str:
+    """``send_task`` by name from an app that knows nothing of autoexec."""
+    settings = cluster.engine.settings
+    client = Celery(broker=settings.broker_url, backend=settings.effective_result_backend)
+    try:
+        kwargs = {"graph_id": graph_id, "user_id": owner, "inputs": {"x": SECRET}}
+        sent = client.send_task("autoexec.run_graph", kwargs=kwargs, queue=cluster.inbox_queue)
+        return str(sent.get(timeout=30))
+    finally:
+        client.close()
+
+
+def test_input_values_never_show_in_task_events(cluster: Cluster) -> None:
+    owner = user()
+    graph_id, _ = api.save_graph(ADD_ONE, owner, engine=cluster.engine)
+    kwargs = {"graph_id": graph_id, "user_id": owner, "inputs": {"x": SECRET}}
+    with task_events() as events:
+        own = str(run_graph.apply_async(kwargs=kwargs).get(timeout=30))
+        plain = send_from_plain_celery(cluster, graph_id, owner)
+        for exec_id in (own, plain):
+            view = api.wait(exec_id, owner, timeout=60, engine=cluster.engine)
+            assert (view.status, view.outputs) == (S.COMPLETED, {"sum": [SECRET + 1]})
+    shown = [e for e in events if e["uuid"] in (own, plain)]
+    # Both sends were seen by the worker, and autoexec's own send by its task-sent event too.
+    assert sorted((e["type"], e["uuid"]) for e in shown) == sorted(
+        [("task-sent", own), ("task-received", own), ("task-received", plain)]
+    )
+    for event in shown:
+        assert str(SECRET) not in repr(event)
+        assert "'inputs': ['x']" in event["kwargs"]
+    assert str(SECRET) not in repr(events)  # nor in any node's events
+
+
+@contextmanager
+def every_task_event() -> Iterator[list[dict[str, Any]]]:
+    """Every task event on the broker while the block runs (sent, received, failed …)."""
+    events: list[dict[str, Any]] = []
+    with app.connection_for_read() as connection:
+        receiver = ReadyReceiver(connection, handlers={"*": events.append}, app=app)
+        receiver.ready = threading.Event()
+        thread = threading.Thread(target=receiver.capture, kwargs={"wakeup": False}, daemon=True)
+        thread.start()
+        assert receiver.ready.wait(10), "the event receiver did not start"
+        try:
+            yield events
+            time.sleep(1.0)  # events of the last tasks are still on their way
+        finally:
+            receiver.should_stop = True
+            thread.join(10)
+
+
+def test_a_refused_input_value_shows_in_the_result_not_in_task_events(cluster: Cluster) -> None:
+    owner = user()
+    graph_id, _ = api.save_graph(ADD_ONE, owner, engine=cluster.engine)
+    refused = f"not-a-number-{SECRET}"
+    kwargs = {"graph_id": graph_id, "user_id": owner, "inputs": {"x": refused}}
+    with every_task_event() as events:
+        sent = run_graph.apply_async(kwargs=kwargs)
+        # The caller is told exactly what was wrong ...
+        with pytest.raises(InputValidationError, match=refused):
+            sent.get(timeout=30)
+    # ... and monitoring that it failed and how, without the value.
+    failed = [e for e in events if e["uuid"] == sent.id and e["type"] == "task-failed"]
+    assert len(failed) == 1
+    assert failed[0]["exception"].startswith("InputValidationError(hidden from task events")
+    assert str(SECRET) not in repr([e for e in events if e.get("uuid") == sent.id])
