@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import OperationalError
 
 from autoexec.coordination import Keys
 from autoexec.dataflow import YieldedOutput, graph_outputs
@@ -368,8 +369,13 @@ def wait(
     pubsub.subscribe(Keys.events(graph_exec_id))
     try:
         while True:
-            with engine.db.session() as session:
-                status = repo.status_of(session, graph_exec_id, user_id)
+            try:
+                with engine.db.session() as session:
+                    status = repo.status_of(session, graph_exec_id, user_id)
+            except OperationalError as exc:
+                if not exc.connection_invalidated or time.monotonic() >= deadline:
+                    raise
+                continue  # the database restarted: the pool has dropped its old connections
             remaining = deadline - time.monotonic()
             if status in TERMINAL:
                 return get_execution(graph_exec_id, user_id, engine)

@@ -1,0 +1,221 @@
+"""Services restarted mid-run (SPEC §7, FAULTS.md): Redis and PostgreSQL instances of the test's
+own are restarted while a graph streams; every run ends COMPLETED with its outputs exact (no
+delivery lost or doubled, I2), and nothing is left QUEUED or RUNNING (I5)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from autoexec import api
+from autoexec.engine.context import Engine
+from autoexec.statuses import ExecutionStatus
+from autoexec.store.migrate import upgrade_database
+from autoexec.store.tables import NodeExecution, NodeExecutionOutput
+from tests.faults.conftest import PrivateRedis, fault_worker, free_port
+from tests.integration.conftest import Cluster
+from tests.integration.test_engine import graph, node, user
+
+S = ExecutionStatus
+ITEMS = 80
+
+STREAM_TIMES_TEN = graph(
+    [
+        node("stream", "test_slow_stream", count=ITEMS, delay=0.05),
+        node("calc", "calculator", operation="multiply", b=10),
+        node("out", "agent_output", name="tens"),
+    ],
+    [("stream", "item", "calc", "a"), ("calc", "result", "out", "value")],
+)
+
+
+def start_stream(engine: Engine) -> tuple[str, str]:
+    owner = user()
+    graph_id, _ = api.save_graph(STREAM_TIMES_TEN, owner, engine=engine)
+    return api.execute_graph(graph_id, owner, {}, engine=engine), owner
+
+
+def outputs_so_far(engine: Engine, exec_id: str) -> int:
+    with engine.db.session() as session:
+        stmt = select(func.count()).where(NodeExecutionOutput.graph_exec_id == exec_id)
+        return int(session.scalar(stmt) or 0)
+
+
+def wait_for_outputs(engine: Engine, exec_id: str, at_least: int) -> None:
+    deadline = time.monotonic() + 60
+    while outputs_so_far(engine, exec_id) < at_least:
+        assert time.monotonic() < deadline, "the stream did not start"
+        time.sleep(0.1)
+
+
+def assert_exact(engine: Engine, exec_id: str, owner: str) -> None:
+    view = api.wait(exec_id, owner, timeout=180, engine=engine)
+    assert view.status is S.COMPLETED
+    assert sorted(view.outputs["tens"]) == [10 * i for i in range(ITEMS)]  # none lost or doubled
+    with engine.db.session() as session:
+        calcs = session.scalar(
+            select(func.count()).where(
+                NodeExecution.graph_exec_id == exec_id, NodeExecution.node_id == "calc"
+            )
+        )
+        stuck = session.scalar(
+            select(func.count()).where(
+                NodeExecution.graph_exec_id == exec_id,
+                NodeExecution.status.in_((S.QUEUED, S.RUNNING)),
+            )
+        )
+    assert (calcs, stuck) == (ITEMS, 0)
+
+
+def test_redis_restarted_mid_run_loses_and_doubles_nothing(
+    cluster: Cluster, private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    redis_env = {"AUTOEXEC_REDIS_URL": private_redis.url, "AUTOEXEC_RESULT_BACKEND": ""}
+    with fault_worker(cluster, tmp_path / "worker.log", redis_env, concurrency=2) as worker:
+        exec_id, owner = start_stream(worker.engine)
+        wait_for_outputs(worker.engine, exec_id, 10)
+        private_redis.stop()  # every lock, flag and wake-up is gone with it (no persistence)
+        time.sleep(1.0)
+        private_redis.start()
+        assert_exact(worker.engine, exec_id, owner)
+
+
+@dataclass
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own (FAULTS.md), on a port of its own."""
+
+    version: str
+    name: str
+    port: int
+
+    @property
+    def server_url(self) -> str:
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    def ctl(self, action: str) -> None:
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", self.version, self.name, action],
+            check=True,
+            capture_output=True,
+        )
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
+    server = PrivatePostgres(version, f"faults_{secrets.token_hex(3)}", free_port())
+    subprocess.run(
+        ["pg_createcluster", version, server.name, "-p", str(server.port), "--", "--auth=trust"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        server.ctl("start")
+        yield server
+    finally:
+        subprocess.run(
+            ["pg_dropcluster", "--stop", version, server.name], check=False, capture_output=True
+        )
+
+
+def test_postgres_restarted_mid_run_loses_and_doubles_nothing(
+    cluster: Cluster, private_postgres: PrivatePostgres, tmp_path: Path
+) -> None:
+    database_url = private_postgres.server_url.rsplit("/", 1)[0] + "/autoexec_faults"
+    upgrade_database(database_url)
+    db_env = {"AUTOEXEC_DATABASE_URL": database_url}
+    with fault_worker(cluster, tmp_path / "worker.log", db_env, concurrency=2) as worker:
+        exec_id, owner = start_stream(worker.engine)
+        wait_for_outputs(worker.engine, exec_id, 10)
+        private_postgres.ctl("restart")  # every connection of every process is cut
+        assert_exact(worker.engine, exec_id, owner)
+
+
+def rabbit_bin(name: str) -> str:
+    """RabbitMQ's own script: the one on PATH (Debian's wrapper) switches to the rabbitmq user,
+    which cannot write the test's directory."""
+    own = Path("/usr/lib/rabbitmq/bin") / name
+    return str(own) if own.exists() else name
+
+
+@dataclass
+class PrivateRabbit:
+    """A second RabbitMQ node of the test's own (FAULTS.md), on ports of its own."""
+
+    directory: Path
+    port: int
+    name: str
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def env(self) -> dict[str, str]:
+        base = self.directory
+        return {
+            **os.environ,
+            "HOME": str(base / "home"),
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(free_port()),
+            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(base / "log"),
+            "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(base / "node.pid"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+
+    def ctl(self, *args: str) -> None:
+        subprocess.run(
+            [rabbit_bin("rabbitmqctl"), "-n", self.name, *args],
+            env=self.env(),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+
+@pytest.fixture
+def private_rabbit(tmp_path: Path) -> Iterator[PrivateRabbit]:
+    base = tmp_path / "rmq"
+    (base / "home").mkdir(parents=True)
+    (base / "enabled_plugins").write_text("[].")
+    port = free_port()
+    (base / "rabbitmq.conf").write_text(
+        f"listeners.tcp.local = 127.0.0.1:{port}\nloopback_users = none\n"
+    )
+    server = PrivateRabbit(base, port, f"faults{secrets.token_hex(3)}@localhost")
+    subprocess.run([rabbit_bin("rabbitmq-server"), "-detached"], env=server.env(), check=True)
+    try:
+        server.ctl("wait", str(base / "node.pid"))
+        yield server
+    finally:
+        subprocess.run(
+            [rabbit_bin("rabbitmqctl"), "-n", server.name, "stop"],
+            env=server.env(),
+            check=False,
+            capture_output=True,
+            timeout=120,
+        )
+
+
+def test_rabbitmq_restarted_mid_run_loses_and_doubles_nothing(
+    cluster: Cluster, private_rabbit: PrivateRabbit, tmp_path: Path
+) -> None:
+    broker_env = {"AUTOEXEC_BROKER_URL": private_rabbit.url}
+    with fault_worker(cluster, tmp_path / "worker.log", broker_env, concurrency=2) as worker:
+        exec_id, owner = start_stream(worker.engine)
+        wait_for_outputs(worker.engine, exec_id, 10)
+        private_rabbit.ctl("stop_app")  # every connection is closed, unacked messages requeued
+        time.sleep(1.0)
+        private_rabbit.ctl("start_app")
+        assert_exact(worker.engine, exec_id, owner)
