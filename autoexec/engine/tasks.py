@@ -84,8 +84,21 @@ def reconfigure(env: Mapping[str, str] | None = None) -> Engine:
     os.environ.update(env or {})
     get_settings.cache_clear()
     app.conf.update(celery_config(get_settings()))
+    _forget_connections()
     reset_engine()
     return get_engine()
+
+
+def _forget_connections() -> None:
+    """Celery keeps its broker connection pools and result backend as built from the settings
+    of their first use, with no public way to rebuild them: drop them, so the next use
+    connects where the new settings say."""
+    setattr(app, "_pool", None)  # noqa: B010 - Celery's private caches
+    setattr(app.amqp, "_producer_pool", None)  # noqa: B010
+    setattr(app, "_backend_cache", None)  # noqa: B010
+    local = getattr(app, "_local", None)
+    if local is not None and hasattr(local, "backend"):
+        delattr(local, "backend")
 
 
 # A request naming an unknown graph or bad inputs is the caller's error: it fails the task
