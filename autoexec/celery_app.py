@@ -9,7 +9,12 @@ from kombu import Exchange, Queue
 
 from autoexec.settings import Settings, get_settings
 
-GRAPH_TASKS = ("autoexec.run_graph", "autoexec.advance_graph", "autoexec.cancel_graph")
+GRAPH_TASKS = (
+    "autoexec.run_graph",
+    "autoexec.advance_graph",
+    "autoexec.cancel_graph",
+    "autoexec.reconcile",
+)
 NODE_TASKS = ("autoexec.execute_node",)
 
 
@@ -47,6 +52,20 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         },
         "worker_hijack_root_logger": False,
         "timezone": "UTC",
+        "beat_schedule": reconcile_schedule(settings),
+    }
+
+
+def reconcile_schedule(settings: Settings) -> dict[str, Any]:
+    """``celery -A autoexec beat`` sends one reconciler pass per interval; a pass not started
+    within the interval expires (the next one does its work), so no backlog of passes builds."""
+    interval = settings.reconcile_interval_seconds
+    return {
+        "autoexec.reconcile": {
+            "task": "autoexec.reconcile",
+            "schedule": interval,
+            "options": {"expires": interval},
+        }
     }
 
 

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     graph_lock_ttl_seconds: float = Field(default=10.0, gt=0)
     delivery_batch_size: int = Field(default=200, ge=1)
     max_node_executions_per_run: int = Field(default=100_000, ge=1)
+    # The reconciler resumes a run that made no progress (no status change, no output) for
+    # this long; it runs every interval under ``celery -A autoexec beat``.
+    reconcile_after_seconds: float = Field(default=300.0, ge=0)
+    reconcile_interval_seconds: float = Field(default=60.0, gt=0)
 
     billing_enabled: bool = False
     execution_cost_count_threshold: int = Field(default=100, ge=1)

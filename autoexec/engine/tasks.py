@@ -4,6 +4,7 @@
 ``autoexec.advance_graph``  one orchestrator step                      (queue autoexec.graphs)
 ``autoexec.execute_node``   one node execution                         (queue autoexec.nodes)
 ``autoexec.cancel_graph``   cancel an execution                        (queue autoexec.graphs)
+``autoexec.reconcile``      one reconciler pass, scheduled by beat     (queue autoexec.graphs)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
 from autoexec.celery_app import app, celery_config
-from autoexec.engine import node_execution, orchestrator
+from autoexec.engine import node_execution, orchestrator, reconciler
 from autoexec.engine.admission import admit
 from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine, build_engine
@@ -169,3 +170,17 @@ def cancel_graph(graph_exec_id: str, user_id: str | None = None) -> str:
         return cancel_execution(get_engine(), graph_exec_id, user_id)
     except AutoexecError as exc:
         return str(exc)
+
+
+@app.task(name="autoexec.reconcile", throws=(AutoexecError,))
+def reconcile(older_than_seconds: float | None = None) -> dict[str, int]:
+    """One reconciler pass over executions with no progress for ``older_than_seconds``
+    (default: AUTOEXEC_RECONCILE_AFTER_SECONDS); returns what it did."""
+    engine = get_engine()
+    if older_than_seconds is None:
+        older_than_seconds = engine.settings.reconcile_after_seconds
+    if isinstance(older_than_seconds, bool) or not isinstance(older_than_seconds, int | float):
+        raise InputValidationError("reconcile: older_than_seconds must be a number of seconds")
+    if older_than_seconds < 0:
+        raise InputValidationError("reconcile: older_than_seconds must not be negative")
+    return reconciler.reconcile(engine, float(older_than_seconds)).as_dict()

@@ -50,6 +50,7 @@ def test_both_queues_declared(conf: Any) -> None:
         ("autoexec.run_graph", "autoexec.graphs"),
         ("autoexec.advance_graph", "autoexec.graphs"),
         ("autoexec.cancel_graph", "autoexec.graphs"),
+        ("autoexec.reconcile", "autoexec.graphs"),
     ],
 )
 def test_routes(app: Celery, task: str, queue: str) -> None:
@@ -60,3 +61,17 @@ def test_queue_names_follow_the_settings() -> None:
     config = celery_config(load_settings(graph_queue="g", node_queue="n", inbox_queue="i"))
     assert {queue.name for queue in config["task_queues"]} == {"g", "n", "i"}
     assert config["task_routes"]["autoexec.execute_node"] == {"queue": "n"}
+
+
+def test_beat_schedules_one_reconciler_pass_per_interval() -> None:
+    config = celery_config(load_settings(reconcile_interval_seconds=15))
+    entry = config["beat_schedule"]["autoexec.reconcile"]
+    assert entry["task"] == "autoexec.reconcile"
+    assert entry["schedule"] == 15
+    assert entry["options"] == {"expires": 15}
+
+
+def test_the_reconcile_task_is_registered(app: Celery) -> None:
+    import autoexec.engine.tasks  # noqa: F401  (registers the tasks on the app)
+
+    assert "autoexec.reconcile" in app.tasks

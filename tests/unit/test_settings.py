@@ -81,3 +81,20 @@ def test_node_execution_limit_defaults_high_and_refuses_zero(
     monkeypatch.setenv("AUTOEXEC_MAX_NODE_EXECUTIONS_PER_RUN", "0")
     with pytest.raises(ConfigurationError, match="AUTOEXEC_MAX_NODE_EXECUTIONS_PER_RUN"):
         load_settings()
+
+
+def test_reconciler_defaults_and_refuses_a_negative_age(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert settings.reconcile_after_seconds == 300
+    assert settings.reconcile_interval_seconds == 60
+    monkeypatch.setenv("AUTOEXEC_RECONCILE_AFTER_SECONDS", "0")
+    assert load_settings().reconcile_after_seconds == 0
+    monkeypatch.setenv("AUTOEXEC_RECONCILE_AFTER_SECONDS", "-1")
+    with pytest.raises(ConfigurationError, match="AUTOEXEC_RECONCILE_AFTER_SECONDS"):
+        load_settings()
+
+
+def test_reconcile_interval_must_be_positive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOEXEC_RECONCILE_INTERVAL_SECONDS", "0")
+    with pytest.raises(ConfigurationError, match="AUTOEXEC_RECONCILE_INTERVAL_SECONDS"):
+        load_settings()
