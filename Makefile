@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck unit integration example bench
+.PHONY: venv test lint typecheck unit integration faults example bench
 
 venv: $(STAMP)
 
@@ -27,6 +27,9 @@ unit: venv
 
 integration: venv
 	$(BIN)/pytest -q tests/integration
+
+faults: venv
+	$(BIN)/pytest -q tests/faults
 
 test: venv
 	$(BIN)/ruff check autoexec tests
