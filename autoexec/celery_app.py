@@ -57,13 +57,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def reconcile_schedule(settings: Settings) -> dict[str, Any]:
-    """``celery -A autoexec beat`` sends one reconciler pass per interval; a pass not started
-    within the interval expires (the next one does its work), so no backlog of passes builds."""
+    """``celery -A autoexec beat`` sends one reconciler pass per interval, with the age set in
+    beat's environment; a pass not started within the interval expires (the next one does its
+    work), so no backlog of passes builds up while workers are down."""
     interval = settings.reconcile_interval_seconds
     return {
         "autoexec.reconcile": {
             "task": "autoexec.reconcile",
             "schedule": interval,
+            "kwargs": {"older_than_seconds": settings.reconcile_after_seconds},
             "options": {"expires": interval},
         }
     }

@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -258,3 +259,32 @@ def wait_until_running(engine: Engine, run: Run, node_id: str) -> None:
             return
         time.sleep(0.05)
     pytest.fail(f"{node_id} never ran: {nodes(engine, run)}")
+
+
+def test_celery_beat_schedules_the_passes_that_resume_a_lost_run(
+    stack: Stack, tmp_path: Path
+) -> None:
+    lossy, _ = stack.lossy()
+    run = submit_lost(lossy, ADD_ONE, {"x": 6})
+    env = {
+        **os.environ,
+        **stack.env,
+        "AUTOEXEC_RECONCILE_INTERVAL_SECONDS": "0.5",
+        "AUTOEXEC_RECONCILE_AFTER_SECONDS": "0",
+    }
+    with celery_beat(env, tmp_path):
+        assert_completed_once(stack.engine, run, {"sum": [7]})
+
+
+@contextmanager
+def celery_beat(env: dict[str, str], directory: Path) -> Iterator[None]:
+    """``celery -A autoexec beat`` as an operator starts it (schedule file in ``directory``)."""
+    command = [sys.executable, "-m", "celery", "-A", "autoexec", "beat", "-l", "info",
+               "-s", str(directory / "schedule")]  # fmt: skip
+    with (directory / "beat.log").open("ab") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=TIMEOUT)

@@ -64,10 +64,11 @@ def test_queue_names_follow_the_settings() -> None:
 
 
 def test_beat_schedules_one_reconciler_pass_per_interval() -> None:
-    config = celery_config(load_settings(reconcile_interval_seconds=15))
-    entry = config["beat_schedule"]["autoexec.reconcile"]
+    settings = load_settings(reconcile_interval_seconds=15, reconcile_after_seconds=120)
+    entry = celery_config(settings)["beat_schedule"]["autoexec.reconcile"]
     assert entry["task"] == "autoexec.reconcile"
     assert entry["schedule"] == 15
+    assert entry["kwargs"] == {"older_than_seconds": 120}
     assert entry["options"] == {"expires": 15}
 
 
