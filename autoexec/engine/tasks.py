@@ -176,11 +176,16 @@ def cancel_graph(graph_exec_id: str, user_id: str | None = None) -> str:
 def reconcile(older_than_seconds: float | None = None) -> dict[str, int]:
     """One reconciler pass over executions with no progress for ``older_than_seconds``
     (default: AUTOEXEC_RECONCILE_AFTER_SECONDS); returns what it did."""
+    if older_than_seconds is not None:
+        _check_age(older_than_seconds)
     engine = get_engine()
     if older_than_seconds is None:
         older_than_seconds = engine.settings.reconcile_after_seconds
-    if isinstance(older_than_seconds, bool) or not isinstance(older_than_seconds, int | float):
-        raise InputValidationError("reconcile: older_than_seconds must be a number of seconds")
-    if older_than_seconds < 0:
-        raise InputValidationError("reconcile: older_than_seconds must not be negative")
     return reconciler.reconcile(engine, float(older_than_seconds)).as_dict()
+
+
+def _check_age(seconds: object) -> None:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
+        raise InputValidationError(
+            f"reconcile: older_than_seconds must be a number of seconds, 0 or more, not {seconds!r}"
+        )
