@@ -120,7 +120,7 @@ def stack(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Itera
             tasks.reconfigure()
 
 
-def submit_lost(engine: Engine, definition: dict[str, Any], inputs: dict[str, Any]) -> Run:
+def submit(engine: Engine, definition: dict[str, Any], inputs: dict[str, Any]) -> Run:
     """Save and submit a graph with ``engine``; returns the run."""
     owner = f"user-{uuid.uuid4().hex[:8]}"
     graph_id, _ = api.save_graph(definition, owner, engine=engine)
@@ -169,7 +169,7 @@ def reconcile_task() -> dict[str, int]:
 @pytest.mark.parametrize("one_pass", ["command", "task"])
 def test_a_run_whose_publish_was_lost_is_run_by_one_pass(stack: Stack, one_pass: str) -> None:
     lossy, dispatcher = stack.lossy()
-    run = submit_lost(lossy, ADD_ONE, {"x": 41})
+    run = submit(lossy, ADD_ONE, {"x": 41})
     assert dispatcher.dropped == [f"run_graph {run.id}"]
     assert nodes(stack.engine, run) == [("x", S.QUEUED, False)]
 
@@ -186,7 +186,7 @@ def test_a_running_run_whose_successor_message_was_lost_completes_after_a_pass(
     stack: Stack,
 ) -> None:
     lossy, dispatcher = stack.lossy()
-    run = submit_lost(lossy, ADD_ONE, {"x": 1})
+    run = submit(lossy, ADD_ONE, {"x": 1})
     # The run's first step and its start node run in this process; every message they send
     # is lost: the start node's, then its successor's (noted as sent when it was queued).
     assert admit(lossy, run.id)
@@ -222,7 +222,7 @@ def test_queued_nodes_of_an_ended_run_end_terminated(
     stack: Stack, ended: ExecutionStatus, reason: str
 ) -> None:
     lossy, _ = stack.lossy()
-    run = submit_lost(lossy, ADD_ONE, {"x": 1})
+    run = submit(lossy, ADD_ONE, {"x": 1})
     with stack.engine.db.session() as session:
         assert transition_graph(session, run.id, ended, error=reason)
 
@@ -237,7 +237,7 @@ def test_queued_nodes_of_an_ended_run_end_terminated(
 
 
 def test_a_healthy_running_run_is_left_alone(stack: Stack) -> None:
-    run = submit_lost(stack.engine, WAIT, {"s": 6})
+    run = submit(stack.engine, WAIT, {"s": 6})
     wait_until_running(stack.engine, run, "wait")
 
     assert reconcile(stack.engine, older_than_seconds=300) == Report()
@@ -265,7 +265,7 @@ def test_celery_beat_schedules_the_passes_that_resume_a_lost_run(
     stack: Stack, tmp_path: Path
 ) -> None:
     lossy, _ = stack.lossy()
-    run = submit_lost(lossy, ADD_ONE, {"x": 6})
+    run = submit(lossy, ADD_ONE, {"x": 6})
     env = {
         **os.environ,
         **stack.env,
