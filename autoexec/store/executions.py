@@ -462,12 +462,12 @@ def _summaries() -> Select[tuple[Any, ...]]:
 
 
 @dataclass(frozen=True)
-class WaitingRun:
+class QueuedRun:
     id: str
     user_id: str
 
 
-def stale_queued_runs(session: Session, before: datetime, limit: int) -> list[WaitingRun]:
+def stale_queued_runs(session: Session, before: datetime, limit: int) -> list[QueuedRun]:
     """QUEUED executions unchanged since ``before``, oldest first."""
     stmt = (
         select(GraphExecution.id, GraphExecution.user_id)
@@ -475,7 +475,7 @@ def stale_queued_runs(session: Session, before: datetime, limit: int) -> list[Wa
         .order_by(GraphExecution.updated_at)
         .limit(limit)
     )
-    return [WaitingRun(*row) for row in session.execute(stmt)]
+    return [QueuedRun(*row) for row in session.execute(stmt)]
 
 
 def stale_running_runs(session: Session, before: datetime, limit: int) -> list[str]:
