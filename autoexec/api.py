@@ -17,7 +17,7 @@ from autoexec.coordination import Keys
 from autoexec.dataflow import YieldedOutput, graph_outputs
 from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine
-from autoexec.engine.submission import RunRequest, create_execution
+from autoexec.engine.submission import RunRequest, create_execution, fail_unpublished
 from autoexec.engine.tasks import get_engine
 from autoexec.errors import AutoexecError, GraphWarning, InputValidationError
 from autoexec.graph import (
@@ -31,7 +31,6 @@ from autoexec.statuses import GRAPH_STATUSES, TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store import graphs as graph_store
 from autoexec.store.tables import GraphExecution, NodeExecution
-from autoexec.store.transitions import transition_graph
 
 log = logging.getLogger(__name__)
 graph_log = logging.getLogger("autoexec.graph")
@@ -196,15 +195,7 @@ def _fail_unpublished(engine: Engine, graph_exec_id: str, exc: Exception) -> Non
     """Publishing the run message raised: fail the execution if it is still QUEUED. One that a
     worker already moved on did get its message (it went out before the error): it goes on."""
     reason = f"could not publish the run message: {type(exc).__name__}: {exc}"
-    with engine.db.session() as session:
-        failed = transition_graph(
-            session,
-            graph_exec_id,
-            ExecutionStatus.FAILED,
-            allowed_from=frozenset({ExecutionStatus.QUEUED}),
-            error=reason,
-        )
-    if failed:
+    if fail_unpublished(engine, graph_exec_id, reason):
         raise AutoexecError(f"graph execution {graph_exec_id} failed: {reason}") from exc
     log.warning("graph execution %s started although publishing raised: %s", graph_exec_id, exc)
 

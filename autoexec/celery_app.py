@@ -10,7 +10,12 @@ from kombu import Exchange, Queue
 from autoexec.settings import Settings, get_settings
 from autoexec.task_arguments import shown_kwargs
 
-GRAPH_TASKS = ("autoexec.run_graph", "autoexec.advance_graph", "autoexec.cancel_graph")
+GRAPH_TASKS = (
+    "autoexec.run_graph",
+    "autoexec.advance_graph",
+    "autoexec.cancel_graph",
+    "autoexec.reconcile",
+)
 NODE_TASKS = ("autoexec.execute_node",)
 
 
@@ -53,6 +58,22 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "worker_soft_shutdown_timeout": settings.worker_shutdown_timeout_seconds,
         "timezone": "UTC",
+        "beat_schedule": reconcile_schedule(settings),
+    }
+
+
+def reconcile_schedule(settings: Settings) -> dict[str, Any]:
+    """``celery -A autoexec beat`` sends one reconciler pass per interval, with the age set in
+    beat's environment; a pass not started within the interval expires (the next one does its
+    work), so no backlog of passes builds up while workers are down."""
+    interval = settings.reconcile_interval_seconds
+    return {
+        "autoexec.reconcile": {
+            "task": "autoexec.reconcile",
+            "schedule": interval,
+            "kwargs": {"older_than_seconds": settings.reconcile_after_seconds},
+            "options": {"expires": interval},
+        }
     }
 
 

@@ -30,6 +30,10 @@ EXIT_USAGE = 2
 EXIT_LOST_CONTACT = 75  # EX_TEMPFAIL: the run may be fine, ask again later
 EXIT_TIMEOUT = 124  # as timeout(1)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+RECONCILE_NEEDS_CLUSTER = (
+    "reconcile resumes runs on a cluster's workers: set AUTOEXEC_BROKER_URL "
+    "(and the database and Redis URLs) to the cluster's"
+)
 
 
 def parse_inputs(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -489,6 +493,29 @@ def cancel(graph_exec_id: str, user_id: str) -> None:
 
     _select_stack()
     click.echo(api.cancel(graph_exec_id, user_id))
+
+
+@main.command()
+@click.option(
+    "--older-than",
+    "older_than",
+    type=click.FloatRange(min=0),
+    help="Resume what made no progress for this many seconds "
+    "[default: AUTOEXEC_RECONCILE_AFTER_SECONDS, 300].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what the pass did as JSON.")
+def reconcile(older_than: float | None, as_json: bool) -> None:
+    """One reconciler pass: resume executions that made no progress, end what ended runs left."""
+    if "AUTOEXEC_BROKER_URL" not in os.environ:
+        raise click.UsageError(RECONCILE_NEEDS_CLUSTER)
+    from autoexec.engine.reconciler import reconcile as reconcile_once
+    from autoexec.engine.tasks import get_engine
+
+    engine = get_engine()
+    report = reconcile_once(
+        engine, engine.settings.reconcile_after_seconds if older_than is None else older_than
+    )
+    click.echo(_dump(report.as_dict()) if as_json else "\n".join(report.lines()))
 
 
 @main.command()

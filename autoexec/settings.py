@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # On a cold shutdown (SIGQUIT, or SIGTERM with REMAP_SIGTERM=SIGQUIT) a worker lets its
     # running nodes finish for this long, then hands them back to the queue.
     worker_shutdown_timeout_seconds: float = Field(default=25.0, ge=0)
+    # The reconciler resumes a run that made no progress (no status change, no output) for
+    # this long; it runs every interval under ``celery -A autoexec beat``.
+    reconcile_after_seconds: float = Field(default=300.0, ge=0)
+    reconcile_interval_seconds: float = Field(default=60.0, gt=0)
 
     billing_enabled: bool = False
     execution_cost_count_threshold: int = Field(default=100, ge=1)

@@ -13,10 +13,12 @@ from autoexec.engine.context import Engine, run_spec
 from autoexec.engine.limits import check_max_run_seconds
 from autoexec.errors import InputValidationError
 from autoexec.graph import Graph
+from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.dataflow_sql import SqlDataflowStore
 from autoexec.store.graphs import ensure_user, latest_version_number, load_graph
 from autoexec.store.tables import GraphExecution
+from autoexec.store.transitions import terminate_nodes, transition_graph
 
 
 @dataclass(frozen=True)
@@ -121,3 +123,19 @@ def _submission(graph: Graph, request: RunRequest) -> repo.Submission:
         parent_execution_id=request.parent_execution_id,
         root_execution_id=request.root_execution_id,
     )
+
+
+def fail_unpublished(engine: Engine, graph_exec_id: str, reason: str) -> bool:
+    """The run message could not be published: fail the execution if it is still QUEUED, and
+    end its node executions in the same transaction (none of them will ever run); True if it
+    failed. One that a worker already moved on did get its message: it goes on."""
+    S = ExecutionStatus
+    with engine.db.session() as session:
+        still_queued = frozenset({S.QUEUED})
+        failed = transition_graph(
+            session, graph_exec_id, S.FAILED, allowed_from=still_queued, error=reason
+        )
+        if not failed:
+            return False
+        terminate_nodes(session, graph_exec_id, frozenset({S.QUEUED, S.INCOMPLETE}))
+    return True

@@ -4,6 +4,7 @@
 ``autoexec.advance_graph``  one orchestrator step                      (queue autoexec.graphs)
 ``autoexec.execute_node``   one node execution                         (queue autoexec.nodes)
 ``autoexec.cancel_graph``   cancel an execution                        (queue autoexec.graphs)
+``autoexec.reconcile``      one reconciler pass, scheduled by beat     (queue autoexec.graphs)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
 from autoexec.celery_app import app, celery_config
-from autoexec.engine import node_execution, orchestrator
+from autoexec.engine import node_execution, orchestrator, reconciler
 from autoexec.engine.admission import admit
 from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine, build_engine
@@ -198,3 +199,22 @@ def cancel_graph(graph_exec_id: str, user_id: str | None = None) -> str:
             "send kwargs={'graph_exec_id': ..., 'user_id': ...}"
         )
     return cancel_execution(get_engine(), graph_exec_id, user_id)
+
+
+@app.task(name="autoexec.reconcile", throws=(AutoexecError,))
+def reconcile(older_than_seconds: float | None = None) -> dict[str, int]:
+    """One reconciler pass over executions with no progress for ``older_than_seconds``
+    (default: AUTOEXEC_RECONCILE_AFTER_SECONDS); returns what it did."""
+    if older_than_seconds is not None:
+        _check_age(older_than_seconds)
+    engine = get_engine()
+    if older_than_seconds is None:
+        older_than_seconds = engine.settings.reconcile_after_seconds
+    return reconciler.reconcile(engine, float(older_than_seconds)).as_dict()
+
+
+def _check_age(seconds: object) -> None:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
+        raise InputValidationError(
+            f"reconcile: older_than_seconds must be a number of seconds, 0 or more, not {seconds!r}"
+        )

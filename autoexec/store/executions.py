@@ -322,8 +322,11 @@ def claim_task_ids(
     ]
 
 
-def queued_tasks(session: Session, graph_exec_id: str, node_ids: Collection[str]) -> list[NodeTask]:
-    """The QUEUED node executions of ``node_ids`` in the run already noted as sent."""
+def queued_tasks(
+    session: Session, graph_exec_id: str, node_ids: Collection[str] | None = None
+) -> list[NodeTask]:
+    """The QUEUED node executions of the run (of ``node_ids``, if given) already noted as
+    sent, with their task ids."""
     stmt = (
         select(
             NodeExecution.id,
@@ -462,3 +465,76 @@ def _summaries() -> Select[tuple[Any, ...]]:
         (GraphVersion.id == GraphExecution.graph_id)
         & (GraphVersion.version == GraphExecution.graph_version),
     )
+
+
+# --- the reconciler's queries (bounded; see engine/reconciler.py) ----------------------------
+
+
+@dataclass(frozen=True)
+class QueuedRun:
+    id: str
+    user_id: str
+
+
+def stale_queued_runs(session: Session, before: datetime, limit: int) -> list[QueuedRun]:
+    """QUEUED executions unchanged since ``before``, oldest first."""
+    stmt = (
+        select(GraphExecution.id, GraphExecution.user_id)
+        .where(GraphExecution.status == S.QUEUED, GraphExecution.updated_at < before)
+        .order_by(GraphExecution.updated_at)
+        .limit(limit)
+    )
+    return [QueuedRun(*row) for row in session.execute(stmt)]
+
+
+def stale_running_runs(session: Session, before: datetime, limit: int) -> list[str]:
+    """RUNNING executions with no progress since ``before``: the execution, its node
+    executions and its latest output all unchanged since then; oldest first."""
+    node_changed = exists().where(
+        NodeExecution.graph_exec_id == GraphExecution.id, NodeExecution.updated_at >= before
+    )
+    latest_output = (
+        select(NodeExecutionOutput.created_at)
+        .where(NodeExecutionOutput.graph_exec_id == GraphExecution.id)
+        .order_by(NodeExecutionOutput.id.desc())
+        .limit(1)
+        .correlate(GraphExecution)
+        .scalar_subquery()
+    )
+    stmt = (
+        select(GraphExecution.id)
+        .where(GraphExecution.status == S.RUNNING, GraphExecution.updated_at < before)
+        .where(~node_changed, func.coalesce(latest_output < before, True))
+        .order_by(GraphExecution.updated_at)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def has_running_node(session: Session, graph_exec_id: str) -> bool:
+    stmt = select(
+        exists().where(
+            NodeExecution.graph_exec_id == graph_exec_id, NodeExecution.status == S.RUNNING
+        )
+    )
+    return bool(session.scalar(stmt))
+
+
+@dataclass(frozen=True)
+class EndedRun:
+    id: str
+    status: ExecutionStatus
+
+
+def ended_runs_with_queued_nodes(session: Session, limit: int) -> list[EndedRun]:
+    """FAILED or TERMINATED executions that still have a QUEUED node execution never sent
+    (a sent one is ended by its own task's claim). Served by ``ix_node_executions_undispatched``."""
+    stmt = (
+        select(GraphExecution.id, GraphExecution.status)
+        .join(NodeExecution, NodeExecution.graph_exec_id == GraphExecution.id)
+        .where(NodeExecution.status == S.QUEUED, ~NodeExecution.dispatched)
+        .where(GraphExecution.status.in_([S.FAILED, S.TERMINATED]))
+        .distinct()
+        .limit(limit)
+    )
+    return [EndedRun(*row) for row in session.execute(stmt)]

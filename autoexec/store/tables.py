@@ -101,6 +101,8 @@ class GraphExecution(Base):
     __table_args__ = (
         ForeignKeyConstraint(["graph_id", "graph_version"], ["graphs.id", "graphs.version"]),
         Index("ix_graph_executions_user_status", "user_id", "status", "created_at"),
+        # The reconciler's "QUEUED or RUNNING, unchanged since T", across users.
+        Index("ix_graph_executions_status_updated", "status", "updated_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

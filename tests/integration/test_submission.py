@@ -13,7 +13,7 @@ from autoexec.celery_app import app
 from autoexec.errors import AutoexecError
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.executions import NodeTask
-from autoexec.store.tables import GraphExecution
+from autoexec.store.tables import GraphExecution, NodeExecution
 from tests.integration.conftest import Cluster
 from tests.integration.test_engine import ADD_ONE
 
@@ -51,3 +51,6 @@ def test_unpublishable_run_is_marked_failed_with_the_reason(cluster: Cluster) ->
         rows = session.query(GraphExecution).filter_by(user_id=owner).all()
         assert [row.status for row in rows] == [ExecutionStatus.FAILED]
         assert rows[0].error is not None and "could not publish" in rows[0].error
+        # Its start node will never run: it ends with the execution, not QUEUED forever.
+        nodes = session.query(NodeExecution).filter_by(graph_exec_id=rows[0].id).all()
+        assert nodes and {node.status for node in nodes} == {ExecutionStatus.TERMINATED}

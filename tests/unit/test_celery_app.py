@@ -52,6 +52,7 @@ def test_both_queues_declared(conf: Any) -> None:
         ("autoexec.run_graph", "autoexec.graphs"),
         ("autoexec.advance_graph", "autoexec.graphs"),
         ("autoexec.cancel_graph", "autoexec.graphs"),
+        ("autoexec.reconcile", "autoexec.graphs"),
     ],
 )
 def test_routes(app: Celery, task: str, queue: str) -> None:
@@ -71,3 +72,18 @@ def test_nothing_is_written_to_the_result_backend_before_a_task_body(conf: Any) 
 
 def test_workers_dead_letter_poison_messages(app: Celery) -> None:
     assert symbol_by_name(app.conf.worker_consumer) is PoisonSafeConsumer
+
+
+def test_beat_schedules_one_reconciler_pass_per_interval() -> None:
+    settings = load_settings(reconcile_interval_seconds=15, reconcile_after_seconds=120)
+    entry = celery_config(settings)["beat_schedule"]["autoexec.reconcile"]
+    assert entry["task"] == "autoexec.reconcile"
+    assert entry["schedule"] == 15
+    assert entry["kwargs"] == {"older_than_seconds": 120}
+    assert entry["options"] == {"expires": 15}
+
+
+def test_the_reconcile_task_is_registered(app: Celery) -> None:
+    import autoexec.engine.tasks  # noqa: F401  (registers the tasks on the app)
+
+    assert "autoexec.reconcile" in app.tasks

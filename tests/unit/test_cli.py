@@ -170,3 +170,19 @@ def test_dry_run_of_an_invalid_graph_names_the_problem(tmp_path: Path) -> None:
     result = invoke("run", str(graph), "--dry-run")
     assert result.exit_code != 0
     assert "unknown block 'no_such_block'" in str(result.exception)
+
+
+# --- reconcile --------------------------------------------------------------------------------
+
+
+def test_reconcile_needs_a_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AUTOEXEC_BROKER_URL", raising=False)
+    result = invoke("reconcile", "--older-than", "0")
+    assert result.exit_code == 2
+    assert "AUTOEXEC_BROKER_URL" in result.output
+
+
+def test_reconcile_refuses_a_negative_age() -> None:
+    result = invoke("reconcile", "--older-than", "-1")
+    assert result.exit_code == 2
+    assert "--older-than" in result.output

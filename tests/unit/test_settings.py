@@ -105,3 +105,20 @@ def test_worker_shutdown_timeout_is_celerys_soft_shutdown(monkeypatch: pytest.Mo
     assert celery_config(load_settings())["worker_soft_shutdown_timeout"] == 25.0
     monkeypatch.setenv("AUTOEXEC_WORKER_SHUTDOWN_TIMEOUT_SECONDS", "3")
     assert celery_config(load_settings())["worker_soft_shutdown_timeout"] == 3.0
+
+
+def test_reconciler_defaults_and_refuses_a_negative_age(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert settings.reconcile_after_seconds == 300
+    assert settings.reconcile_interval_seconds == 60
+    monkeypatch.setenv("AUTOEXEC_RECONCILE_AFTER_SECONDS", "0")
+    assert load_settings().reconcile_after_seconds == 0
+    monkeypatch.setenv("AUTOEXEC_RECONCILE_AFTER_SECONDS", "-1")
+    with pytest.raises(ConfigurationError, match="AUTOEXEC_RECONCILE_AFTER_SECONDS"):
+        load_settings()
+
+
+def test_reconcile_interval_must_be_positive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOEXEC_RECONCILE_INTERVAL_SECONDS", "0")
+    with pytest.raises(ConfigurationError, match="AUTOEXEC_RECONCILE_INTERVAL_SECONDS"):
+        load_settings()

@@ -1,0 +1,139 @@
+"""The reconciler: one pass that finds executions nothing is moving on and resumes them.
+
+Every step of the engine is driven by a message; a message lost before it reached a worker
+(a publish that never arrived, a crash between a commit and its send) leaves work nobody owns.
+A pass judges "no progress" from the database only — the execution's ``updated_at``, its node
+executions' ``updated_at`` and its latest output's ``created_at`` — and then:
+
+1. a QUEUED execution unchanged for ``older_than_seconds``: its ``run_graph`` is published again
+   (admission decides; a duplicate is harmless), at most as many per user as the user has free
+   slots, so a backlog waiting for slots is not re-sent every pass;
+2. a RUNNING execution with no progress: its QUEUED node executions are sent again under their
+   stored task ids (a copy of a message that did arrive is refused by the node's claim), and
+   one orchestrator step is woken to deliver what is undelivered and finalize a finished run.
+   A run whose only active node executions are RUNNING is left alone: those recover through
+   the broker's redelivery of their unacknowledged messages (late acks);
+3. a FAILED or TERMINATED execution that still has QUEUED node executions never sent: those
+   (and, for TERMINATED, its INCOMPLETE ones, as a cancel does) end TERMINATED.
+
+Every query is bounded by ``limit`` rows; what is left is found by the next pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from autoexec.engine.context import Engine
+from autoexec.engine.inline import publish, send
+from autoexec.statuses import ExecutionStatus
+from autoexec.store import executions as repo
+from autoexec.store.tables import utcnow
+from autoexec.store.transitions import terminate_nodes
+
+S = ExecutionStatus
+log = logging.getLogger(__name__)
+
+DEFAULT_LIMIT = 500
+ENDED_WITH_NODES_LEFT = "ended by the reconciler: its graph execution had already ended"
+
+
+@dataclass
+class Report:
+    """What one pass did."""
+
+    republished_runs: int = 0  # QUEUED runs whose run_graph was sent again
+    waiting_runs: int = 0  # QUEUED runs left waiting: their user has no free slot
+    resent_nodes: int = 0  # QUEUED node executions noted as sent, sent again
+    dispatched_nodes: int = 0  # QUEUED node executions never sent, sent now
+    woken_runs: int = 0  # RUNNING runs given an orchestrator step
+    owned_runs: int = 0  # RUNNING runs left to their RUNNING node executions
+    terminated_nodes: int = 0  # QUEUED/INCOMPLETE node executions of ended runs
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @property
+    def acted(self) -> bool:
+        left_alone = {"waiting_runs", "owned_runs"}
+        return any(n for name, n in self.as_dict().items() if name not in left_alone)
+
+    def lines(self) -> list[str]:
+        return [f"{name.replace('_', ' ')}: {n}" for name, n in self.as_dict().items()]
+
+    def __str__(self) -> str:
+        return ", ".join(self.lines())
+
+
+def reconcile(engine: Engine, older_than_seconds: float, limit: int = DEFAULT_LIMIT) -> Report:
+    """One pass over executions with no progress for ``older_than_seconds``."""
+    before = utcnow() - timedelta(seconds=older_than_seconds)
+    report = Report()
+    republish_queued_runs(engine, before, limit, report)
+    resume_running_runs(engine, before, limit, report)
+    end_nodes_of_ended_runs(engine, limit, report)
+    if report.acted:
+        log.warning("reconciler: %s", report)
+    return report
+
+
+def republish_queued_runs(engine: Engine, before: datetime, limit: int, report: Report) -> None:
+    with engine.db.session() as session:
+        by_user: dict[str, list[str]] = defaultdict(list)
+        for run in repo.stale_queued_runs(session, before, limit):
+            by_user[run.user_id].append(run.id)
+        chosen: list[str] = []
+        for user_id, run_ids in by_user.items():
+            free = max(_free_slots(engine, session, user_id), 0)
+            chosen += run_ids[:free]
+            report.waiting_runs += len(run_ids[free:])
+    for graph_exec_id in chosen:
+        engine.dispatcher.run_graph(graph_exec_id)
+        report.republished_runs += 1
+
+
+def _free_slots(engine: Engine, session: Session, user_id: str) -> int:
+    return engine.settings.max_concurrent_runs_per_user - repo.count_running(session, user_id)
+
+
+def resume_running_runs(engine: Engine, before: datetime, limit: int, report: Report) -> None:
+    with engine.db.session() as session:
+        run_ids = repo.stale_running_runs(session, before, limit)
+    for graph_exec_id in run_ids:
+        resume_run(engine, graph_exec_id, report)
+
+
+def resume_run(engine: Engine, graph_exec_id: str, report: Report) -> None:
+    """Send the run's QUEUED node executions again and wake one orchestrator step."""
+    with engine.db.session() as session:
+        sent_before = repo.queued_tasks(session, graph_exec_id)
+        never_sent = repo.claim_task_ids(session, graph_exec_id)
+        owned = not sent_before and not never_sent and repo.has_running_node(session, graph_exec_id)
+    if owned:
+        report.owned_runs += 1
+        return
+    send(engine, sent_before)
+    publish(engine, never_sent)
+    engine.wake(graph_exec_id, force=True)
+    report.resent_nodes += len(sent_before)
+    report.dispatched_nodes += len(never_sent)
+    report.woken_runs += 1
+    log.info(
+        "reconciler: graph execution %s resumed (%d node executions sent again, %d sent)",
+        graph_exec_id,
+        len(sent_before),
+        len(never_sent),
+    )
+
+
+def end_nodes_of_ended_runs(engine: Engine, limit: int, report: Report) -> None:
+    with engine.db.session() as session:
+        for run in repo.ended_runs_with_queued_nodes(session, limit):
+            left = {S.QUEUED, S.INCOMPLETE} if run.status is S.TERMINATED else {S.QUEUED}
+            report.terminated_nodes += terminate_nodes(
+                session, run.id, frozenset(left), error=ENDED_WITH_NODES_LEFT
+            )

@@ -1,0 +1,152 @@
+"""The reconciler's decisions, in-process on SQLite and the in-memory Redis stand-in: what one
+pass sends for which run, what it leaves alone, and what it reports. (The same passes on real
+services and workers: tests/faults/test_reconciler.py.)"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from autoexec import api
+from autoexec.blocks.registry import load_registry
+from autoexec.coordination import get_coordinator
+from autoexec.engine import tasks
+from autoexec.engine.context import Engine
+from autoexec.engine.reconciler import Report, reconcile
+from autoexec.errors import InputValidationError
+from autoexec.settings import load_settings
+from autoexec.statuses import ExecutionStatus
+from autoexec.store import executions as repo
+from autoexec.store.db import Database
+from autoexec.store.executions import NodeTask
+from autoexec.store.transitions import transition_graph
+
+S = ExecutionStatus
+ONE_NODE = {
+    "name": "one node",
+    "nodes": [{"id": "x", "block_id": "agent_input", "input_default": {"name": "x"}}],
+    "links": [],
+}
+
+
+class RecordingDispatcher:
+    """Records what the engine sends; nothing consumes it."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def run_graph(self, graph_exec_id: str) -> None:
+        self.sent.append(f"run_graph {graph_exec_id}")
+
+    def advance_graph(self, graph_exec_id: str, countdown: float | None = None) -> None:
+        self.sent.append(f"advance_graph {graph_exec_id}")
+
+    def execute_node(self, task: NodeTask) -> None:
+        self.sent.append(f"execute_node {task.node_id} {task.task_id}")
+
+    def revoke(self, task_ids: list[str]) -> None:
+        pass
+
+
+@pytest.fixture
+def dispatcher() -> RecordingDispatcher:
+    return RecordingDispatcher()
+
+
+@pytest.fixture
+def engine(sqlite_url: str, dispatcher: RecordingDispatcher) -> Iterator[Engine]:
+    redis_url = f"memory://reconciler-{uuid.uuid4().hex}"
+    settings = load_settings(
+        database_url=sqlite_url, redis_url=redis_url, max_concurrent_runs_per_user=1
+    )
+    database = Database(sqlite_url)
+    yield Engine(settings, database, get_coordinator(redis_url), load_registry(), dispatcher)
+    database.dispose()
+
+
+def submit(engine: Engine, owner: str = "ada") -> str:
+    graph_id, _ = api.save_graph(ONE_NODE, owner, engine=engine)
+    return api.execute_graph(graph_id, owner, {"x": 1}, engine=engine)
+
+
+def start(engine: Engine, graph_exec_id: str) -> None:
+    with engine.db.session() as session:
+        assert transition_graph(session, graph_exec_id, S.RUNNING)
+
+
+def test_a_queued_run_is_published_again_within_its_users_free_slots(
+    engine: Engine, dispatcher: RecordingDispatcher
+) -> None:
+    first, second = submit(engine), submit(engine)
+    dispatcher.sent.clear()
+
+    assert reconcile(engine, older_than_seconds=300) == Report()
+    assert reconcile(engine, older_than_seconds=0) == Report(republished_runs=1, waiting_runs=1)
+    assert dispatcher.sent == [f"run_graph {first}"]
+
+    start(engine, first)  # the user's one slot is taken: the other run waits for it
+    dispatcher.sent.clear()
+    assert reconcile(engine, older_than_seconds=0).republished_runs == 0
+    assert f"run_graph {second}" not in dispatcher.sent
+
+
+def test_a_running_run_gets_its_queued_nodes_sent_under_one_task_id_and_a_step(
+    engine: Engine, dispatcher: RecordingDispatcher
+) -> None:
+    run = submit(engine)
+    start(engine, run)
+    dispatcher.sent.clear()
+
+    assert reconcile(engine, older_than_seconds=0) == Report(dispatched_nodes=1, woken_runs=1)
+    with engine.db.session() as session:
+        [node] = repo.node_executions(session, run)
+        assert node.dispatched and node.celery_task_id
+        task_id = node.celery_task_id
+    assert dispatcher.sent == [f"execute_node x {task_id}", f"advance_graph {run}"]
+
+    dispatcher.sent.clear()
+    assert reconcile(engine, older_than_seconds=0) == Report(resent_nodes=1, woken_runs=1)
+    assert dispatcher.sent == [f"execute_node x {task_id}", f"advance_graph {run}"]
+
+
+def test_a_run_whose_only_active_node_runs_is_left_to_it(
+    engine: Engine, dispatcher: RecordingDispatcher
+) -> None:
+    run = submit(engine)
+    start(engine, run)
+    with engine.db.session() as session:
+        [node] = repo.node_executions(session, run)
+        node.status = S.RUNNING
+    dispatcher.sent.clear()
+
+    assert reconcile(engine, older_than_seconds=0) == Report(owned_runs=1)
+    assert dispatcher.sent == []
+
+
+@pytest.mark.parametrize("age", [-1, "ten", True, float("nan")])
+def test_the_task_refuses_an_age_that_is_not_a_number_of_seconds(age: object) -> None:
+    with pytest.raises(InputValidationError, match="older_than_seconds"):
+        tasks.reconcile.run(older_than_seconds=age)
+
+
+def test_a_report_names_every_count() -> None:
+    report = Report(republished_runs=2, resent_nodes=1, woken_runs=1)
+    assert report.as_dict() == {
+        "republished_runs": 2,
+        "waiting_runs": 0,
+        "resent_nodes": 1,
+        "dispatched_nodes": 0,
+        "woken_runs": 1,
+        "owned_runs": 0,
+        "terminated_nodes": 0,
+    }
+    assert "republished runs: 2" in report.lines()
+    assert str(report).startswith("republished runs: 2, waiting runs: 0, resent nodes: 1")
+
+
+def test_runs_left_waiting_for_a_slot_or_to_their_nodes_are_not_an_action() -> None:
+    assert not Report(waiting_runs=3, owned_runs=2).acted
+    assert Report(dispatched_nodes=1).acted
+    assert Report(terminated_nodes=1).acted
