@@ -1,7 +1,7 @@
 """Stopping a graph execution before it ends by itself: a cancel (SPEC §7) ends it TERMINATED,
-a run limit or a missing block ends it FAILED. Both go the same way: end the execution and mark
-what is left TERMINATED (durably, first), then flag the node tasks to stop, revoke them, hand
-the slot on."""
+a run limit or a missing block ends it FAILED. Both go the same way: end the execution, mark
+what is left TERMINATED and hand the user's slot on (durably, in one transaction, first), then
+flag the node tasks to stop and revoke them."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from autoexec.engine.admission import admit_next
+from autoexec.engine.admission import admit_next, fill_free_slots
 from autoexec.engine.context import Engine
 from autoexec.engine.finalize import graph_stats, publish_status
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
+from autoexec.store.admission import lock_user
 from autoexec.store.tables import GraphExecution, NodeExecution, utcnow
 from autoexec.store.transitions import terminate_nodes, transition_graph
 
@@ -69,12 +70,11 @@ def stop_execution(
     the run ended, only sends the signals again.
     """
     log.info("stopping graph execution %s: %s", graph_exec_id, stop.reason)
-    ended, user_id = _end(engine, graph_exec_id, stop, record)
+    ended = _end(engine, graph_exec_id, stop, record)
     engine.coordinator.request_stop(graph_exec_id)
     _revoke_in_flight(engine, graph_exec_id)
     if ended:
         publish_status(engine, graph_exec_id, stop.status)
-    admit_next(engine, user_id)
     return ended
 
 
@@ -100,10 +100,12 @@ def _revoke_in_flight(engine: Engine, graph_exec_id: str) -> None:
 
 def _end(
     engine: Engine, graph_exec_id: str, stop: Stop, record: Callable[[Session], object] | None
-) -> tuple[bool, str]:
-    """Record the stopping node's outcome, end the execution and mark its QUEUED/INCOMPLETE
-    node executions TERMINATED, in one transaction; (whether this call ended it, the owner)."""
+) -> bool:
+    """Record the stopping node's outcome, end the execution, mark its QUEUED/INCOMPLETE node
+    executions TERMINATED and hand the user's free slots on, in one transaction; True if this
+    call ended it."""
     with engine.db.session() as session:
+        lock_user(session, repo.get_execution_state(session, graph_exec_id).user_id)
         repo.get_execution_state(session, graph_exec_id, lock=True)  # waits for a delivery
         if record is not None:
             record(session)
@@ -114,4 +116,5 @@ def _end(
         )
         if ended:
             terminate_nodes(session, graph_exec_id, frozenset({S.QUEUED, S.INCOMPLETE}))
-        return ended, execution.user_id
+        fill_free_slots(engine, session, execution.user_id)
+        return ended

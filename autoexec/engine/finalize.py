@@ -13,10 +13,11 @@ from autoexec.dataflow import (
     final_status,
     unhandled_failures,
 )
-from autoexec.engine.admission import admit_next
+from autoexec.engine.admission import fill_free_slots
 from autoexec.engine.context import Engine
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
+from autoexec.store.admission import lock_user
 from autoexec.store.graphs import load_graph
 from autoexec.store.tables import GraphExecution, NodeExecution, utcnow
 from autoexec.store.transitions import transition_graph
@@ -29,6 +30,7 @@ def finalize(engine: Engine, graph_exec_id: str) -> ExecutionStatus | None:
     """Give a finished RUNNING execution its final status; the status applied, if any."""
     with engine.db.session() as session:
         execution = repo.get_graph_execution(session, graph_exec_id)
+        lock_user(session, execution.user_id)
         graph = load_graph(session, execution.graph_id, execution.graph_version)
         nodes = repo.node_executions(session, graph_exec_id)
         failed = [FailedNode(n.node_id, n.error or "") for n in nodes if n.status is S.FAILED]
@@ -40,10 +42,9 @@ def finalize(engine: Engine, graph_exec_id: str) -> ExecutionStatus | None:
         stats = graph_stats(execution, nodes, error)
         if not transition_graph(session, graph_exec_id, status, stats=stats, error=error):
             return None
-        user_id = execution.user_id
+        fill_free_slots(engine, session, execution.user_id)  # the freed slot, in this commit
     log.info("graph execution %s ended %s", graph_exec_id, status.value)
     publish_status(engine, graph_exec_id, status)
-    admit_next(engine, user_id)
     return status
 
 

@@ -4,10 +4,14 @@ start oldest first as slots free up."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from pathlib import Path
+
+import pytest
 
 from autoexec import api
 from autoexec.statuses import ExecutionStatus
+from tests.integration import publish_counter
 from tests.integration.conftest import Cluster, private_queues, worker_process
 from tests.integration.test_engine import graph, node
 
@@ -51,3 +55,42 @@ def test_runs_beyond_the_user_limit_wait_and_start_oldest_first(
     # Another user's run is not held back by this user's backlog.
     assert other_view.status is S.COMPLETED
     assert other_view.started_at < spans[-1][0]
+
+
+ONE_NODE = graph([node("sum", "calculator", operation="add", a=1, b=1)], [])
+BACKLOG = 200
+LIMIT = 3
+
+
+def test_a_backlog_is_admitted_with_at_most_two_run_messages_per_run(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 8 item 6: a run waiting for a slot is not re-sent a message each time a slot frees
+    or another run arrives. Its own submission is one message; the slot handed to it is one."""
+    user, tag = f"user-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    monkeypatch.setenv(publish_counter.ENV, tag)
+    with private_queues(cluster) as queues:
+        engine = queues.engine
+        modules = f"{queues.env['AUTOEXEC_BLOCK_MODULES']},{publish_counter.MODULE}"
+        env = {
+            **queues.env,
+            "AUTOEXEC_BLOCK_MODULES": modules,
+            "AUTOEXEC_MAX_CONCURRENT_RUNS_PER_USER": str(LIMIT),
+            publish_counter.ENV: tag,
+        }
+        graph_id, _ = api.save_graph(ONE_NODE, user, engine=engine)
+        try:
+            with worker_process(env, 2, tmp_path / "worker.log", "backlog"):
+                ids = [api.execute_graph(graph_id, user, engine=engine) for _ in range(BACKLOG)]
+                views = [api.wait(i, user, timeout=300, engine=engine) for i in ids]
+            published = publish_counter.published(tag)
+        finally:
+            publish_counter.forget(tag)
+    assert [v.status for v in views] == [S.COMPLETED] * BACKLOG
+    assert all(v.outputs == {} and len(v.node_executions) == 1 for v in views)
+    assert _most_at_once([(v.started_at, v.ended_at) for v in views]) <= LIMIT
+    assert BACKLOG <= published["autoexec.run_graph"] <= 2 * BACKLOG, published
+
+
+def _most_at_once(spans: list[tuple[datetime, datetime]]) -> int:
+    return max(sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)

@@ -1,0 +1,75 @@
+"""The queries of admission (SPEC §5): the per-user lock, free slots, the queue of waiting runs."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from autoexec.statuses import ExecutionStatus
+from autoexec.store.graphs import ensure_user
+from autoexec.store.tables import GraphExecution, User
+
+S = ExecutionStatus
+
+
+def lock_user(session: Session, user_id: str) -> None:
+    """Serialize the admission decisions of one user until the transaction ends.
+
+    Every transaction that starts a run or ends one takes this lock before it locks or changes
+    a graph execution row, so the running count it reads stays true until its commit, and two
+    such transactions never wait for each other in opposite orders.
+    """
+    stmt = select(User.id).where(User.id == user_id).with_for_update()
+    if session.scalar(stmt) is None:
+        ensure_user(session, user_id)  # a user row lost to a manual cleanup: lock the new one
+        session.scalar(stmt)
+
+
+@dataclass(frozen=True)
+class WaitingRun:
+    """A QUEUED execution, with what decides whether it may still start."""
+
+    id: str
+    cancel_requested_at: datetime | None
+    parent_execution_id: str | None
+    root_execution_id: str | None
+
+    @property
+    def ancestors(self) -> set[str]:
+        return {i for i in (self.parent_execution_id, self.root_execution_id) if i is not None}
+
+
+def oldest_waiting(
+    session: Session, user_id: str, limit: int, exclude: Collection[str] = ()
+) -> list[WaitingRun]:
+    """The user's oldest QUEUED executions, oldest first."""
+    stmt = (
+        select(
+            GraphExecution.id,
+            GraphExecution.cancel_requested_at,
+            GraphExecution.parent_execution_id,
+            GraphExecution.root_execution_id,
+        )
+        .where(GraphExecution.user_id == user_id, GraphExecution.status == S.QUEUED)
+        .order_by(GraphExecution.created_at, GraphExecution.id)
+        .limit(limit)
+    )
+    if exclude:
+        stmt = stmt.where(GraphExecution.id.not_in(list(exclude)))
+    return [WaitingRun(*row) for row in session.execute(stmt)]
+
+
+def any_terminated(session: Session, graph_exec_ids: Collection[str]) -> bool:
+    if not graph_exec_ids:
+        return False
+    stmt = select(
+        exists().where(
+            GraphExecution.id.in_(list(graph_exec_ids)),
+            GraphExecution.status == S.TERMINATED,
+        )
+    )
+    return bool(session.scalar(stmt))
