@@ -6,51 +6,101 @@ moves it QUEUED -> RUNNING: the one of its own ``run_graph`` message, or the one
 another run of the user (``finalize``, ``stop_execution``), which hands the freed slot on. A
 ``run_graph`` that finds no free slot sends nothing: the run waits for a slot to be handed to it.
 
-A run handed a slot by another transaction is sent one ``run_graph`` message before that
-transaction commits. Its consumer takes the user's lock before reading the run, so it sees the
-commit. If the commit is lost, the message finds the run QUEUED and admits it the usual way; if
-the publish fails, the transaction rolls back and whatever ended the other run does it again.
-So no crash leaves a run RUNNING with no message to start it, and no slot is handed twice.
+A run handed a slot by another transaction is started by it before it commits: its starting
+node executions are sent (``launch``), or else one ``run_graph`` message, whose consumer takes
+the user's lock before reading the run, so it sees the commit. If the commit is lost, that
+message finds the run QUEUED and admits it the usual way; if a publish fails, the transaction
+rolls back and whatever ended the other run does it again. So no crash leaves a run RUNNING
+with nothing sent to move it on, and no slot is handed twice.
 """
 
 from __future__ import annotations
 
 import logging
+from enum import Enum
 
 from sqlalchemy.orm import Session
 
 from autoexec.engine.context import Engine
+from autoexec.engine.launch import launch
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import admission as store
 from autoexec.store import executions as repo
 from autoexec.store.admission import WaitingRun, lock_user
+from autoexec.store.tables import GraphExecution
 from autoexec.store.transitions import transition_graph
 
 S = ExecutionStatus
 log = logging.getLogger(__name__)
 
 
+class Admission(Enum):
+    WAITING = "waiting"  # still QUEUED, or refused: nothing to do for now
+    LAUNCHED = "launched"  # RUNNING, its starting nodes sent by the admitting transaction
+    STEP = "step"  # RUNNING: the caller takes its first orchestrator step
+
+
 def admit(engine: Engine, graph_exec_id: str) -> bool:
     """Start a QUEUED execution if its user has a free slot for it (older waiting runs come
-    first); True if it is RUNNING now."""
+    first); True if it is RUNNING now, and then the caller takes its first orchestrator step."""
+    return _admit(engine, graph_exec_id, launching=False) is Admission.STEP
+
+
+def start_run(engine: Engine, graph_exec_id: str) -> bool:
+    """``admit``, sending the run's starting nodes from the admitting transaction when that is
+    all its first step would do (``launch``); True if the caller must still take that step."""
+    return _admit(engine, graph_exec_id, launching=True) is Admission.STEP
+
+
+def _admit(engine: Engine, graph_exec_id: str, launching: bool) -> Admission:
     with engine.db.session() as session:
-        user_id = repo.get_execution_state(session, graph_exec_id).user_id
-        lock_user(session, user_id)
-        execution = repo.get_execution_state(session, graph_exec_id, lock=True)
+        execution = repo.get_execution_state(session, graph_exec_id)
         if execution.status is not S.QUEUED:
-            return execution.status is S.RUNNING
-        run = WaitingRun(
-            execution.id,
-            execution.cancel_requested_at,
-            execution.parent_execution_id,
-            execution.root_execution_id,
-        )
+            return Admission.STEP if execution.status is S.RUNNING else Admission.WAITING
+        run, user_id = _waiting(execution), execution.user_id
         if _refuse_if_stopped(session, run):
-            return False
-        admitted = graph_exec_id in fill_free_slots(engine, session, user_id, graph_exec_id)
-    if not admitted:
-        log.info("graph execution %s waits for a free slot of user %s", graph_exec_id, user_id)
-    return admitted
+            return Admission.WAITING
+        if not _slot_free(engine, session, user_id):
+            log.info("graph execution %s waits for a free slot of user %s", graph_exec_id, user_id)
+            return Admission.WAITING
+    return _admit_locked(engine, run, user_id, launching)
+
+
+def _slot_free(engine: Engine, session: Session, user_id: str) -> bool:
+    """Whether the user has a free slot, once every transaction handing slots on has committed.
+    If not, the run may wait without holding the lock: each of the user's RUNNING runs ends in
+    a transaction that hands its slot on, and that transaction will see this run waiting."""
+    store.share_user_lock(session, user_id)
+    running = repo.count_running(session, user_id)
+    return running < engine.settings.max_concurrent_runs_per_user
+
+
+def _admit_locked(engine: Engine, run: WaitingRun, user_id: str, launching: bool) -> Admission:
+    """Fill the user's free slots, oldest waiting run first, under the user's lock; whether
+    ``run`` was among them. If it was not, older runs took the slots, or another transaction
+    admitted ``run`` meanwhile and started it."""
+    with engine.db.session() as session:
+        lock_user(session, user_id)
+        admitted = {other.id: other for other in _admit_waiting(engine, session, user_id)}
+        mine = admitted.pop(run.id, None)
+        for other in admitted.values():
+            _start(engine, session, other)
+        if mine is None:
+            return Admission.WAITING
+        if launching and launch(engine, session, mine):
+            return Admission.LAUNCHED
+        return Admission.STEP
+
+
+def _waiting(execution: GraphExecution) -> WaitingRun:
+    return WaitingRun(
+        execution.id,
+        execution.cancel_requested_at,
+        execution.parent_execution_id,
+        execution.root_execution_id,
+        execution.max_run_seconds,
+        execution.node_execution_count,
+    )
 
 
 def admit_next(engine: Engine, user_id: str) -> None:
@@ -61,27 +111,35 @@ def admit_next(engine: Engine, user_id: str) -> None:
         fill_free_slots(engine, session, user_id)
 
 
-def fill_free_slots(
-    engine: Engine, session: Session, user_id: str, current: str | None = None
-) -> set[str]:
+def fill_free_slots(engine: Engine, session: Session, user_id: str) -> None:
     """Move the user's oldest waiting runs to RUNNING while slots are free, under the user's
-    lock (taken by the caller); each one but ``current`` (whose own message is being handled)
-    is sent its ``run_graph`` before the caller commits. The ids admitted."""
+    lock (taken by the caller), and start each before the caller commits: its starting nodes
+    are sent (``launch``), or else its ``run_graph``, whose step does the rest."""
+    for run in _admit_waiting(engine, session, user_id):
+        _start(engine, session, run)
+
+
+def _start(engine: Engine, session: Session, run: WaitingRun) -> None:
+    if not launch(engine, session, run):
+        engine.dispatcher.run_graph(run.id)
+
+
+def _admit_waiting(engine: Engine, session: Session, user_id: str) -> list[WaitingRun]:
+    """Move the oldest waiting runs that may start into the free slots; those moved, oldest
+    first."""
     free = engine.settings.max_concurrent_runs_per_user - repo.count_running(session, user_id)
-    admitted: set[str] = set()
+    admitted: list[WaitingRun] = []
     seen: set[str] = set()
     while len(admitted) < free:
         waiting = store.oldest_waiting(session, user_id, free - len(admitted), exclude=seen)
         if not waiting:
             break
         seen.update(run.id for run in waiting)
-        admitted.update(run.id for run in waiting if _start(session, run))
-    for graph_exec_id in sorted(admitted - {current}):
-        engine.dispatcher.run_graph(graph_exec_id)
+        admitted += [run for run in waiting if _moved_to_running(session, run)]
     return admitted
 
 
-def _start(session: Session, run: WaitingRun) -> bool:
+def _moved_to_running(session: Session, run: WaitingRun) -> bool:
     if _refuse_if_stopped(session, run):
         return False
     return transition_graph(session, run.id, S.RUNNING, allowed_from=frozenset({S.QUEUED}))

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.graphs import ensure_user
-from autoexec.store.tables import GraphExecution, User
+from autoexec.store.tables import GraphExecution, NodeExecutionOutput, User
 
 S = ExecutionStatus
 
@@ -21,12 +21,19 @@ def lock_user(session: Session, user_id: str) -> None:
 
     Every transaction that starts a run or ends one takes this lock before it locks or changes
     a graph execution row, so the running count it reads stays true until its commit, and two
-    such transactions never wait for each other in opposite orders.
+    such transactions never wait for each other in opposite orders. (``NO KEY UPDATE``: new
+    executions of the user, which only check that the user exists, are not held up.)
     """
-    stmt = select(User.id).where(User.id == user_id).with_for_update()
+    stmt = select(User.id).where(User.id == user_id).with_for_update(key_share=True)
     if session.scalar(stmt) is None:
         ensure_user(session, user_id)  # a user row lost to a manual cleanup: lock the new one
         session.scalar(stmt)
+
+
+def share_user_lock(session: Session, user_id: str) -> None:
+    """Wait until no transaction holds the user's admission lock, and keep it from being taken
+    until this transaction ends; statements after this one see what those transactions did."""
+    session.scalar(select(User.id).where(User.id == user_id).with_for_update(read=True))
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,8 @@ class WaitingRun:
     cancel_requested_at: datetime | None
     parent_execution_id: str | None
     root_execution_id: str | None
+    max_run_seconds: float | None
+    node_execution_count: int
 
     @property
     def ancestors(self) -> set[str]:
@@ -53,6 +62,8 @@ def oldest_waiting(
             GraphExecution.cancel_requested_at,
             GraphExecution.parent_execution_id,
             GraphExecution.root_execution_id,
+            GraphExecution.max_run_seconds,
+            GraphExecution.node_execution_count,
         )
         .where(GraphExecution.user_id == user_id, GraphExecution.status == S.QUEUED)
         .order_by(GraphExecution.created_at, GraphExecution.id)
@@ -70,6 +81,16 @@ def any_terminated(session: Session, graph_exec_ids: Collection[str]) -> bool:
         exists().where(
             GraphExecution.id.in_(list(graph_exec_ids)),
             GraphExecution.status == S.TERMINATED,
+        )
+    )
+    return bool(session.scalar(stmt))
+
+
+def has_undelivered_outputs(session: Session, graph_exec_id: str) -> bool:
+    stmt = select(
+        exists().where(
+            NodeExecutionOutput.graph_exec_id == graph_exec_id,
+            ~NodeExecutionOutput.delivered,
         )
     )
     return bool(session.scalar(stmt))

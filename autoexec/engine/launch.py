@@ -1,0 +1,44 @@
+"""The first step of a run, taken by the transaction that admits it.
+
+A run just admitted usually has nothing to deliver: its starting node executions were queued
+at submission. Then the admitting transaction claims their task ids and sends them itself,
+before it commits, instead of sending the run an orchestrator step that would do only that.
+A node task that arrives before the commit waits for it: its claim updates a row this
+transaction has changed. Should the commit be lost after all, the node may run while its run
+is still QUEUED; its outputs stay undelivered until the run is admitted again, and then the
+run gets a full step (it has outputs to deliver). A run with outputs to deliver (a starting
+node that failed its ready check), a deadline timer to arm, a node limit already passed or no
+node to send gets the full step instead.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from autoexec.engine.context import Engine
+from autoexec.store import executions as repo
+from autoexec.store.admission import WaitingRun, has_undelivered_outputs
+
+
+def launch(engine: Engine, session: Session, run: WaitingRun) -> bool:
+    """Send the starting node executions of ``run``, moved to RUNNING in this transaction;
+    False if the run needs a full orchestrator step instead (nothing was sent)."""
+    if not _plain_start(engine, session, run):
+        return False
+    jobs = repo.claim_task_ids(session, run.id)
+    if not jobs:
+        return False
+    for job in jobs:
+        engine.dispatcher.execute_node(job)
+    repo.mark_dispatched(session, [job.node_exec_id for job in jobs])
+    return True
+
+
+def _plain_start(engine: Engine, session: Session, run: WaitingRun) -> bool:
+    """Nothing but sending the starting nodes is to do: no deadline timer to arm, no node
+    limit passed (``limits.limit_stop``, enforced by the step), no output to deliver."""
+    if run.max_run_seconds is not None:
+        return False
+    if run.node_execution_count > engine.settings.max_node_executions_per_run:
+        return False
+    return not has_undelivered_outputs(session, run.id)
