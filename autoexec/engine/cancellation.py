@@ -18,6 +18,7 @@ from autoexec.engine.finalize import graph_stats, publish_status
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.admission import lock_user
+from autoexec.store.outcomes import node_outcomes
 from autoexec.store.tables import GraphExecution, NodeExecution, utcnow
 from autoexec.store.transitions import terminate_nodes, transition_graph
 
@@ -110,7 +111,7 @@ def _end(
         if record is not None:
             record(session)
         execution = repo.get_graph_execution(session, graph_exec_id)
-        stats = graph_stats(execution, repo.node_executions(session, graph_exec_id), stop.reason)
+        stats = graph_stats(execution, node_outcomes(session, graph_exec_id), stop.reason)
         ended = transition_graph(
             session, graph_exec_id, stop.status, stats=stats, error=stop.reason
         )

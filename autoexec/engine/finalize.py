@@ -17,7 +17,8 @@ from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.admission import lock_user
 from autoexec.store.graphs import load_graph
-from autoexec.store.tables import GraphExecution, NodeExecution, utcnow
+from autoexec.store.outcomes import NodeOutcome, node_outcomes
+from autoexec.store.tables import GraphExecution, utcnow
 from autoexec.store.transitions import transition_graph
 
 S = ExecutionStatus
@@ -29,7 +30,7 @@ def finalize(engine: Engine, graph_exec_id: str) -> ExecutionStatus | None:
     applied, if any."""
     with engine.db.session() as session:
         execution = repo.get_execution_state(session, graph_exec_id)
-        nodes = repo.node_executions(session, graph_exec_id)
+        nodes = node_outcomes(session, graph_exec_id)
         status, error = _outcome(session, execution, nodes)
         stats = graph_stats(execution, nodes, error)
         lock_user(session, execution.user_id)  # as late as can be: it serializes the user's runs
@@ -42,7 +43,7 @@ def finalize(engine: Engine, graph_exec_id: str) -> ExecutionStatus | None:
 
 
 def _outcome(
-    session: Session, execution: GraphExecution, nodes: Sequence[NodeExecution]
+    session: Session, execution: GraphExecution, nodes: Sequence[NodeOutcome]
 ) -> tuple[ExecutionStatus, str | None]:
     """The final status and error (SPEC §3.6); the graph is read only when a node failed, to
     see whether its error was handled."""
@@ -58,7 +59,7 @@ def _outcome(
 
 
 def graph_stats(
-    execution: GraphExecution, nodes: Sequence[NodeExecution], error: str | None
+    execution: GraphExecution, nodes: Sequence[NodeOutcome], error: str | None
 ) -> dict[str, Any]:
     ran = [n for n in nodes if n.status is not S.INCOMPLETE and not n.stats.get("skipped")]
     nodes_walltime = sum(float(n.stats.get("walltime", 0.0)) for n in ran)

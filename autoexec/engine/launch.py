@@ -16,29 +16,17 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from autoexec.engine.context import Engine
-from autoexec.store import executions as repo
-from autoexec.store.admission import WaitingRun, has_undelivered_outputs
+from autoexec.store.admission import WaitingRun, claim_starting_nodes
 
 
 def launch(engine: Engine, session: Session, run: WaitingRun) -> bool:
     """Send the starting node executions of ``run``, moved to RUNNING in this transaction;
     False if the run needs a full orchestrator step instead (nothing was sent)."""
-    if not _plain_start(engine, session, run):
-        return False
-    jobs = repo.claim_task_ids(session, run.id)
-    if not jobs:
-        return False
-    for job in jobs:
-        engine.dispatcher.execute_node(job)
-    repo.mark_dispatched(session, [job.node_exec_id for job in jobs])
-    return True
-
-
-def _plain_start(engine: Engine, session: Session, run: WaitingRun) -> bool:
-    """Nothing but sending the starting nodes is to do: no deadline timer to arm, no node
-    limit passed (``limits.limit_stop``, enforced by the step), no output to deliver."""
     if run.max_run_seconds is not None:
-        return False
+        return False  # the step arms the deadline timer
     if run.node_execution_count > engine.settings.max_node_executions_per_run:
-        return False
-    return not has_undelivered_outputs(session, run.id)
+        return False  # the step enforces the limit (``limits.limit_stop``)
+    jobs = claim_starting_nodes(session, run.id)
+    for job in jobs or []:
+        engine.dispatcher.execute_node(job)
+    return bool(jobs)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from autoexec.statuses import ExecutionStatus
+from autoexec.store.executions import NodeTask
 from autoexec.store.graphs import ensure_user
-from autoexec.store.tables import GraphExecution, NodeExecutionOutput, User
+from autoexec.store.tables import GraphExecution, NodeExecution, NodeExecutionOutput, User
 
 S = ExecutionStatus
 
@@ -86,11 +88,49 @@ def any_terminated(session: Session, graph_exec_ids: Collection[str]) -> bool:
     return bool(session.scalar(stmt))
 
 
-def has_undelivered_outputs(session: Session, graph_exec_id: str) -> bool:
-    stmt = select(
-        exists().where(
+def claim_starting_nodes(session: Session, graph_exec_id: str) -> list[NodeTask] | None:
+    """Give the run's QUEUED node executions not yet sent their task ids and note them sent
+    (the caller sends them before its commit); None, claiming nothing, if the run has an
+    output to deliver: its first step is then more than sending them."""
+    undelivered = (
+        exists()
+        .where(
             NodeExecutionOutput.graph_exec_id == graph_exec_id,
             ~NodeExecutionOutput.delivered,
         )
+        .label("undelivered")
     )
-    return bool(session.scalar(stmt))
+    stmt = (
+        select(
+            NodeExecution.id,
+            NodeExecution.celery_task_id,
+            NodeExecution.node_id,
+            NodeExecution.block_id,
+            undelivered,
+        )
+        .where(
+            NodeExecution.graph_exec_id == graph_exec_id,
+            NodeExecution.status == S.QUEUED,
+            ~NodeExecution.dispatched,
+        )
+        .order_by(NodeExecution.id)
+    )
+    rows = list(session.execute(stmt))
+    if any(row.undelivered for row in rows):
+        return None
+    jobs = [
+        NodeTask(
+            row.id,
+            graph_exec_id,
+            row.celery_task_id or str(uuid.uuid4()),
+            row.node_id,
+            row.block_id,
+        )
+        for row in rows
+    ]
+    if jobs:
+        claimed = [
+            {"id": j.node_exec_id, "celery_task_id": j.task_id, "dispatched": True} for j in jobs
+        ]
+        session.execute(update(NodeExecution), claimed)
+    return jobs
