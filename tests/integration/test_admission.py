@@ -4,16 +4,24 @@ start oldest first as slots free up."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from kombu.exceptions import OperationalError as BrokerError
 
 from autoexec import api
+from autoexec.engine.admission import start_run
+from autoexec.engine.context import Engine
+from autoexec.engine.node_execution import execute_node
+from autoexec.engine.orchestrator import advance
 from autoexec.statuses import ExecutionStatus
+from autoexec.store import executions as repo
+from autoexec.store.executions import NodeTask
 from tests.integration import publish_counter
 from tests.integration.conftest import Cluster, private_queues, worker_process
-from tests.integration.test_engine import graph, node
+from tests.integration.test_engine import graph, node, user
 
 S = ExecutionStatus
 
@@ -94,3 +102,59 @@ def test_a_backlog_is_admitted_with_at_most_two_run_messages_per_run(
 
 def _most_at_once(spans: list[tuple[datetime, datetime]]) -> int:
     return max(sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)
+
+
+@dataclass
+class Sent:
+    """A dispatcher that records what would go to the broker (the test runs the nodes itself);
+    with ``broker_down`` sending a node raises as a publish to an unreachable broker does."""
+
+    runs: list[str] = field(default_factory=list)
+    nodes: list[NodeTask] = field(default_factory=list)
+    broker_down: bool = False
+
+    def run_graph(self, graph_exec_id: str) -> None:
+        self.runs.append(graph_exec_id)
+
+    def advance_graph(self, graph_exec_id: str, countdown: float | None = None) -> None:
+        pass
+
+    def execute_node(self, task: NodeTask) -> None:
+        if self.broker_down:
+            raise BrokerError("connection refused")
+        self.nodes.append(task)
+
+    def revoke(self, task_ids: list[str]) -> None:
+        pass
+
+
+def statuses(engine: Engine, ids: list[str]) -> list[ExecutionStatus]:
+    with engine.db.session() as session:
+        return [repo.status_of(session, i) for i in ids]
+
+
+def test_the_end_of_a_run_hands_its_slot_on_in_its_own_commit(cluster: Cluster) -> None:
+    sent = Sent()
+    settings = cluster.engine.settings.model_copy(update={"max_concurrent_runs_per_user": 1})
+    engine = replace(cluster.engine, dispatcher=sent, settings=settings)
+    owner = user()
+    graph_id, _ = api.save_graph(ONE_NODE, owner, engine=engine)
+    ids = [api.execute_graph(graph_id, owner, engine=engine) for _ in range(3)]
+    first, second, _ = ids
+    # Each run_graph: the first run starts (its node is sent from the admission), the others
+    # wait and send nothing.
+    assert [start_run(engine, i) for i in ids] == [False, False, False]
+    assert statuses(engine, ids) == [S.RUNNING, S.QUEUED, S.QUEUED]
+    assert [t.graph_exec_id for t in sent.nodes] == [first]
+
+    # The first run's end cannot send the next run's node: the end and the hand-over are
+    # one transaction, so neither happened, and the node task's retry does both.
+    sent.broker_down = True
+    with pytest.raises(BrokerError):
+        execute_node(engine, sent.nodes[0].node_exec_id)
+    assert statuses(engine, ids) == [S.RUNNING, S.QUEUED, S.QUEUED]
+    sent.broker_down = False
+    advance(engine, first)  # the step the retried node task wakes
+    assert statuses(engine, ids) == [S.COMPLETED, S.RUNNING, S.QUEUED]
+    assert [t.graph_exec_id for t in sent.nodes] == [first, second]
+    assert sent.runs == ids  # one run_graph per run: its submission's
