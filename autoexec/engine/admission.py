@@ -105,7 +105,13 @@ def _waiting(execution: GraphExecution) -> WaitingRun:
 
 def admit_next(engine: Engine, user_id: str) -> None:
     """Hand the user's free slots to the oldest waiting runs (a recovery path: the transaction
-    that ends a run already does it)."""
+    that ends a run already does it, so this takes the user's lock only if a run waits for a
+    free slot)."""
+    with engine.db.session() as session:
+        if not _slot_free(engine, session, user_id):
+            return
+        if not store.oldest_waiting(session, user_id, 1):
+            return
     with engine.db.session() as session:
         lock_user(session, user_id)
         fill_free_slots(engine, session, user_id)

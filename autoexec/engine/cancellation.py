@@ -43,7 +43,7 @@ def cancel_execution(engine: Engine, graph_exec_id: str, user_id: str | None = N
         execution = repo.get_graph_execution(session, graph_exec_id, user_id)
         owner, status = execution.user_id, execution.status
     if status in TERMINAL:
-        admit_next(engine, owner)  # in case the run's own hand-over was lost
+        admit_next(engine, owner)  # any slot free with runs waiting (e.g. a raised limit)
         return f"graph execution {graph_exec_id} already ended {status.value}"
     with engine.db.session() as session:
         session.execute(
