@@ -22,7 +22,7 @@ from enum import Enum
 from sqlalchemy.orm import Session
 
 from autoexec.engine.context import Engine
-from autoexec.engine.launch import launch
+from autoexec.engine.launch import launch, step_due
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import admission as store
 from autoexec.store import executions as repo
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 class Admission(Enum):
     WAITING = "waiting"  # still QUEUED, or refused: nothing to do for now
-    LAUNCHED = "launched"  # RUNNING, its starting nodes sent by the admitting transaction
+    STARTED = "started"  # RUNNING, and nothing left for the caller to do
     STEP = "step"  # RUNNING: the caller takes its first orchestrator step
 
 
@@ -48,7 +48,8 @@ def admit(engine: Engine, graph_exec_id: str) -> bool:
 
 def start_run(engine: Engine, graph_exec_id: str) -> bool:
     """``admit``, sending the run's starting nodes from the admitting transaction when that is
-    all its first step would do (``launch``); True if the caller must still take that step."""
+    all its first step would do (``launch``); True if the caller must still take that step (for
+    a run already RUNNING: if that step has something to do, ``step_due``)."""
     return _admit(engine, graph_exec_id, launching=True) is Admission.STEP
 
 
@@ -56,7 +57,7 @@ def _admit(engine: Engine, graph_exec_id: str, launching: bool) -> Admission:
     with engine.db.session() as session:
         execution = repo.get_execution_state(session, graph_exec_id)
         if execution.status is not S.QUEUED:
-            return Admission.STEP if execution.status is S.RUNNING else Admission.WAITING
+            return _already_started(session, execution, launching)
         run, user_id = _waiting(execution), execution.user_id
         if _refuse_if_stopped(session, run):
             return Admission.WAITING
@@ -64,6 +65,14 @@ def _admit(engine: Engine, graph_exec_id: str, launching: bool) -> Admission:
             log.info("graph execution %s waits for a free slot of user %s", graph_exec_id, user_id)
             return Admission.WAITING
     return _admit_locked(engine, run, user_id, launching)
+
+
+def _already_started(session: Session, execution: GraphExecution, launching: bool) -> Admission:
+    if execution.status is not S.RUNNING:
+        return Admission.WAITING
+    if launching and not step_due(session, execution):
+        return Admission.STARTED
+    return Admission.STEP
 
 
 def _slot_free(engine: Engine, session: Session, user_id: str) -> bool:
@@ -88,7 +97,7 @@ def _admit_locked(engine: Engine, run: WaitingRun, user_id: str, launching: bool
         if mine is None:
             return Admission.WAITING
         if launching and launch(engine, session, mine):
-            return Admission.LAUNCHED
+            return Admission.STARTED
         return Admission.STEP
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from autoexec.engine.context import Engine
-from autoexec.store.admission import WaitingRun, claim_starting_nodes
+from autoexec.store.admission import WaitingRun, claim_starting_nodes, has_step_work
+from autoexec.store.tables import GraphExecution
 
 
 def launch(engine: Engine, session: Session, run: WaitingRun) -> bool:
@@ -30,3 +31,13 @@ def launch(engine: Engine, session: Session, run: WaitingRun) -> bool:
     for job in jobs or []:
         engine.dispatcher.execute_node(job)
     return bool(jobs)
+
+
+def step_due(session: Session, execution: GraphExecution) -> bool:
+    """Whether a RUNNING execution that a ``run_graph`` message finds already started needs
+    the step that message would take: the message may be re-delivered after a crash that kept
+    the step from being taken, or have arrived after another transaction started the run (the
+    usual case, with nothing left to do)."""
+    if execution.max_run_seconds is not None or execution.cancel_requested_at is not None:
+        return True  # the step arms the deadline timer, or enforces the cancel
+    return has_step_work(session, execution.id)

@@ -134,3 +134,23 @@ def claim_starting_nodes(session: Session, graph_exec_id: str) -> list[NodeTask]
         ]
         session.execute(update(NodeExecution), claimed)
     return jobs
+
+
+def has_step_work(session: Session, graph_exec_id: str) -> bool:
+    """Whether an orchestrator step would find something to do in a RUNNING execution: a
+    QUEUED node execution not sent yet, an output to deliver, or no node execution queued or
+    running any more (the run is to be finalized)."""
+    unsent = exists().where(
+        NodeExecution.graph_exec_id == graph_exec_id,
+        NodeExecution.status == S.QUEUED,
+        ~NodeExecution.dispatched,
+    )
+    undelivered = exists().where(
+        NodeExecutionOutput.graph_exec_id == graph_exec_id,
+        ~NodeExecutionOutput.delivered,
+    )
+    active = exists().where(
+        NodeExecution.graph_exec_id == graph_exec_id,
+        NodeExecution.status.in_((S.QUEUED, S.RUNNING)),
+    )
+    return bool(session.scalar(select(unsent | undelivered | ~active)))
