@@ -142,15 +142,20 @@ def _start(engine: Engine, session: Session, run: WaitingRun) -> None:
 def _admit_waiting(engine: Engine, session: Session, user_id: str) -> list[WaitingRun]:
     """Move the oldest waiting runs that may start into the free slots; those moved, oldest
     first."""
-    free = engine.settings.max_concurrent_runs_per_user - repo.count_running(session, user_id)
+    limit = engine.settings.max_concurrent_runs_per_user
+    fetched, running = store.waiting_and_running(session, user_id, limit)
+    free, waiting = limit - running, fetched
     admitted: list[WaitingRun] = []
     seen: set[str] = set()
-    while len(admitted) < free:
-        waiting = store.oldest_waiting(session, user_id, free - len(admitted), exclude=seen)
-        if not waiting:
-            break
-        seen.update(run.id for run in waiting)
-        admitted += [run for run in waiting if _moved_to_running(session, run)]
+    while waiting and len(admitted) < free:
+        for run in waiting[: free - len(admitted)]:
+            seen.add(run.id)
+            if _moved_to_running(session, run):
+                admitted.append(run)
+        # Fewer slots were filled than runs looked at only if some were refused: look on.
+        waiting = [run for run in waiting if run.id not in seen]
+        if not waiting and len(admitted) < free and len(fetched) == limit:
+            waiting = fetched = store.oldest_waiting(session, user_id, limit, exclude=seen)
     return admitted
 
 

@@ -7,7 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from autoexec.statuses import ExecutionStatus
@@ -58,6 +58,30 @@ def oldest_waiting(
     session: Session, user_id: str, limit: int, exclude: Collection[str] = ()
 ) -> list[WaitingRun]:
     """The user's oldest QUEUED executions, oldest first."""
+    return [run for run, _ in _oldest_waiting(session, user_id, limit, exclude)]
+
+
+def waiting_and_running(
+    session: Session, user_id: str, limit: int, exclude: Collection[str] = ()
+) -> tuple[list[WaitingRun], int]:
+    """The user's oldest QUEUED executions (oldest first) and how many it has RUNNING, in one
+    query; with no execution waiting the count is not needed, and reads 0."""
+    rows = _oldest_waiting(session, user_id, limit, exclude, with_running=True)
+    return [run for run, _ in rows], (rows[0][1] if rows else 0)
+
+
+def _oldest_waiting(
+    session: Session,
+    user_id: str,
+    limit: int,
+    exclude: Collection[str],
+    with_running: bool = False,
+) -> list[tuple[WaitingRun, int]]:
+    running = (
+        select(func.count())
+        .where(GraphExecution.user_id == user_id, GraphExecution.status == S.RUNNING)
+        .scalar_subquery()
+    )
     stmt = (
         select(
             GraphExecution.id,
@@ -66,6 +90,7 @@ def oldest_waiting(
             GraphExecution.root_execution_id,
             GraphExecution.max_run_seconds,
             GraphExecution.node_execution_count,
+            running if with_running else literal(0),
         )
         .where(GraphExecution.user_id == user_id, GraphExecution.status == S.QUEUED)
         .order_by(GraphExecution.created_at, GraphExecution.id)
@@ -73,7 +98,7 @@ def oldest_waiting(
     )
     if exclude:
         stmt = stmt.where(GraphExecution.id.not_in(list(exclude)))
-    return [WaitingRun(*row) for row in session.execute(stmt)]
+    return [(WaitingRun(*row[:-1]), int(row[-1])) for row in session.execute(stmt)]
 
 
 def any_terminated(session: Session, graph_exec_ids: Collection[str]) -> bool:

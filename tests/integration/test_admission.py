@@ -16,6 +16,7 @@ from autoexec.engine.admission import start_run
 from autoexec.engine.context import Engine
 from autoexec.engine.node_execution import execute_node
 from autoexec.engine.orchestrator import advance
+from autoexec.engine.submission import RunRequest, create_execution
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.executions import NodeTask
@@ -158,3 +159,25 @@ def test_the_end_of_a_run_hands_its_slot_on_in_its_own_commit(cluster: Cluster) 
     assert statuses(engine, ids) == [S.COMPLETED, S.RUNNING, S.QUEUED]
     assert [t.graph_exec_id for t in sent.nodes] == [first, second]
     assert sent.runs == ids  # one run_graph per run: its submission's
+
+
+def test_a_freed_slot_skips_a_waiting_run_whose_parent_was_terminated(cluster: Cluster) -> None:
+    sent = Sent()
+    settings = cluster.engine.settings.model_copy(update={"max_concurrent_runs_per_user": 1})
+    engine = replace(cluster.engine, dispatcher=sent, settings=settings)
+    owner, other = user(), user()
+    graph_id, _ = api.save_graph(ONE_NODE, owner, engine=engine)
+    other_graph, _ = api.save_graph(ONE_NODE, other, engine=engine)
+    parent = api.execute_graph(other_graph, other, engine=engine)
+    first = api.execute_graph(graph_id, owner, engine=engine)
+    child = create_execution(engine, RunRequest(graph_id, owner, parent_execution_id=parent))
+    last = api.execute_graph(graph_id, owner, engine=engine)
+    assert [start_run(engine, i) for i in (first, child, last)] == [False, False, False]
+    api.cancel(parent, other, engine=engine)
+
+    execute_node(engine, sent.nodes[0].node_exec_id)  # the first run ends
+    assert statuses(engine, [first, child, last]) == [S.COMPLETED, S.TERMINATED, S.RUNNING]
+    assert api.get_execution(child, owner, engine=engine).error == (
+        "its parent execution was terminated"
+    )
+    assert [t.graph_exec_id for t in sent.nodes] == [first, last]
