@@ -61,12 +61,10 @@ def oldest_waiting(
     return [run for run, _ in _oldest_waiting(session, user_id, limit, exclude)]
 
 
-def waiting_and_running(
-    session: Session, user_id: str, limit: int, exclude: Collection[str] = ()
-) -> tuple[list[WaitingRun], int]:
+def waiting_and_running(session: Session, user_id: str, limit: int) -> tuple[list[WaitingRun], int]:
     """The user's oldest QUEUED executions (oldest first) and how many it has RUNNING, in one
     query; with no execution waiting the count is not needed, and reads 0."""
-    rows = _oldest_waiting(session, user_id, limit, exclude, with_running=True)
+    rows = _oldest_waiting(session, user_id, limit, (), with_running=True)
     return [run for run, _ in rows], (rows[0][1] if rows else 0)
 
 
