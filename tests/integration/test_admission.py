@@ -22,7 +22,7 @@ from autoexec.store import executions as repo
 from autoexec.store.executions import NodeTask
 from tests.integration import publish_counter
 from tests.integration.conftest import Cluster, private_queues, worker_process
-from tests.integration.test_engine import graph, node, user
+from tests.integration.test_engine import ADD_ONE, graph, node, user
 
 S = ExecutionStatus
 
@@ -105,6 +105,10 @@ def _most_at_once(spans: list[tuple[datetime, datetime]]) -> int:
     return max(sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)
 
 
+class KilledAfterSend(Exception):
+    """Stands for a process killed after it sent a message, before its commit."""
+
+
 @dataclass
 class Sent:
     """A dispatcher that records what would go to the broker (the test runs the nodes itself);
@@ -113,6 +117,8 @@ class Sent:
     runs: list[str] = field(default_factory=list)
     nodes: list[NodeTask] = field(default_factory=list)
     broker_down: bool = False
+    fail_after_send: bool = False  # the node is sent, then the sender's transaction is lost
+    ran: set[int] = field(default_factory=set)  # node executions the test ran
 
     def run_graph(self, graph_exec_id: str) -> None:
         self.runs.append(graph_exec_id)
@@ -124,6 +130,8 @@ class Sent:
         if self.broker_down:
             raise BrokerError("connection refused")
         self.nodes.append(task)
+        if self.fail_after_send:
+            raise KilledAfterSend()
 
     def revoke(self, task_ids: list[str]) -> None:
         pass
@@ -181,3 +189,59 @@ def test_a_freed_slot_skips_a_waiting_run_whose_parent_was_terminated(cluster: C
         "its parent execution was terminated"
     )
     assert [t.graph_exec_id for t in sent.nodes] == [first, last]
+
+
+def test_a_run_whose_admission_was_lost_after_its_node_was_sent_still_completes_once(
+    cluster: Cluster,
+) -> None:
+    """The end of a run sends the next run's node, and its transaction is then lost: the node
+    may run while its run is still QUEUED. The retried end admits the run again, and its step
+    delivers what the node recorded and finishes it."""
+    sent = Sent()
+    settings = cluster.engine.settings.model_copy(update={"max_concurrent_runs_per_user": 1})
+    engine = replace(cluster.engine, dispatcher=sent, settings=settings)
+    owner = user()
+    graph_id, _ = api.save_graph(ADD_ONE, owner, engine=engine)
+    first, second = (api.execute_graph(graph_id, owner, {"x": x}, engine=engine) for x in (1, 2))
+    assert [start_run(engine, i) for i in (first, second)] == [False, False]
+    last = run_until(engine, sent, first, "out")
+    assert last is not None
+
+    sent.fail_after_send = True
+    with pytest.raises(KilledAfterSend):
+        run_node(engine, sent, last)  # the first run's end sends the second's node
+    sent.fail_after_send = False
+    assert statuses(engine, [first, second]) == [S.RUNNING, S.QUEUED]
+    run_node(engine, sent, sent.nodes[-1])  # the second run's node runs anyway
+
+    advance(engine, first)  # the retried end: hands the slot on again
+    assert statuses(engine, [first, second]) == [S.COMPLETED, S.RUNNING]
+    assert sent.runs[-1] == second  # nothing left to send: its run_graph takes the step
+    assert start_run(engine, second)
+    advance(engine, second)
+    run_until(engine, sent, second, None)
+    views = [api.get_execution(i, owner, engine=engine) for i in (first, second)]
+    assert [v.status for v in views] == [S.COMPLETED, S.COMPLETED]
+    assert [v.outputs for v in views] == [{"sum": [2]}, {"sum": [3]}]
+    assert [len(v.node_executions) for v in views] == [3, 3]
+
+
+def run_until(
+    engine: Engine, sent: Sent, graph_exec_id: str, node_id: str | None
+) -> NodeTask | None:
+    """Run the sent nodes of one execution in order until the next one is of ``node_id``
+    (returned, not run) or, with None, until none is left."""
+    while True:
+        todo = [
+            t
+            for t in sent.nodes
+            if t.graph_exec_id == graph_exec_id and t.node_exec_id not in sent.ran
+        ]
+        if not todo or todo[0].node_id == node_id:
+            return todo[0] if todo else None
+        run_node(engine, sent, todo[0])
+
+
+def run_node(engine: Engine, sent: Sent, task: NodeTask) -> None:
+    sent.ran.add(task.node_exec_id)
+    execute_node(engine, task.node_exec_id)
