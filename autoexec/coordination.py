@@ -39,10 +39,6 @@ class Keys:
         return f"{cls.prefix}:deferred:{graph_exec_id}"
 
     @classmethod
-    def admission_lock(cls, user_id: str) -> str:
-        return f"{cls.prefix}:lock:admission:{user_id}"
-
-    @classmethod
     def stop(cls, graph_exec_id: str) -> str:
         return f"{cls.prefix}:stop:{graph_exec_id}"
 
@@ -92,10 +88,6 @@ class Coordinator:
         """True for the first caller in a ``seconds`` window: it schedules the deferred step."""
         key = Keys.deferred(graph_exec_id)
         return bool(self.client.set(key, 1, nx=True, px=max(int(seconds * 1000), 1)))
-
-    def admission_lock(self, user_id: str) -> Lock:
-        lock: Lock = self.client.lock(Keys.admission_lock(user_id), timeout=10, blocking_timeout=10)
-        return lock
 
     def request_stop(self, graph_exec_id: str) -> None:
         """Tell the execution's running node tasks to stop (cancelled, or past a limit)."""

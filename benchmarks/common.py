@@ -65,6 +65,20 @@ def parser(description: str, default_n: int) -> argparse.ArgumentParser:
 
 def add_profiling_options(p: argparse.ArgumentParser) -> None:
     """The profiling options of the throughput studies (``stream_10k``, ``wide_2000``)."""
+    add_worker_profiling_options(p)
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="EXPLAIN ANALYZE the engine's per-step queries midway through the run (on the live "
+        "data) and after it",
+    )
+    p.add_argument(
+        "--profile-view", action="store_true", help="cProfile api.get_execution after the run"
+    )
+
+
+def add_worker_profiling_options(p: argparse.ArgumentParser) -> None:
+    """``--probe`` and ``--py-spy``: what the autoexec worker does, per task."""
     p.add_argument(
         "--probe",
         action="store_true",
@@ -75,15 +89,6 @@ def add_profiling_options(p: argparse.ArgumentParser) -> None:
         "--py-spy",
         metavar="FILE",
         help="record the autoexec worker and its pool with py-spy into FILE (collapsed stacks)",
-    )
-    p.add_argument(
-        "--explain",
-        action="store_true",
-        help="EXPLAIN ANALYZE the engine's per-step queries midway through the run (on the live "
-        "data) and after it",
-    )
-    p.add_argument(
-        "--profile-view", action="store_true", help="cProfile api.get_execution after the run"
     )
 
 

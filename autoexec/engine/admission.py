@@ -1,14 +1,32 @@
-"""Admission (SPEC §5): a QUEUED execution starts when its user has a free slot."""
+"""Admission (SPEC §5): a user has at most ``max_concurrent_runs_per_user`` executions RUNNING;
+the others wait QUEUED and are given the free slots oldest first.
+
+A run starts only in a transaction that holds its user's admission lock (``lock_user``) and
+moves it QUEUED -> RUNNING: the one of its own ``run_graph`` message, or the one that ends
+another run of the user (``finalize``, ``stop_execution``), which hands the freed slot on. A
+``run_graph`` that finds no free slot sends nothing: the run waits for a slot to be handed to it.
+
+A run handed a slot by another transaction is started by it before it commits: its starting
+node executions are sent (``launch``), or else one ``run_graph`` message, whose consumer takes
+the user's lock before reading the run, so it sees the commit. If the commit is lost, that
+message finds the run QUEUED and admits it the usual way; if a publish fails, the transaction
+rolls back and whatever ended the other run does it again. So no crash leaves a run RUNNING
+with nothing sent to move it on, and no slot is handed twice.
+"""
 
 from __future__ import annotations
 
 import logging
+from enum import Enum
 
 from sqlalchemy.orm import Session
 
 from autoexec.engine.context import Engine
+from autoexec.engine.launch import launch, step_due
 from autoexec.statuses import ExecutionStatus
+from autoexec.store import admission as store
 from autoexec.store import executions as repo
+from autoexec.store.admission import WaitingRun, lock_user
 from autoexec.store.tables import GraphExecution
 from autoexec.store.transitions import transition_graph
 
@@ -16,66 +34,145 @@ S = ExecutionStatus
 log = logging.getLogger(__name__)
 
 
+class Admission(Enum):
+    WAITING = "waiting"  # still QUEUED, or refused: nothing to do for now
+    STARTED = "started"  # RUNNING, and nothing left for the caller to do
+    STEP = "step"  # RUNNING: the caller takes its first orchestrator step
+
+
 def admit(engine: Engine, graph_exec_id: str) -> bool:
-    """Start a QUEUED execution if its user has a free slot; True if it is now RUNNING."""
+    """Start a QUEUED execution if its user has a free slot for it (older waiting runs come
+    first); True if it is RUNNING now, and then the caller takes its first orchestrator step."""
+    return _admit(engine, graph_exec_id, launching=False) is Admission.STEP
+
+
+def start_run(engine: Engine, graph_exec_id: str) -> bool:
+    """``admit``, sending the run's starting nodes from the admitting transaction when that is
+    all its first step would do (``launch``); True if the caller must still take that step (for
+    a run already RUNNING: if that step has something to do, ``step_due``)."""
+    return _admit(engine, graph_exec_id, launching=True) is Admission.STEP
+
+
+def _admit(engine: Engine, graph_exec_id: str, launching: bool) -> Admission:
     with engine.db.session() as session:
-        execution = repo.get_graph_execution(session, graph_exec_id)
+        execution = repo.get_execution_state(session, graph_exec_id)
         if execution.status is not S.QUEUED:
-            return execution.status is S.RUNNING
-        if _refused(session, execution):
-            transition_graph(session, graph_exec_id, S.TERMINATED, error=_refusal(execution))
-            return False
-        user_id = execution.user_id
-    with engine.coordinator.admission_lock(user_id), engine.db.session() as session:
-        next_up = _next_up(engine, session, user_id)
-        admitted = graph_exec_id in next_up and transition_graph(session, graph_exec_id, S.RUNNING)
-    # Older runs waiting ahead of this one start through their own run_graph message, so a
-    # crash here strands nobody: an execution is only RUNNING once its own step is running.
-    for other in next_up - {graph_exec_id}:
-        engine.dispatcher.run_graph(other)
-    if not admitted:
-        log.info("graph execution %s waits for a free slot of user %s", graph_exec_id, user_id)
-    return admitted
+            return _already_started(session, execution, launching)
+        run, user_id = _waiting(execution), execution.user_id
+        if _refuse_if_stopped(session, run):
+            return Admission.WAITING
+        if not _slot_free(engine, session, user_id):
+            log.info("graph execution %s waits for a free slot of user %s", graph_exec_id, user_id)
+            return Admission.WAITING
+    return _admit_locked(engine, run, user_id, launching)
 
 
-def _next_up(engine: Engine, session: Session, user_id: str) -> set[str]:
-    """The user's oldest QUEUED executions that fit in the free slots, oldest first
-    whichever run_graph message arrives first. Refused ones are ended and take no slot."""
-    free = engine.settings.max_concurrent_runs_per_user - repo.count_running(session, user_id)
-    chosen: set[str] = set()
-    while free > len(chosen):
-        candidates = repo.oldest_queued(session, user_id, free - len(chosen), exclude=chosen)
-        if not candidates:
-            break
-        for candidate_id in candidates:
-            candidate = repo.get_graph_execution(session, candidate_id)
-            if _refused(session, candidate):
-                transition_graph(session, candidate_id, S.TERMINATED, error=_refusal(candidate))
-            else:
-                chosen.add(candidate_id)
-    return chosen
+def _already_started(session: Session, execution: GraphExecution, launching: bool) -> Admission:
+    if execution.status is not S.RUNNING:
+        return Admission.WAITING
+    if launching and not step_due(session, execution):
+        return Admission.STARTED
+    return Admission.STEP
 
 
-def _refused(session: Session, execution: GraphExecution) -> bool:
-    if execution.cancel_requested_at is not None:
-        return True
-    for ancestor_id in {execution.parent_execution_id, execution.root_execution_id} - {None}:
-        ancestor = session.get(GraphExecution, ancestor_id)
-        if ancestor is not None and ancestor.status is S.TERMINATED:
-            return True
-    return False
+def _slot_free(engine: Engine, session: Session, user_id: str) -> bool:
+    """Whether the user has a free slot, once every transaction handing slots on has committed.
+    If not, the run may wait without holding the lock: each of the user's RUNNING runs ends in
+    a transaction that hands its slot on, and that transaction will see this run waiting."""
+    store.share_user_lock(session, user_id)
+    running = repo.count_running(session, user_id)
+    return running < engine.settings.max_concurrent_runs_per_user
 
 
-def _refusal(execution: GraphExecution) -> str:
-    if execution.cancel_requested_at is not None:
-        return "cancelled before it started"
-    return "its parent execution was terminated"
+def _admit_locked(engine: Engine, run: WaitingRun, user_id: str, launching: bool) -> Admission:
+    """Fill the user's free slots, oldest waiting run first, under the user's lock; whether
+    ``run`` was among them. If it was not, older runs took the slots, or another transaction
+    admitted ``run`` meanwhile and started it."""
+    with engine.db.session() as session:
+        lock_user(session, user_id)
+        admitted = {other.id: other for other in _admit_waiting(engine, session, user_id)}
+        mine = admitted.pop(run.id, None)
+        for other in admitted.values():
+            _start(engine, session, other)
+        if mine is None:
+            return Admission.WAITING
+        if launching and launch(engine, session, mine):
+            return Admission.STARTED
+        return Admission.STEP
+
+
+def _waiting(execution: GraphExecution) -> WaitingRun:
+    return WaitingRun(
+        execution.id,
+        execution.cancel_requested_at,
+        execution.parent_execution_id,
+        execution.root_execution_id,
+        execution.max_run_seconds,
+        execution.node_execution_count,
+    )
 
 
 def admit_next(engine: Engine, user_id: str) -> None:
-    """Hand free slots of a user to the oldest QUEUED executions."""
+    """Hand the user's free slots to the oldest waiting runs (a recovery path: the transaction
+    that ends a run already does it, so this takes the user's lock only if a run waits for a
+    free slot)."""
     with engine.db.session() as session:
-        free = engine.settings.max_concurrent_runs_per_user - repo.count_running(session, user_id)
-        waiting = repo.oldest_queued(session, user_id, free) if free > 0 else []
-    for graph_exec_id in waiting:
-        engine.dispatcher.run_graph(graph_exec_id)
+        if not _slot_free(engine, session, user_id):
+            return
+        if not store.oldest_waiting(session, user_id, 1):
+            return
+    with engine.db.session() as session:
+        lock_user(session, user_id)
+        fill_free_slots(engine, session, user_id)
+
+
+def fill_free_slots(engine: Engine, session: Session, user_id: str) -> None:
+    """Move the user's oldest waiting runs to RUNNING while slots are free, under the user's
+    lock (taken by the caller), and start each before the caller commits: its starting nodes
+    are sent (``launch``), or else its ``run_graph``, whose step does the rest."""
+    for run in _admit_waiting(engine, session, user_id):
+        _start(engine, session, run)
+
+
+def _start(engine: Engine, session: Session, run: WaitingRun) -> None:
+    if not launch(engine, session, run):
+        engine.dispatcher.run_graph(run.id)
+
+
+def _admit_waiting(engine: Engine, session: Session, user_id: str) -> list[WaitingRun]:
+    """Move the oldest waiting runs that may start into the free slots; those moved, oldest
+    first."""
+    limit = engine.settings.max_concurrent_runs_per_user
+    fetched, running = store.waiting_and_running(session, user_id, limit)
+    free, waiting = limit - running, fetched
+    admitted: list[WaitingRun] = []
+    seen: set[str] = set()
+    while waiting and len(admitted) < free:
+        for run in waiting[: free - len(admitted)]:
+            seen.add(run.id)
+            if _moved_to_running(session, run):
+                admitted.append(run)
+        # Fewer slots were filled than runs looked at only if some were refused: look on.
+        waiting = [run for run in waiting if run.id not in seen]
+        if not waiting and len(admitted) < free and len(fetched) == limit:
+            waiting = fetched = store.oldest_waiting(session, user_id, limit, exclude=seen)
+    return admitted
+
+
+def _moved_to_running(session: Session, run: WaitingRun) -> bool:
+    if _refuse_if_stopped(session, run):
+        return False
+    return transition_graph(session, run.id, S.RUNNING, allowed_from=frozenset({S.QUEUED}))
+
+
+def _refuse_if_stopped(session: Session, run: WaitingRun) -> bool:
+    """End a waiting run that must not start (SPEC §5: cancelled, or its parent or root
+    execution was terminated); True if it was refused."""
+    if run.cancel_requested_at is not None:
+        reason = "cancelled before it started"
+    elif store.any_terminated(session, run.ancestors):
+        reason = "its parent execution was terminated"
+    else:
+        return False
+    transition_graph(session, run.id, S.TERMINATED, error=reason)
+    return True

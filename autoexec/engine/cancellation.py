@@ -1,7 +1,7 @@
 """Stopping a graph execution before it ends by itself: a cancel (SPEC §7) ends it TERMINATED,
-a run limit or a missing block ends it FAILED. Both go the same way: end the execution and mark
-what is left TERMINATED (durably, first), then flag the node tasks to stop, revoke them, hand
-the slot on."""
+a run limit or a missing block ends it FAILED. Both go the same way: end the execution, mark
+what is left TERMINATED and hand the user's slot on (durably, in one transaction, first), then
+flag the node tasks to stop and revoke them."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from autoexec.engine.admission import admit_next
+from autoexec.engine.admission import admit_next, fill_free_slots
 from autoexec.engine.context import Engine
 from autoexec.engine.finalize import graph_stats, publish_status
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
+from autoexec.store.admission import lock_user
+from autoexec.store.outcomes import node_outcomes
 from autoexec.store.tables import GraphExecution, NodeExecution, utcnow
 from autoexec.store.transitions import terminate_nodes, transition_graph
 
@@ -42,7 +44,7 @@ def cancel_execution(engine: Engine, graph_exec_id: str, user_id: str | None = N
         execution = repo.get_graph_execution(session, graph_exec_id, user_id)
         owner, status = execution.user_id, execution.status
     if status in TERMINAL:
-        admit_next(engine, owner)  # in case the run's own hand-over was lost
+        admit_next(engine, owner)  # any slot free with runs waiting (e.g. a raised limit)
         return f"graph execution {graph_exec_id} already ended {status.value}"
     with engine.db.session() as session:
         session.execute(
@@ -70,12 +72,11 @@ def stop_execution(
     the run ended, only sends the signals again.
     """
     log.info("stopping graph execution %s: %s", graph_exec_id, stop.reason)
-    ended, user_id = _end(engine, graph_exec_id, stop, record)
+    ended = _end(engine, graph_exec_id, stop, record)
     _flag_stop(engine, graph_exec_id)
     _revoke_in_flight(engine, graph_exec_id)
     if ended:
         publish_status(engine, graph_exec_id, stop.status)
-    admit_next(engine, user_id)
     return ended
 
 
@@ -110,18 +111,21 @@ def _revoke_in_flight(engine: Engine, graph_exec_id: str) -> None:
 
 def _end(
     engine: Engine, graph_exec_id: str, stop: Stop, record: Callable[[Session], object] | None
-) -> tuple[bool, str]:
-    """Record the stopping node's outcome, end the execution and mark its QUEUED/INCOMPLETE
-    node executions TERMINATED, in one transaction; (whether this call ended it, the owner)."""
+) -> bool:
+    """Record the stopping node's outcome, end the execution, mark its QUEUED/INCOMPLETE node
+    executions TERMINATED and hand the user's free slots on, in one transaction; True if this
+    call ended it."""
     with engine.db.session() as session:
+        lock_user(session, repo.get_execution_state(session, graph_exec_id).user_id)
         repo.get_execution_state(session, graph_exec_id, lock=True)  # waits for a delivery
         if record is not None:
             record(session)
         execution = repo.get_graph_execution(session, graph_exec_id)
-        stats = graph_stats(execution, repo.node_executions(session, graph_exec_id), stop.reason)
+        stats = graph_stats(execution, node_outcomes(session, graph_exec_id), stop.reason)
         ended = transition_graph(
             session, graph_exec_id, stop.status, stats=stats, error=stop.reason
         )
         if ended:
             terminate_nodes(session, graph_exec_id, frozenset({S.QUEUED, S.INCOMPLETE}))
-        return ended, execution.user_id
+        fill_free_slots(engine, session, execution.user_id)
+        return ended

@@ -8,17 +8,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from autoexec.dataflow import (
-    FailedNode,
-    final_status,
-    unhandled_failures,
-)
-from autoexec.engine.admission import admit_next
+from sqlalchemy.orm import Session
+
+from autoexec.dataflow import FailedNode, unhandled_failures
+from autoexec.engine.admission import fill_free_slots
 from autoexec.engine.context import Engine
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
+from autoexec.store.admission import lock_user
 from autoexec.store.graphs import load_graph
-from autoexec.store.tables import GraphExecution, NodeExecution, utcnow
+from autoexec.store.outcomes import NodeOutcome, node_outcomes
+from autoexec.store.tables import GraphExecution, utcnow
 from autoexec.store.transitions import transition_graph
 
 S = ExecutionStatus
@@ -26,29 +26,40 @@ log = logging.getLogger(__name__)
 
 
 def finalize(engine: Engine, graph_exec_id: str) -> ExecutionStatus | None:
-    """Give a finished RUNNING execution its final status; the status applied, if any."""
+    """Give a finished RUNNING execution its final status and hand its slot on; the status
+    applied, if any."""
     with engine.db.session() as session:
-        execution = repo.get_graph_execution(session, graph_exec_id)
-        graph = load_graph(session, execution.graph_id, execution.graph_version)
-        nodes = repo.node_executions(session, graph_exec_id)
-        failed = [FailedNode(n.node_id, n.error or "") for n in nodes if n.status is S.FAILED]
-        status = final_status(graph, failed)
-        if execution.cancel_requested_at is not None:
-            status = S.TERMINATED
-        unhandled = unhandled_failures(graph, failed)
-        error = unhandled[0].error if unhandled else None
+        execution = repo.get_execution_state(session, graph_exec_id)
+        nodes = node_outcomes(session, graph_exec_id)
+        status, error = _outcome(session, execution, nodes)
         stats = graph_stats(execution, nodes, error)
+        lock_user(session, execution.user_id)  # as late as can be: it serializes the user's runs
         if not transition_graph(session, graph_exec_id, status, stats=stats, error=error):
             return None
-        user_id = execution.user_id
+        fill_free_slots(engine, session, execution.user_id)  # the freed slot, in this commit
     log.info("graph execution %s ended %s", graph_exec_id, status.value)
     publish_status(engine, graph_exec_id, status)
-    admit_next(engine, user_id)
     return status
 
 
+def _outcome(
+    session: Session, execution: GraphExecution, nodes: Sequence[NodeOutcome]
+) -> tuple[ExecutionStatus, str | None]:
+    """The final status and error (SPEC §3.6); the graph is read only when a node failed, to
+    see whether its error was handled."""
+    failed = [FailedNode(n.node_id, n.error or "") for n in nodes if n.status is S.FAILED]
+    unhandled = []
+    if failed:
+        graph = load_graph(session, execution.graph_id, execution.graph_version)
+        unhandled = unhandled_failures(graph, failed)
+    error = unhandled[0].error if unhandled else None
+    if execution.cancel_requested_at is not None:
+        return S.TERMINATED, error
+    return (S.FAILED if unhandled else S.COMPLETED), error
+
+
 def graph_stats(
-    execution: GraphExecution, nodes: Sequence[NodeExecution], error: str | None
+    execution: GraphExecution, nodes: Sequence[NodeOutcome], error: str | None
 ) -> dict[str, Any]:
     ran = [n for n in nodes if n.status is not S.INCOMPLETE and not n.stats.get("skipped")]
     nodes_walltime = sum(float(n.stats.get("walltime", 0.0)) for n in ran)

@@ -118,7 +118,8 @@ def _deliver_or_stop(engine: Engine, graph_exec_id: str) -> Batch:
 
 def _stopped(engine: Engine, graph_exec_id: str, batch: Batch) -> None:
     """A step found the execution not to go on: enforce a stored cancel request or a limit,
-    and hand the user's slot on again in case the hand-over at the end was lost to a crash."""
+    and hand on any free slot of the user a run waits for (the end of a run hands its slot on
+    in its own commit; this covers slots freed otherwise, e.g. by a raised limit)."""
     if batch.stop is not None and batch.status not in TERMINAL:
         stop_execution(engine, graph_exec_id, batch.stop)
     elif batch.status in TERMINAL:

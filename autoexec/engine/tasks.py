@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 from autoexec.celery_app import app, celery_config
 from autoexec.engine import node_execution, orchestrator, reconciler
-from autoexec.engine.admission import admit
+from autoexec.engine.admission import start_run
 from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine, build_engine
 from autoexec.engine.submission import RunRequest, create_execution
@@ -138,7 +138,7 @@ def run_graph(
         graph_exec_id = create_execution(engine, _run_request(options), exec_id=self.request.id)
     else:
         _refuse_options_with_an_id(options)
-    if admit(engine, graph_exec_id):
+    if start_run(engine, graph_exec_id):
         orchestrator.advance(engine, graph_exec_id)
     return graph_exec_id
 
