@@ -1,6 +1,7 @@
 """Services restarted mid-run (SPEC §7, FAULTS.md): Redis and PostgreSQL instances of the test's
 own are restarted while a graph streams; every run ends COMPLETED with its outputs exact (no
-delivery lost or doubled, I2), and nothing is left QUEUED or RUNNING (I5)."""
+delivery lost or doubled, I2), nothing is left QUEUED or RUNNING, the queues drain and no Redis
+key is left without an expiry (I5)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from kombu import Connection
 from sqlalchemy import func, select
 
 from autoexec import api
@@ -20,7 +22,7 @@ from autoexec.engine.context import Engine
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.migrate import upgrade_database
 from autoexec.store.tables import NodeExecution, NodeExecutionOutput
-from tests.faults.conftest import PrivateRedis, fault_worker, free_port
+from tests.faults.conftest import FaultWorker, PrivateRedis, fault_worker, free_port
 from tests.integration.conftest import Cluster
 from tests.integration.test_engine import graph, node, user
 
@@ -75,6 +77,25 @@ def assert_exact(engine: Engine, exec_id: str, owner: str) -> None:
     assert (calcs, stuck) == (ITEMS, 0)
 
 
+def assert_drained(worker: FaultWorker) -> None:
+    """I5: the worker's queues empty out, and every key autoexec left in Redis expires."""
+    deadline = time.monotonic() + 60
+    with Connection(worker.engine.settings.broker_url) as conn:
+        channel = conn.channel()
+        while True:
+            waiting = {
+                kind: channel.queue_declare(worker.queue(kind), passive=True).message_count
+                for kind in ("GRAPH", "NODE")
+            }
+            if not any(waiting.values()):
+                break
+            assert time.monotonic() < deadline, f"messages left: {waiting}"
+            time.sleep(0.2)
+    client = worker.engine.coordinator.client
+    forever = [key for key in client.scan_iter(match="autoexec:*") if client.ttl(key) == -1]
+    assert forever == []
+
+
 def test_redis_restarted_mid_run_loses_and_doubles_nothing(
     cluster: Cluster, private_redis: PrivateRedis, tmp_path: Path
 ) -> None:
@@ -86,6 +107,7 @@ def test_redis_restarted_mid_run_loses_and_doubles_nothing(
         time.sleep(1.0)
         private_redis.start()
         assert_exact(worker.engine, exec_id, owner)
+        assert_drained(worker)
 
 
 @dataclass
@@ -137,6 +159,7 @@ def test_postgres_restarted_mid_run_loses_and_doubles_nothing(
         wait_for_outputs(worker.engine, exec_id, 10)
         private_postgres.ctl("restart")  # every connection of every process is cut
         assert_exact(worker.engine, exec_id, owner)
+        assert_drained(worker)
 
 
 def rabbit_bin(name: str) -> str:
@@ -219,3 +242,4 @@ def test_rabbitmq_restarted_mid_run_loses_and_doubles_nothing(
         time.sleep(1.0)
         private_rabbit.ctl("start_app")
         assert_exact(worker.engine, exec_id, owner)
+        assert_drained(worker)
