@@ -24,7 +24,7 @@ from autoexec.engine.context import Engine, run_spec
 from autoexec.engine.delivery import deliver_pending
 from autoexec.engine.finalize import finalize
 from autoexec.errors import BlockNotRegisteredError
-from autoexec.statuses import ExecutionStatus
+from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.executions import NodeTask, PendingOutput
 from autoexec.store.graphs import load_run_graph
@@ -135,7 +135,7 @@ def _record_and_deliver(
     from_memory: bool,
 ) -> Flushed:
     execution = repo.get_execution_state(session, ref.graph_exec_id, lock=True)
-    stopped = execution.cancel_requested_at is not None or execution.status is not S.RUNNING
+    stopped = execution.cancel_requested_at is not None or execution.status in TERMINAL
     if end is not None:
         # The end's conditional UPDATE applies only while this attempt owns the node
         # execution, and locks its row: no separate ownership read is needed.
@@ -146,6 +146,11 @@ def _record_and_deliver(
     if stopped:
         # Cancelled or ended: a running node records nothing more (it ends TERMINATED).
         return Flushed(needs_step=end is not None, halted=end is None)
+    if execution.status is not S.RUNNING:
+        # Not started yet (its admission was lost after this node was sent): record, and
+        # leave the delivery to the step that starts the run.
+        append_outputs(session, ref, outputs)
+        return Flushed(needs_step=True)
     graph = load_run_graph(session, execution.id, execution.graph_id, execution.graph_version)
     spec = run_spec(engine, graph, execution)
     if not _blocks_known(spec, ref.node_id):
