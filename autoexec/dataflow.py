@@ -38,7 +38,7 @@ class DataflowStore(Protocol):
 
     def static_inputs(self, node_id: str) -> dict[str, Any]: ...
 
-    def mark_queued(self, exec_id: int, inputs: dict[str, Any]) -> None: ...
+    def mark_queued(self, exec_id: int, node_id: str, inputs: dict[str, Any]) -> None: ...
 
     def mark_skipped(self, exec_id: int) -> None: ...
 
@@ -174,7 +174,7 @@ def settle(spec: RunSpec, store: DataflowStore, exec_id: int, node: Node) -> boo
     if readiness.error is not None:
         store.mark_failed(exec_id, invalid_input_message(node, readiness.error), readiness.inputs)
         return False
-    store.mark_queued(exec_id, readiness.inputs)
+    store.mark_queued(exec_id, node.id, readiness.inputs)
     return True
 
 

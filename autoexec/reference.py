@@ -83,8 +83,9 @@ class MemoryStore:
     def static_inputs(self, node_id: str) -> dict[str, Any]:
         return dict(self.static.get(node_id, {}))
 
-    def mark_queued(self, exec_id: int, inputs: dict[str, Any]) -> None:
+    def mark_queued(self, exec_id: int, node_id: str, inputs: dict[str, Any]) -> None:
         execution = self.executions[exec_id]
+        assert execution.node_id == node_id
         execution.status, execution.inputs = S.QUEUED, inputs
 
     def mark_skipped(self, exec_id: int) -> None:

@@ -168,23 +168,14 @@ def execute_node(
 
 def _record(session: Session, stopped: bool, job: NodeJob, outcome: Outcome) -> bool:
     """The node's end; a node whose run was stopped meanwhile ends TERMINATED."""
-    if stopped:
-        return transition_node(
-            session,
-            job.node_exec_id,
-            S.TERMINATED,
-            allowed_from=frozenset({S.RUNNING}),
-            attempt_is=job.attempt,
-            stats=outcome.stats,
-        )
     return transition_node(
         session,
         job.node_exec_id,
-        outcome.status,
+        S.TERMINATED if stopped else outcome.status,
         allowed_from=frozenset({S.RUNNING}),
         attempt_is=job.attempt,
         stats=outcome.stats,
-        error=outcome.error,
+        error=None if stopped else outcome.error,
     )
 
 
@@ -325,16 +316,12 @@ class _Run:
         return size
 
     def stop_requested(self) -> bool:
-        """The execution was stopped, or is past its deadline: a step that would stop it may
-        not get a worker slot while this node holds one, so the node stops by itself and, past
-        the deadline by its own clock, ends the run too (``_deadline_stop``); past a limit a
-        flush found, it ends the run with its own end. What blocks poll as ``is_cancelled``."""
-        if self._stopped_here():
-            return True
-        try:
-            return self.engine.coordinator.stop_requested(self.job.graph_exec_id)
-        except RedisError:
-            return False  # the watch reads the database
+        """What blocks poll as ``is_cancelled``, with no round trip: the execution was
+        stopped (the watch found it in Redis or the database), or is past its deadline (a
+        step that would stop it may not get a worker slot while this node holds one, so the
+        node stops by itself and ends the run: ``_deadline_stop``), or past a limit a flush
+        found (the node ends the run with its own end)."""
+        return self._stopped_here()
 
     def _stopped_here(self) -> bool:
         """A stop this process knows of already, with no round trip."""

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import exists, func, literal, select, update
+from sqlalchemy import exists, func, literal, select
 from sqlalchemy.orm import Session
 
 from autoexec.statuses import ExecutionStatus
-from autoexec.store.executions import NodeTask
+from autoexec.store.executions import NodeTask, node_tasks, queued_nodes
 from autoexec.store.graphs import ensure_user
 from autoexec.store.tables import GraphExecution, NodeExecution, NodeExecutionOutput, User
 
@@ -123,40 +122,11 @@ def claim_starting_nodes(session: Session, graph_exec_id: str) -> list[NodeTask]
         )
         .label("undelivered")
     )
-    stmt = (
-        select(
-            NodeExecution.id,
-            NodeExecution.celery_task_id,
-            NodeExecution.node_id,
-            NodeExecution.block_id,
-            undelivered,
-        )
-        .where(
-            NodeExecution.graph_exec_id == graph_exec_id,
-            NodeExecution.status == S.QUEUED,
-            ~NodeExecution.dispatched,
-        )
-        .order_by(NodeExecution.id)
-    )
+    stmt = queued_nodes(graph_exec_id, sent=False).add_columns(undelivered)
     rows = list(session.execute(stmt))
     if any(row.undelivered for row in rows):
         return None
-    jobs = [
-        NodeTask(
-            row.id,
-            graph_exec_id,
-            row.celery_task_id or str(uuid.uuid4()),
-            row.node_id,
-            row.block_id,
-        )
-        for row in rows
-    ]
-    if jobs:
-        claimed = [
-            {"id": j.node_exec_id, "celery_task_id": j.task_id, "dispatched": True} for j in jobs
-        ]
-        session.execute(update(NodeExecution), claimed)
-    return jobs
+    return node_tasks(session, graph_exec_id, rows, mark_sent=True)
 
 
 def has_step_work(session: Session, graph_exec_id: str) -> bool:

@@ -55,7 +55,6 @@ class SqlDataflowStore:
         self._fresh_inputs: dict[int, dict[str, Any]] = {}
         self.recorded_outputs = 0
         self.queued: list[NodeTask] = []
-        self._node_ids: dict[int, str] = {}  # the node of each execution the rules touched
 
     def _never_lacking(self, node_id: str, pin: str) -> bool:
         if node_id in self.graph.starting_node_ids:
@@ -82,16 +81,12 @@ class SqlDataflowStore:
         if self._never_lacking(node_id, pin):
             return None
         found: int | None = self.session.scalar(self._lacking(node_id, pin).limit(1))
-        if found is not None:
-            self._node_ids[found] = node_id
         return found
 
     def incomplete_lacking(self, node_id: str, pin: str) -> list[int]:
         if self._never_lacking(node_id, pin):
             return []
-        found = list(self.session.scalars(self._lacking(node_id, pin)))
-        self._node_ids.update((exec_id, node_id) for exec_id in found)
-        return found
+        return list(self.session.scalars(self._lacking(node_id, pin)))
 
     def create_execution(self, node_id: str) -> int:
         now = utcnow()
@@ -112,7 +107,6 @@ class SqlDataflowStore:
         )
         exec_id = int(self.session.execute(stmt).scalar_one())
         self._fresh_inputs[exec_id] = {}
-        self._node_ids[exec_id] = node_id
         return exec_id
 
     def add_input(self, exec_id: int, pin: str, value: Any) -> None:
@@ -151,7 +145,7 @@ class SqlDataflowStore:
             self._static[node_id] = dict(self.session.execute(stmt).all())
         return dict(self._static[node_id])
 
-    def mark_queued(self, exec_id: int, inputs: dict[str, Any]) -> None:
+    def mark_queued(self, exec_id: int, node_id: str, inputs: dict[str, Any]) -> None:
         task_id = str(uuid.uuid4())
         queued = transition_node(
             self.session,
@@ -164,18 +158,10 @@ class SqlDataflowStore:
             dispatched=self.dispatch_on_commit,
         )
         if queued:
-            node = self.graph.node(self._node_of(exec_id))
+            node = self.graph.node(node_id)
             self.queued.append(
                 NodeTask(exec_id, self.graph_exec_id, task_id, node.id, node.block_id)
             )
-
-    def _node_of(self, exec_id: int) -> str:
-        if exec_id in self._node_ids:
-            return self._node_ids[exec_id]
-        node_id: str = self.session.execute(
-            select(NodeExecution.node_id).where(NodeExecution.id == exec_id)
-        ).scalar_one()
-        return node_id
 
     def mark_skipped(self, exec_id: int) -> None:
         transition_node(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy import Row, Select, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, defer
 
@@ -288,12 +288,10 @@ class NodeTask:
     block_id: str
 
 
-def claim_task_ids(
-    session: Session, graph_exec_id: str, only: Collection[int] | None = None
-) -> list[NodeTask]:
-    """Every QUEUED execution not yet sent (of ``only``, if given); a missing task id is
-    assigned and stored, so a repeated send after a crash reuses the same id."""
-    stmt = (
+def queued_nodes(graph_exec_id: str, sent: bool) -> Select[int, str | None, str, str]:
+    """The run's QUEUED node executions noted as sent (or not), oldest first: the rows
+    ``node_tasks`` turns into tasks."""
+    return (
         select(
             NodeExecution.id,
             NodeExecution.celery_task_id,
@@ -303,23 +301,43 @@ def claim_task_ids(
         .where(
             NodeExecution.graph_exec_id == graph_exec_id,
             NodeExecution.status == S.QUEUED,
-            ~NodeExecution.dispatched,
+            NodeExecution.dispatched if sent else ~NodeExecution.dispatched,
         )
         .order_by(NodeExecution.id)
     )
-    if only is not None:
-        stmt = stmt.where(NodeExecution.id.in_(list(only)))
-    rows = list(session.execute(stmt))
-    assigned = {row.id: str(uuid.uuid4()) for row in rows if not row.celery_task_id}
-    if assigned:
-        new = [{"id": i, "celery_task_id": task_id} for i, task_id in assigned.items()]
-        session.execute(update(NodeExecution), new)
-    return [
+
+
+def node_tasks(
+    session: Session, graph_exec_id: str, rows: Sequence[Row[Any]], mark_sent: bool = False
+) -> list[NodeTask]:
+    """The tasks of ``queued_nodes`` rows. A missing task id is assigned and stored, so a
+    repeated send after a crash reuses the same id; with ``mark_sent`` they are also noted
+    as sent (the caller sends them before its commit)."""
+    tasks = [
         NodeTask(
-            row.id, graph_exec_id, row.celery_task_id or assigned[row.id], row.node_id, row.block_id
+            row.id,
+            graph_exec_id,
+            row.celery_task_id or str(uuid.uuid4()),
+            row.node_id,
+            row.block_id,
         )
         for row in rows
     ]
+    changes = [
+        {"id": task.node_exec_id, "celery_task_id": task.task_id}
+        | ({"dispatched": True} if mark_sent else {})
+        for task, row in zip(tasks, rows, strict=True)
+        if mark_sent or not row.celery_task_id
+    ]
+    if changes:
+        session.execute(update(NodeExecution), changes)
+    return tasks
+
+
+def claim_task_ids(session: Session, graph_exec_id: str) -> list[NodeTask]:
+    """Every QUEUED execution of the run not yet sent, with its task id."""
+    stmt = queued_nodes(graph_exec_id, sent=False)
+    return node_tasks(session, graph_exec_id, list(session.execute(stmt)))
 
 
 def queued_tasks(
@@ -327,27 +345,10 @@ def queued_tasks(
 ) -> list[NodeTask]:
     """The QUEUED node executions of the run (of ``node_ids``, if given) already noted as
     sent, with their task ids."""
-    stmt = (
-        select(
-            NodeExecution.id,
-            NodeExecution.celery_task_id,
-            NodeExecution.node_id,
-            NodeExecution.block_id,
-        )
-        .where(
-            NodeExecution.graph_exec_id == graph_exec_id,
-            NodeExecution.status == S.QUEUED,
-            NodeExecution.dispatched,
-            NodeExecution.celery_task_id.is_not(None),
-        )
-        .order_by(NodeExecution.id)
-    )
+    stmt = queued_nodes(graph_exec_id, sent=True)
     if node_ids is not None:
         stmt = stmt.where(NodeExecution.node_id.in_(list(node_ids)))
-    return [
-        NodeTask(row.id, graph_exec_id, row.celery_task_id, row.node_id, row.block_id)
-        for row in session.execute(stmt)
-    ]
+    return node_tasks(session, graph_exec_id, list(session.execute(stmt)))
 
 
 def mark_dispatched(session: Session, node_exec_ids: Sequence[int]) -> None:
