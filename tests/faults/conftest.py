@@ -23,9 +23,8 @@ import redis
 from kombu import Connection
 
 from autoexec.engine.context import Engine
-from autoexec.engine.tasks import reconfigure
 from tests.integration import conftest as integration
-from tests.integration.conftest import Cluster, worker_process
+from tests.integration.conftest import Cluster, environment, worker_process
 
 # The session cluster's fixtures, for the fault tests too.
 cluster = integration.cluster
@@ -57,21 +56,6 @@ def queue_env(tag: str) -> dict[str, str]:
         **{f"AUTOEXEC_{kind}_QUEUE": name for kind, name in names.items()},
         "AUTOEXEC_BLOCK_MODULES": "tests.integration.blocks_for_tests",
     }
-
-
-@contextmanager
-def environment(env: dict[str, str]) -> Iterator[Engine]:
-    """This process submits with ``env`` applied; the previous environment comes back after."""
-    saved = {key: os.environ.get(key) for key in env}
-    try:
-        yield reconfigure(env)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        reconfigure()
 
 
 @contextmanager

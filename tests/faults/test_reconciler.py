@@ -36,7 +36,7 @@ from autoexec.store.executions import NodeTask
 from autoexec.store.tables import NodeExecution
 from autoexec.store.transitions import transition_graph
 from tests.conftest import Services, migrated_database
-from tests.integration.conftest import _delete_queues, _queue_env, worker_process
+from tests.integration.conftest import _delete_queues, _queue_env, environment, worker_process
 
 S = ExecutionStatus
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,21 +103,14 @@ def stack(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Itera
     tag = secrets.token_hex(4)
     with migrated_database(services.database_url) as url:
         env = {"AUTOEXEC_DATABASE_URL": url, **_queue_env(tag)}
-        saved = {key: os.environ.get(key) for key in env}
         log_path = tmp_path_factory.mktemp("reconcile") / "worker.log"
-        engine = tasks.reconfigure(env)
-        try:
-            with worker_process(env, 2, log_path, f"reconcile-{tag}"):
-                yield Stack(engine, {**env, "AUTOEXEC_BROKER_URL": services.broker_url,
-                                     "AUTOEXEC_REDIS_URL": services.redis_url})  # fmt: skip
-        finally:
-            _delete_queues(services.broker_url, env)
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-            tasks.reconfigure()
+        with environment(env) as engine:
+            try:
+                with worker_process(env, 2, log_path, f"reconcile-{tag}"):
+                    yield Stack(engine, {**env, "AUTOEXEC_BROKER_URL": services.broker_url,
+                                         "AUTOEXEC_REDIS_URL": services.redis_url})  # fmt: skip
+            finally:
+                _delete_queues(services.broker_url, env)
 
 
 def submit(engine: Engine, definition: dict[str, Any], inputs: dict[str, Any]) -> Run:

@@ -4,10 +4,7 @@ events (what Flower displays)."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -21,7 +18,7 @@ from autoexec.statuses import ExecutionStatus
 from autoexec.store.tables import GraphExecution
 from tests.integration.conftest import Cluster
 from tests.integration.test_engine import ADD_ONE, graph, node, user
-from tests.integration.test_task_events import ReadyReceiver, task_events
+from tests.integration.test_task_events import task_events
 
 S = ExecutionStatus
 SECRET = 918273645  # an input value that must not leave the run
@@ -104,30 +101,12 @@ def test_input_values_never_show_in_task_events(cluster: Cluster) -> None:
     assert str(SECRET) not in repr(events)  # nor in any node's events
 
 
-@contextmanager
-def every_task_event() -> Iterator[list[dict[str, Any]]]:
-    """Every task event on the broker while the block runs (sent, received, failed …)."""
-    events: list[dict[str, Any]] = []
-    with app.connection_for_read() as connection:
-        receiver = ReadyReceiver(connection, handlers={"*": events.append}, app=app)
-        receiver.ready = threading.Event()
-        thread = threading.Thread(target=receiver.capture, kwargs={"wakeup": False}, daemon=True)
-        thread.start()
-        assert receiver.ready.wait(10), "the event receiver did not start"
-        try:
-            yield events
-            time.sleep(1.0)  # events of the last tasks are still on their way
-        finally:
-            receiver.should_stop = True
-            thread.join(10)
-
-
 def test_a_refused_input_value_shows_in_the_result_not_in_task_events(cluster: Cluster) -> None:
     owner = user()
     graph_id, _ = api.save_graph(ADD_ONE, owner, engine=cluster.engine)
     refused = f"not-a-number-{SECRET}"
     kwargs = {"graph_id": graph_id, "user_id": owner, "inputs": {"x": refused}}
-    with every_task_event() as events:
+    with task_events(("*",)) as events:
         sent = run_graph.apply_async(kwargs=kwargs)
         # The caller is told exactly what was wrong ...
         with pytest.raises(InputValidationError, match=refused):

@@ -113,29 +113,37 @@ def cluster_database(services: Services) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
-def cluster(
-    services: Services, cluster_database: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Cluster]:
-    tag = secrets.token_hex(4)
-    env = {"AUTOEXEC_DATABASE_URL": cluster_database, **_queue_env(tag)}
+@contextmanager
+def environment(env: dict[str, str]) -> Iterator[Engine]:
+    """This process submits with ``env`` applied; the previous environment comes back after."""
     saved = {key: os.environ.get(key) for key in env}
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    engine = reconfigure(env)
     try:
-        with worker_process(env, 2, log_path, f"test-{tag}"):
-            yield Cluster(
-                engine, cluster_database, env["AUTOEXEC_GRAPH_QUEUE"],
-                env["AUTOEXEC_NODE_QUEUE"], env["AUTOEXEC_INBOX_QUEUE"], log_path,
-            )  # fmt: skip
+        yield reconfigure(env)
     finally:
-        _delete_queues(services.broker_url, env)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
         reconfigure()
+
+
+@pytest.fixture(scope="session")
+def cluster(
+    services: Services, cluster_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    tag = secrets.token_hex(4)
+    env = {"AUTOEXEC_DATABASE_URL": cluster_database, **_queue_env(tag)}
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    with environment(env) as engine:
+        try:
+            with worker_process(env, 2, log_path, f"test-{tag}"):
+                yield Cluster(
+                    engine, cluster_database, env["AUTOEXEC_GRAPH_QUEUE"],
+                    env["AUTOEXEC_NODE_QUEUE"], env["AUTOEXEC_INBOX_QUEUE"], log_path,
+                )  # fmt: skip
+        finally:
+            _delete_queues(services.broker_url, env)
 
 
 def kill_worker(process: subprocess.Popen[bytes]) -> None:

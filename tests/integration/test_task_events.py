@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -34,13 +34,11 @@ class ReadyReceiver(EventReceiver):
 
 
 @contextmanager
-def task_events() -> Iterator[list[dict[str, Any]]]:
-    """Every task-sent / task-received event on the broker while the block runs."""
+def task_events(kinds: Iterable[str] = EVENT_TYPES) -> Iterator[list[dict[str, Any]]]:
+    """Every task event of ``kinds`` (``"*"``: all) on the broker while the block runs."""
     events: list[dict[str, Any]] = []
     with app.connection_for_read() as connection:
-        receiver = ReadyReceiver(
-            connection, handlers={kind: events.append for kind in EVENT_TYPES}, app=app
-        )
+        receiver = ReadyReceiver(connection, handlers=dict.fromkeys(kinds, events.append), app=app)
         receiver.ready = threading.Event()
         thread = threading.Thread(target=receiver.capture, kwargs={"wakeup": False}, daemon=True)
         thread.start()
