@@ -13,6 +13,7 @@ from autoexec.dataflow import RunSpec, deliver, static_sinks
 from autoexec.engine.cancellation import Stop
 from autoexec.engine.context import Engine
 from autoexec.engine.limits import limit_stop
+from autoexec.graph import Graph
 from autoexec.store import executions as repo
 from autoexec.store.dataflow_sql import SqlDataflowStore
 from autoexec.store.executions import NodeTask, PendingOutput
@@ -28,6 +29,20 @@ class Delivered:
     stop: Stop | None  # the run is now past a limit
 
 
+# By graph object (graphs are cached per process and never change): a delivery runs per node
+# end, and finding the static sinks walks every link of the graph.
+_static_sinks: dict[int, tuple[Graph, frozenset[str]]] = {}
+
+
+def _static_sinks_of(spec: RunSpec) -> frozenset[str]:
+    entry = _static_sinks.get(id(spec.graph))
+    if entry is None or entry[0] is not spec.graph:
+        if len(_static_sinks) > 1024:
+            _static_sinks.clear()
+        entry = _static_sinks[id(spec.graph)] = (spec.graph, static_sinks(spec))
+    return entry[1]
+
+
 def deliver_pending(
     engine: Engine,
     session: Session,
@@ -41,7 +56,7 @@ def deliver_pending(
     With ``dispatch_on_commit`` the node executions made ready are noted as sent in this
     transaction: the caller publishes them right after its commit."""
     store = SqlDataflowStore(
-        session, spec.graph, execution.id, static_sinks(spec), dispatch_on_commit
+        session, spec.graph, execution.id, _static_sinks_of(spec), dispatch_on_commit
     )
     for output in pending:
         deliver(spec, store, output.node_id, output.name, output.value)
