@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     # consumes it: an operator reads it.
     dead_queue: str = "autoexec.dead"
     block_modules: str = ""
+    # Extra engine hooks (autoexec.hooks), ``pkg.module:Name`` comma-separated.
+    hooks: str = ""
 
     max_concurrent_runs_per_user: int = Field(default=10, ge=1)
     graph_lock_ttl_seconds: float = Field(default=10.0, gt=0)
@@ -78,7 +80,15 @@ class Settings(BaseSettings):
 
     @property
     def block_module_names(self) -> list[str]:
-        return [name.strip() for name in self.block_modules.split(",") if name.strip()]
+        return _names(self.block_modules)
+
+    @property
+    def hook_names(self) -> list[str]:
+        return _names(self.hooks)
+
+
+def _names(comma_separated: str) -> list[str]:
+    return [name.strip() for name in comma_separated.split(",") if name.strip()]
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -10,6 +10,7 @@ from autoexec.blocks.registry import BlockRegistry, load_registry
 from autoexec.coordination import Coordinator, get_coordinator
 from autoexec.dataflow import RunSpec
 from autoexec.graph import Graph
+from autoexec.hooks import installed_hooks
 from autoexec.settings import Settings, get_settings
 from autoexec.store.db import Database, get_database
 from autoexec.store.executions import NodeTask
@@ -55,6 +56,7 @@ class Engine:
 
 def build_engine(dispatcher: Dispatcher, settings: Settings | None = None) -> Engine:
     settings = settings or get_settings()
+    installed_hooks()  # a hook that cannot be loaded stops the process at its start
     return Engine(
         settings=settings,
         db=get_database(settings.database_url),

@@ -24,6 +24,7 @@ from autoexec.engine.context import Engine, run_spec
 from autoexec.engine.delivery import deliver_pending
 from autoexec.engine.finalize import finalize
 from autoexec.errors import BlockNotRegisteredError
+from autoexec.hooks import NodeRef
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.executions import NodeTask, PendingOutput
@@ -60,16 +61,28 @@ class Flushed:
 
 
 @dataclass(frozen=True)
-class NodeRef:
-    node_exec_id: int
-    graph_exec_id: str
-    node_id: str
+class NodeAttempt:
+    """One attempt at running a node execution."""
+
+    node: NodeRef
     attempt: int
+
+    @property
+    def node_exec_id(self) -> int:
+        return self.node.node_exec_id
+
+    @property
+    def graph_exec_id(self) -> str:
+        return self.node.graph_exec_id
+
+    @property
+    def node_id(self) -> str:
+        return self.node.node_id
 
 
 def record(
     engine: Engine,
-    ref: NodeRef,
+    ref: NodeAttempt,
     outputs: Sequence[Yielded],
     end: End | None = None,
     from_memory: bool = False,
@@ -129,7 +142,7 @@ def resend_queued(engine: Engine, graph_exec_id: str, node_id: str) -> None:
 def _record_and_deliver(
     engine: Engine,
     session: Session,
-    ref: NodeRef,
+    ref: NodeAttempt,
     outputs: Sequence[Yielded],
     end: End | None,
     from_memory: bool,
@@ -169,7 +182,7 @@ def _record_and_deliver(
 def _deliver(
     engine: Engine,
     session: Session,
-    ref: NodeRef,
+    ref: NodeAttempt,
     execution: GraphExecution,
     spec: RunSpec,
     pending: Sequence[PendingOutput],
@@ -188,17 +201,11 @@ def _deliver(
 
 
 def append_outputs(
-    session: Session, ref: NodeRef, outputs: Sequence[Yielded], delivered: bool = False
+    session: Session, ref: NodeAttempt, outputs: Sequence[Yielded], delivered: bool = False
 ) -> None:
     for output in outputs:
         repo.append_output(
-            session,
-            ref.node_exec_id,
-            ref.graph_exec_id,
-            output.seq,
-            output.name,
-            output.value,
-            delivered=delivered,
+            session, ref.node, output.seq, output.name, output.value, delivered=delivered
         )
 
 

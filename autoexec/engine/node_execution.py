@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from autoexec.blocks.base import ERROR_PIN, Block, RunContext
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.context import Engine
-from autoexec.engine.inline import NodeRef, Yielded, resend_queued
+from autoexec.engine.inline import NodeAttempt, Yielded, resend_queued
 from autoexec.engine.limits import deadline_of, limit_stop
 from autoexec.engine.output_buffer import OutputBuffer, timer
 from autoexec.errors import (
@@ -32,6 +32,7 @@ from autoexec.errors import (
     WorkerLostError,
 )
 from autoexec.graph import Node
+from autoexec.hooks import NodeRef
 from autoexec.node_runner import error_message, is_user_error, iterate_block
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
@@ -268,7 +269,8 @@ class _Run:
         self.engine, self.job = engine, job
         self.logger = node_logger(job)
         self.seq = 0
-        ref = NodeRef(job.node_exec_id, job.graph_exec_id, job.node_id, job.attempt)
+        node = NodeRef(job.graph_exec_id, job.user_id, job.node_exec_id, job.node_id, job.block_id)
+        ref = NodeAttempt(node, job.attempt)
         self.buffer = OutputBuffer(engine, ref)
         self.clock = Clock(job.node_id, job.time_limit)
         self.finished = False

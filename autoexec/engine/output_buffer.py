@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from autoexec.engine import inline
 from autoexec.engine.cancellation import Stop
 from autoexec.engine.context import Engine
-from autoexec.engine.inline import Flushed, NodeRef, Yielded
+from autoexec.engine.inline import Flushed, NodeAttempt, Yielded
 
 # Small, because a batch is delivered under the run's row lock, which every node end of the
 # run waits for: 16 measured faster than 64 on stream_10k.
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class OutputBuffer:
     """The outputs one node execution yielded and did not record yet."""
 
-    def __init__(self, engine: Engine, ref: NodeRef) -> None:
+    def __init__(self, engine: Engine, ref: NodeAttempt) -> None:
         self.engine, self.ref = engine, ref
         self.lock = threading.Lock()
         self.items: list[Yielded] = []

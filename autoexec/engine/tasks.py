@@ -26,6 +26,7 @@ from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine, build_engine
 from autoexec.engine.submission import RunRequest, create_execution
 from autoexec.errors import AutoexecError, InputValidationError
+from autoexec.hooks import reset_hooks
 from autoexec.settings import get_settings
 from autoexec.store.executions import NodeTask
 
@@ -84,6 +85,7 @@ def reconfigure(env: Mapping[str, str] | None = None) -> Engine:
     the Celery app and this process's engine. For the embedded stack, tests and benchmarks."""
     os.environ.update(env or {})
     get_settings.cache_clear()
+    reset_hooks()
     app.conf.update(celery_config(get_settings()))
     _forget_connections()
     reset_engine()

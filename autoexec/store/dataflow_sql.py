@@ -16,7 +16,7 @@ from autoexec.graph import Graph
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.executions import NodeTask, append_output
 from autoexec.store.tables import NodeExecution, NodeExecutionInput, StaticInput, utcnow
-from autoexec.store.transitions import transition_node
+from autoexec.store.transitions import move_node, transition_node
 
 S = ExecutionStatus
 _INCOMPLETE_ONLY = frozenset({S.INCOMPLETE})
@@ -183,7 +183,7 @@ class SqlDataflowStore:
         )
 
     def mark_failed(self, exec_id: int, error: str, inputs: dict[str, Any]) -> None:
-        failed = transition_node(
+        failed = move_node(
             self.session,
             exec_id,
             S.FAILED,
@@ -192,8 +192,8 @@ class SqlDataflowStore:
             stats={"error": error},
             error=error,
         )
-        if failed:
-            append_output(self.session, exec_id, self.graph_exec_id, 0, ERROR_PIN, error)
+        if failed is not None:
+            append_output(self.session, failed, 0, ERROR_PIN, error)
             self.recorded_outputs += 1
 
     def _dialect(self) -> str:

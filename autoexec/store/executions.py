@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, defer
 
 from autoexec.errors import NotFoundError
 from autoexec.graph import Graph
+from autoexec.hooks import GraphExecutionChange, NodeOutput, NodeRef, note
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store.tables import (
     GraphExecution,
@@ -58,6 +59,10 @@ def create_graph_execution(
     )
     session.add(row)
     session.flush()
+    note(
+        session,
+        GraphExecutionChange(row.id, row.user_id, row.graph_id, row.graph_version, S.QUEUED),
+    )
     return row
 
 
@@ -215,18 +220,12 @@ def mark_delivered(session: Session, output_ids: Sequence[int]) -> None:
 
 
 def append_output(
-    session: Session,
-    node_exec_id: int,
-    graph_exec_id: str,
-    seq: int,
-    name: str,
-    value: Any,
-    delivered: bool = False,
+    session: Session, node: NodeRef, seq: int, name: str, value: Any, delivered: bool = False
 ) -> None:
     """Record the ``seq``-th yield of a node execution once (a replayed yield is ignored)."""
     values = {
-        "node_exec_id": node_exec_id,
-        "graph_exec_id": graph_exec_id,
+        "node_exec_id": node.node_exec_id,
+        "graph_exec_id": node.graph_exec_id,
         "seq": seq,
         "name": name,
         "value": value,
@@ -234,7 +233,9 @@ def append_output(
     }
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = insert(NodeExecutionOutput).values(**values)
-    session.execute(stmt.on_conflict_do_nothing(index_elements=["node_exec_id", "seq"]))
+    stmt = stmt.on_conflict_do_nothing(index_elements=["node_exec_id", "seq"])
+    if session.execute(stmt.returning(NodeExecutionOutput.seq)).first() is not None:
+        note(session, NodeOutput(node, seq, name, value))
 
 
 def lock_running_attempt(session: Session, node_exec_id: int) -> int | None:

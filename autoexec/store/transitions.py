@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, func, true, update
+from sqlalchemy import Row, func, select, true, update
 from sqlalchemy.orm import Session
 
+from autoexec.hooks import GraphExecutionChange, NodeExecutionChange, NodeRef, note
 from autoexec.statuses import (
     GRAPH_TRANSITIONS,
     NODE_TRANSITIONS,
@@ -43,9 +44,17 @@ def transition_graph(
         .where(GraphExecution.id == graph_exec_id)
         .where(GraphExecution.status.in_(sources))
         .values(status=target, **values)
+        .returning(GraphExecution.user_id, GraphExecution.graph_id, GraphExecution.graph_version)
     )
-    result: CursorResult[Any] = session.execute(stmt)  # type: ignore[assignment]
-    return result.rowcount == 1
+    row = session.execute(stmt).first()
+    if row is None:
+        return False
+    change = GraphExecutionChange(
+        graph_exec_id, row.user_id, row.graph_id, row.graph_version, target,
+        error=fields.get("error"), stats=fields.get("stats"),
+    )  # fmt: skip
+    note(session, change)
+    return True
 
 
 def transition_node(
@@ -57,7 +66,25 @@ def transition_node(
     attempt_is: int | None = None,
     **fields: Any,
 ) -> bool:
-    """Move a node execution to ``target`` if its current status allows it; True if applied.
+    """Move a node execution to ``target`` if its current status allows it; True if applied
+    (see ``move_node``)."""
+    moved = move_node(
+        session, node_exec_id, target, allowed_from=allowed_from, attempt_is=attempt_is, **fields
+    )
+    return moved is not None
+
+
+def move_node(
+    session: Session,
+    node_exec_id: int,
+    target: ExecutionStatus,
+    *,
+    allowed_from: frozenset[ExecutionStatus] | None = None,
+    attempt_is: int | None = None,
+    **fields: Any,
+) -> NodeRef | None:
+    """Move a node execution to ``target`` if its current status allows it; which node
+    execution it is if applied, else None.
 
     ``allowed_from`` narrows the allowed sources further (never widens them); ``attempt_is``
     applies the change only if that attempt still owns the execution.
@@ -76,11 +103,12 @@ def transition_node(
         .where(NodeExecution.status.in_(sources))
         .where(NodeExecution.attempt == attempt_is if attempt_is is not None else true())
         .values(status=target, **values)
+        .returning(*_NODE_COLUMNS)
         # No ORM object needs refreshing: the engine reads node executions with fresh queries.
         .execution_options(synchronize_session=False)
     )
-    result: CursorResult[Any] = session.execute(stmt)  # type: ignore[assignment]
-    return result.rowcount == 1
+    row = session.execute(stmt).first()
+    return None if row is None else _note_node(session, row, target, fields)
 
 
 def terminate_nodes(
@@ -97,9 +125,42 @@ def terminate_nodes(
         .where(NodeExecution.graph_exec_id == graph_exec_id)
         .where(NodeExecution.status.in_(sources))
         .values(status=S.TERMINATED, **_timestamps(S.TERMINATED, fields))
+        .returning(*_NODE_COLUMNS)
+        .execution_options(synchronize_session=False)
     )
-    result: CursorResult[Any] = session.execute(stmt)  # type: ignore[assignment]
-    return result.rowcount
+    rows = session.execute(stmt).all()
+    for row in rows:
+        _note_node(session, row, S.TERMINATED, fields)
+    return len(rows)
+
+
+# What a node execution's change tells the hooks; the owner comes from its graph execution.
+_NODE_COLUMNS = (
+    NodeExecution.id,
+    NodeExecution.graph_exec_id,
+    NodeExecution.node_id,
+    NodeExecution.block_id,
+    select(GraphExecution.user_id)
+    .where(GraphExecution.id == NodeExecution.graph_exec_id)
+    .scalar_subquery()
+    .label("user_id"),
+    NodeExecution.queued_at,
+    NodeExecution.started_at,
+)
+
+
+def _note_node(
+    session: Session, row: Row[Any], target: ExecutionStatus, fields: dict[str, Any]
+) -> NodeRef:
+    ref = NodeRef(row.graph_exec_id, row.user_id, row.id, row.node_id, row.block_id)
+    waited = None
+    if target is S.RUNNING and row.queued_at is not None and row.started_at is not None:
+        waited = max((row.started_at - row.queued_at).total_seconds(), 0.0)
+    change = NodeExecutionChange(
+        ref, target, error=fields.get("error"), stats=fields.get("stats"), queued_seconds=waited
+    )
+    note(session, change)
+    return ref
 
 
 def _first(column: Any, now: datetime) -> Any:

@@ -1,0 +1,278 @@
+"""Engine hooks: what billing, notifications, metrics and live events plug into.
+
+The store notes each change it makes (a graph or node execution's status, a node's output) on
+the transaction's session; once that transaction has committed, and never inside it, every hook
+gets the changes in the order they were made, then one ``committed`` call. A rolled-back
+transaction's changes are dropped. A hook that raises is logged and skipped: it never fails a
+run. Hooks run on the engine's thread right after the commit, so they must be quick (the
+built-in ones do one Redis round trip or only update memory).
+
+The hooks of a process are the built-in ones (live events, Prometheus metrics) and those named
+in AUTOEXEC_HOOKS (``pkg.module:Name,...``; each is called with no arguments to make the hook).
+The engine's core imports none of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from autoexec.errors import ConfigurationError
+from autoexec.statuses import TERMINAL, ExecutionStatus
+
+log = logging.getLogger(__name__)
+
+S = ExecutionStatus
+BUILTIN_HOOKS: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GraphExecutionChange:
+    """A graph execution's new status."""
+
+    graph_exec_id: str
+    user_id: str
+    graph_id: str
+    graph_version: int
+    status: ExecutionStatus
+    error: str | None = None
+    stats: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    """Which node execution a change is about."""
+
+    graph_exec_id: str
+    user_id: str
+    node_exec_id: int
+    node_id: str
+    block_id: str
+
+
+@dataclass(frozen=True)
+class NodeExecutionChange:
+    """A node execution's new status."""
+
+    node: NodeRef
+    status: ExecutionStatus
+    error: str | None = None
+    stats: dict[str, Any] | None = None
+    queued_seconds: float | None = None  # queued → started, on a start
+
+
+@dataclass(frozen=True)
+class NodeOutput:
+    """A node's ``seq``-th output, recorded once."""
+
+    node: NodeRef
+    seq: int
+    name: str
+    value: Any
+
+
+Change = GraphExecutionChange | NodeExecutionChange | NodeOutput
+
+
+class EngineHook(Protocol):
+    """What the engine calls after each commit; subclass ``Hook`` to implement a few."""
+
+    def execution_queued(self, change: GraphExecutionChange) -> None: ...
+    def execution_started(self, change: GraphExecutionChange) -> None: ...
+    def execution_ended(self, change: GraphExecutionChange) -> None: ...
+    def node_queued(self, change: NodeExecutionChange) -> None: ...
+    def node_started(self, change: NodeExecutionChange) -> None: ...
+    def node_output(self, output: NodeOutput) -> None: ...
+    def node_ended(self, change: NodeExecutionChange) -> None: ...
+    def committed(self) -> None:
+        """After the changes of one transaction (a hook that batches sends them here)."""
+
+
+class Hook:
+    """An ``EngineHook`` that does nothing: override the methods you need."""
+
+    def execution_queued(self, change: GraphExecutionChange) -> None:
+        return None
+
+    def execution_started(self, change: GraphExecutionChange) -> None:
+        return None
+
+    def execution_ended(self, change: GraphExecutionChange) -> None:
+        return None
+
+    def node_queued(self, change: NodeExecutionChange) -> None:
+        return None
+
+    def node_started(self, change: NodeExecutionChange) -> None:
+        return None
+
+    def node_output(self, output: NodeOutput) -> None:
+        return None
+
+    def node_ended(self, change: NodeExecutionChange) -> None:
+        return None
+
+    def committed(self) -> None:
+        return None
+
+
+# --- noting changes on the session --------------------------------------------------------
+
+_PENDING = "autoexec.changes"
+
+
+def note(session: Session, change: Change) -> None:
+    """Note a change made in ``session``'s transaction, for the hooks after its commit."""
+    session.info.setdefault(_PENDING, []).append(change)
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    changes = session.info.pop(_PENDING, None)
+    if not changes:
+        return
+    try:
+        call_hooks(_outputs_before_ends(changes))
+    except Exception:  # whatever happens here, the commit stands and the caller goes on
+        log.exception("could not call the engine hooks")
+
+
+def _outputs_before_ends(changes: list[Change]) -> list[Change]:
+    """A node's end is written before its last outputs in the same transaction (the end's
+    UPDATE is what fences the attempt): hooks get those outputs first, then the end."""
+    last_output = {
+        change.node.node_exec_id: index
+        for index, change in enumerate(changes)
+        if isinstance(change, NodeOutput)
+    }
+    ordered: list[Change] = []
+    held: dict[int, Change] = {}
+    for index, change in enumerate(changes):
+        if isinstance(change, NodeExecutionChange) and _ends_before(change, last_output, index):
+            held[change.node.node_exec_id] = change
+            continue
+        ordered.append(change)
+        if isinstance(change, NodeOutput) and last_output[change.node.node_exec_id] == index:
+            end = held.pop(change.node.node_exec_id, None)
+            if end is not None:
+                ordered.append(end)
+    return ordered
+
+
+def _ends_before(change: NodeExecutionChange, last_output: dict[int, int], index: int) -> bool:
+    """The change ends its node, and outputs of that node come later in the batch."""
+    return change.status in TERMINAL and last_output.get(change.node.node_exec_id, -1) > index
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _after_rollback(session: Session, _previous: Any) -> None:
+    if not session.in_transaction():
+        session.info.pop(_PENDING, None)
+
+
+# --- calling the hooks ----------------------------------------------------------------------
+
+
+@dataclass
+class _Installed:
+    hooks: list[EngineHook] = field(default_factory=list)
+    loaded: bool = False
+
+
+_installed = _Installed()
+_lock = threading.Lock()
+
+
+def call_hooks(changes: Sequence[Change]) -> None:
+    """Give ``changes`` (committed) to every hook; a hook that raises is logged, not raised."""
+    try:
+        hooks = installed_hooks()
+    except Exception:
+        log.exception("could not load the engine hooks (AUTOEXEC_HOOKS)")
+        return
+    for hook in hooks:
+        for change in changes:
+            _call(hook, _method_of(hook, change), change)
+        _call(hook, hook.committed, None)
+
+
+def _method_of(hook: EngineHook, change: Change) -> Any:
+    if isinstance(change, NodeOutput):
+        return hook.node_output
+    if isinstance(change, NodeExecutionChange):
+        if change.status is S.QUEUED:
+            return hook.node_queued
+        if change.status is S.RUNNING:
+            return hook.node_started
+        return hook.node_ended if change.status in TERMINAL else None
+    if change.status is S.QUEUED:
+        return hook.execution_queued
+    if change.status is S.RUNNING:
+        return hook.execution_started
+    return hook.execution_ended if change.status in TERMINAL else None
+
+
+def _call(hook: EngineHook, method: Any, change: Change | None) -> None:
+    if method is None:
+        return
+    try:
+        method() if change is None else method(change)
+    except Exception:
+        log.exception("hook %s failed; the run goes on", type(hook).__name__)
+
+
+def installed_hooks() -> list[EngineHook]:
+    """The hooks of this process, made on first use from the built-ins and AUTOEXEC_HOOKS."""
+    if not _installed.loaded:
+        with _lock:
+            if not _installed.loaded:
+                from autoexec.settings import get_settings
+
+                names = [*BUILTIN_HOOKS, *get_settings().hook_names]
+                _installed.hooks = [load_hook(name) for name in names]
+                _installed.loaded = True
+    return _installed.hooks
+
+
+def reset_hooks() -> None:
+    """Make the hooks again on next use (after the settings changed)."""
+    with _lock:
+        _installed.hooks, _installed.loaded = [], False
+
+
+def load_hook(spec: str) -> EngineHook:
+    """Make the hook ``pkg.module:Name`` names; a clear error if it cannot be found."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigurationError(f"AUTOEXEC_HOOKS: {spec!r} is not of the form pkg.module:Name")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"AUTOEXEC_HOOKS: cannot load {spec!r}: {exc}") from None
+    hook = factory()
+    missing = [name for name in _METHODS if not callable(getattr(hook, name, None))]
+    if missing:
+        raise ConfigurationError(
+            f"AUTOEXEC_HOOKS: {spec!r} lacks {', '.join(missing)} "
+            "(subclass autoexec.hooks.Hook to get them all)"
+        )
+    return hook  # type: ignore[no-any-return]
+
+
+_METHODS = (
+    "execution_queued",
+    "execution_started",
+    "execution_ended",
+    "node_queued",
+    "node_started",
+    "node_output",
+    "node_ended",
+    "committed",
+)
