@@ -6,12 +6,16 @@ Shared by the Celery node task and the reference interpreter, so both behave the
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
+import inspect
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from contextlib import nullcontext
-from typing import Any
+from queue import Empty, SimpleQueue
+from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
 
@@ -30,6 +34,7 @@ from autoexec.timeouts import Clock
 log = logging.getLogger(__name__)
 
 STOP_POLL_SECONDS = 0.25
+_T = TypeVar("_T")
 USER_ERRORS = (ValueError, BlockDisabledError, InputValidationError)
 
 
@@ -38,7 +43,7 @@ def iterate_block(
     inputs: dict[str, Any],
     ctx: RunContext,
     clock: Clock | None = None,
-) -> Iterator[tuple[str, Any]]:
+) -> Generator[tuple[str, Any], None, None]:
     """Run ``block_cls`` on ``inputs`` and yield each checked ``(pin, value)`` as it comes;
     with a ``clock``, past its limit the block is stopped with ``NodeTimeoutError``."""
     if block_cls.disabled:
@@ -49,6 +54,9 @@ def iterate_block(
         raise InputValidationError(
             f"invalid input for block {block_cls.id!r}: {describe_validation_error(exc)}"
         ) from None
+    if clock is not None and threading.current_thread() is not threading.main_thread():
+        yield from _on_block_thread(block_cls, data, ctx, clock)
+        return
     with clock.block_running() if clock else nullcontext():
         produced = block_cls().run(data, ctx)
     pairs: Iterable[tuple[str, Any]]
@@ -69,6 +77,91 @@ def _timed(pairs: Iterable[tuple[str, Any]], clock: Clock) -> Iterator[tuple[str
         if pair is None:
             return
         yield pair
+
+
+def _on_block_thread(
+    block_cls: type[Block[Any]], data: Any, ctx: RunContext, clock: Clock
+) -> Iterator[tuple[str, Any]]:
+    """``iterate_block`` outside the main thread, where no signal can interrupt a call: the
+    block's sync calls run on a ``BlockThread``, so a stop or the limit frees this thread."""
+    calls = BlockThread(clock)
+    try:
+        start = functools.partial(block_cls().run, data, ctx)
+        # Calling a generator function runs none of its body: no need for the thread then.
+        direct = inspect.isgeneratorfunction(start) or inspect.isasyncgenfunction(start)
+        produced = _checked_call(start, clock) if direct else calls.call(start)
+        pairs: Iterable[tuple[str, Any]]
+        if isinstance(produced, AsyncIterator):
+            pairs = _drain_async(produced, ctx.is_cancelled, clock.check)
+        else:
+            pairs = calls.iterate(produced)
+        for pin, value in pairs:
+            yield pin, block_cls.validate_output(pin, value)
+    finally:
+        calls.finish()
+
+
+def _checked_call(function: Callable[[], _T], clock: Clock) -> _T:
+    clock.check()
+    return function()
+
+
+class BlockThread:
+    """A daemon thread, started at the first call, that makes one node run's calls into its
+    block in order (so a generator is only ever advanced by one thread), in a copy of the
+    caller's context. The caller waits for each result, checking its clock every
+    ``STOP_POLL_SECONDS``: on a stop or past the limit it raises at once, leaving a call that
+    hangs behind; ``finish`` then has the thread close the block's iterator once that call
+    returns, and exit. What an abandoned call returns is discarded."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.calls: SimpleQueue[Callable[[], Any] | None] = SimpleQueue()
+        self.results: SimpleQueue[tuple[bool, Any]] = SimpleQueue()
+        self.started = False
+        self.iterator: Iterator[Any] | None = None
+
+    def call(self, function: Callable[[], _T]) -> _T:
+        self.clock.check()
+        self._start()
+        self.calls.put(function)
+        while True:
+            try:
+                returned, value = self.results.get(timeout=STOP_POLL_SECONDS)
+            except Empty:
+                self.clock.check()
+                continue
+            if returned:
+                return cast(_T, value)
+            raise value
+
+    def iterate(self, pairs: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+        self.iterator = iterator = iter(pairs)
+        while (pair := self.call(functools.partial(next, iterator, None))) is not None:
+            yield pair
+
+    def finish(self) -> None:
+        if not self.started:
+            return
+        close = getattr(self.iterator, "close", None)
+        if close is not None:
+            self.calls.put(close)
+        self.calls.put(None)
+
+    def _start(self) -> None:
+        if self.started:
+            return
+        context = contextvars.copy_context()
+        name = f"{threading.current_thread().name}-block"
+        threading.Thread(target=context.run, args=(self._serve,), name=name, daemon=True).start()
+        self.started = True
+
+    def _serve(self) -> None:
+        while (function := self.calls.get()) is not None:
+            try:
+                self.results.put((True, function()))
+            except BaseException as exc:  # raised again in the caller's thread
+                self.results.put((False, exc))
 
 
 def _no_check() -> None:

@@ -9,6 +9,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator, MutableMapping
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -235,6 +236,7 @@ def claim(
         started = transition_node(
             session, node_exec_id, S.RUNNING, allowed_from=_QUEUED, attempt=attempt
         )
+        worker_lost = worker_lost and not _ended_in_retry(view)
         restarted = not started and rerun and _restart(session, node_exec_id, attempt, worker_lost)
         if not started and not restarted:
             log.info("node execution %s is %s; not running it", node_exec_id, view.status)
@@ -252,9 +254,21 @@ def claim(
             attempt=attempt,
             deadline=deadline_of(view),
             worker_losses=view.worker_losses + (1 if restarted and worker_lost else 0),
-            retries=tuple(view.stats.get("retries", ())) if view.stats else (),
+            retries=_retries_of(view),
             time_limit=_time_limit(engine, graph.nodes_by_id.get(view.node_id), view.block_id),
         )
+
+
+def _retries_of(view: repo.ClaimView) -> tuple[dict[str, Any], ...]:
+    return tuple(view.stats.get("retries", ())) if view.stats else ()
+
+
+def _ended_in_retry(view: repo.ClaimView) -> bool:
+    """The node's last run failed transiently and was noted for a retry: a re-delivered
+    message then comes back because the retry could not be sent (``tasks.execute_node``
+    requeues it), not because a worker was lost."""
+    retries = _retries_of(view)
+    return bool(retries) and retries[-1].get("attempt") == view.attempt
 
 
 def _time_limit(engine: Engine, node: Node | None, block_id: str) -> float | None:
@@ -407,8 +421,8 @@ def run_job(run: _Run) -> Outcome | None:
     run.logger.info("started")
     run.start_watch()
     try:
-        with alarm(run.clock):
-            pairs = iterate_block(block, job.inputs, run.context(), run.clock)
+        pairs = iterate_block(block, job.inputs, run.context(), run.clock)
+        with alarm(run.clock), closing(pairs):
             for pin, value in _raised_by_block(pairs):
                 run.clock.check()  # an output yielded past the limit is not recorded
                 run.emit(pin, value)

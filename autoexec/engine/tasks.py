@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from celery import Task
+from celery.exceptions import Reject
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
@@ -32,10 +33,28 @@ from autoexec.store.executions import NodeTask
 
 log = logging.getLogger(__name__)
 
+
+class RequeueingTask(Task[Any, Any]):
+    """A task whose retry, when it cannot be published (the broker unreachable for writes),
+    requeues the message it runs instead of dropping it: Celery rejects it without requeue
+    then, and a node or a step would be left RUNNING with nobody to move it on."""
+
+    def retry(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().retry(*args, **kwargs)
+        except Reject as unsent:  # its first argument: the publish error
+            reason = unsent.args[0] if unsent.args else None
+            log.warning(
+                "could not send the retry of task %s (%r); requeued", self.request.id, reason
+            )
+            raise Reject(reason, requeue=True) from None
+
+
 # Infrastructure errors (database, Redis, broker) are retried until the service is back:
 # giving up would leave an execution RUNNING with nobody to move it on.
 RETRY_ON = (OperationalError, RedisError, BrokerError)
 RETRY_POLICY: dict[str, Any] = {
+    "base": RequeueingTask,
     "autoretry_for": RETRY_ON,
     "retry_backoff": True,
     "retry_backoff_max": 30,

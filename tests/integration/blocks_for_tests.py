@@ -203,3 +203,35 @@ class FlakyBlock(Block[FlakyInput]):
         if runs <= data.fail_times:
             raise TransientError(f"rate limited (run {runs})")
         yield "runs", runs
+
+
+class GatedFlakyInput(BlockInput):
+    directory: str
+    fail_times: int
+
+
+class GatedFlakyBlock(Block[GatedFlakyInput]):
+    """``test_flaky`` whose every run, counted in ``directory``/runs, first waits for the file
+    ``directory``/go-<run> (or a cancel): a test acts while a run is under way."""
+
+    id = "test_flaky_gated"
+    name = "Gated flaky (tests)"
+    description = "Waits for a file, then TransientError the first N times."
+    Input = GatedFlakyInput
+    Output = FlakyOutput
+    retries = 3
+    retry_backoff_seconds = 0.1
+
+    def run(self, data: GatedFlakyInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
+        directory = Path(data.directory)
+        runs = run_count(directory / "runs") + 1
+        (directory / "runs").write_text(str(runs))
+        while not (directory / f"go-{runs}").exists() and not ctx.is_cancelled():
+            time.sleep(0.02)
+        if runs <= data.fail_times:
+            raise TransientError(f"rate limited (run {runs})")
+        yield "runs", runs
+
+
+def run_count(counter: Path) -> int:
+    return int(counter.read_text() or "0") if counter.exists() else 0

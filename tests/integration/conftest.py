@@ -53,11 +53,16 @@ def _queue_env(tag: str) -> dict[str, str]:
 
 @contextmanager
 def worker_process(
-    env: dict[str, str], concurrency: int, log_path: Path, name: str, pool: str = "prefork"
+    env: dict[str, str],
+    concurrency: int,
+    log_path: Path,
+    name: str,
+    pool: str = "prefork",
+    app: str = "autoexec",
 ) -> Iterator[subprocess.Popen[bytes]]:
     queues = ",".join(env[f"AUTOEXEC_{kind}_QUEUE"] for kind in ("GRAPH", "NODE", "INBOX"))
     command = [
-        sys.executable, "-m", "celery", "-A", "autoexec", "worker", "-l", "info", "-P", pool,
+        sys.executable, "-m", "celery", "-A", app, "worker", "-l", "info", "-P", pool,
         # A unique node name: its pidbox queue is exclusive, and test runs may overlap.
         "-c", str(concurrency), "-Q", queues, "-n", f"{name}-{secrets.token_hex(3)}@%h",
         "--without-gossip", "--without-mingle", "--without-heartbeat",

@@ -12,20 +12,28 @@ CHUNK_BYTES = 65536
 
 class TcpProxy:
     """Forwards ``127.0.0.1:<port>`` to ``target``; :meth:`cut` closes every connection and
-    refuses new ones."""
+    refuses new ones until :meth:`restore`."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = [self.listener]
         self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.port = self._listen(0)
 
-    def _accept(self) -> None:
+    def _listen(self, port: int) -> int:
+        listener = socket.create_server(("127.0.0.1", port))
+        self.sockets: list[socket.socket] = [listener]
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return int(listener.getsockname()[1])
+
+    def restore(self) -> None:
+        """Accept connections again, on the same port, after a :meth:`cut`."""
+        with self.lock:
+            self._listen(self.port)
+
+    def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
-                client, _ = self.listener.accept()
+                client, _ = listener.accept()
             except OSError:
                 return  # cut
             upstream = socket.create_connection(self.target)

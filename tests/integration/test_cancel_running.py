@@ -1,7 +1,7 @@
-"""Cancel reaches a running block (SPEC §7): a sync block blocked in a call on prefork, a
-streaming node, cooperative and async blocks on the threads pool, and a cancel while Redis is
-down. The node ends TERMINATED, records nothing after the cancel, and its slot is free for the
-next run at once."""
+"""Cancel reaches a running block (SPEC §7): a sync block blocked in a call on prefork and on
+the threads pool, a streaming node, cooperative and async blocks on the threads pool, and a
+cancel while Redis is down. The node ends TERMINATED, records nothing after the cancel, and its
+slot is free for the next run at once."""
 
 from __future__ import annotations
 
@@ -147,6 +147,27 @@ def test_cancel_stops_cooperative_and_async_blocks_on_the_threads_pool(
             wait_until(lambda n=node_id: ended(engine, exec_id, owner, n), f"{node_id} ended")
         for node_id in ("polling", "waiting"):
             assert_cancelled_node(engine, exec_id, owner, node_id)
+
+
+def test_cancel_frees_the_threads_pool_slot_of_a_sync_block_blocked_in_a_call(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    owner = user()
+    with (
+        private_queues(cluster) as queues,
+        worker_process(queues.env, 1, tmp_path / "w.log", "threads-one", pool="threads"),
+    ):
+        engine = queues.engine
+        exec_id = submit(engine, graph([node("nap", "test_sleep", seconds=LONG)], []), owner)
+        wait_until(lambda: running(engine, exec_id, owner, "nap"), "running")
+        assert "cancelled" in api.cancel(exec_id, owner, engine=engine)
+        # The only thread of the pool runs the next graph while the block still sleeps.
+        after = submit(engine, ADD_ONE, owner)
+        view = api.wait(after, owner, timeout=60, engine=engine)
+        assert (view.status, view.outputs) == (S.COMPLETED, {"sum": [3]})
+        wait_until(lambda: ended(engine, exec_id, owner, "nap"), "ended")
+        assert_cancelled_node(engine, exec_id, owner, "nap")
+        assert output_count(engine, exec_id) == 0
 
 
 @contextmanager

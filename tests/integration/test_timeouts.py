@@ -1,7 +1,8 @@
 """Node time limits (SPEC §7): ``timeout_seconds`` on the node, on the block, and the
-AUTOEXEC_NODE_TIMEOUT_SECONDS default, enforced on the prefork pool for a sync block blocked in
-one call, an async block awaiting, and a block that keeps yielding; and a node that kills its
-worker every time, which ends FAILED after AUTOEXEC_MAX_WORKER_LOSSES instead of looping."""
+AUTOEXEC_NODE_TIMEOUT_SECONDS default, enforced for a sync block blocked in one call (on the
+prefork and the threads pool), an async block awaiting, and a block that keeps yielding; and a
+node that kills its worker every time, which ends FAILED after AUTOEXEC_MAX_WORKER_LOSSES
+instead of looping."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from autoexec import api
+from autoexec.engine.context import Engine
 from autoexec.statuses import ExecutionStatus
 from tests.integration.conftest import Cluster, private_queues, worker_process
 from tests.integration.test_engine import graph, node, user
@@ -27,10 +29,14 @@ def with_error_out(block_node: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(cluster: Cluster, definition: dict[str, Any], timeout: float = 60) -> api.ExecutionView:
+    return run_on(cluster.engine, definition, timeout)
+
+
+def run_on(engine: Engine, definition: dict[str, Any], timeout: float = 60) -> api.ExecutionView:
     owner = user()
-    graph_id, _ = api.save_graph(definition, owner, engine=cluster.engine)
-    exec_id = api.execute_graph(graph_id, owner, {}, engine=cluster.engine)
-    return api.wait(exec_id, owner, timeout=timeout, engine=cluster.engine)
+    graph_id, _ = api.save_graph(definition, owner, engine=engine)
+    exec_id = api.execute_graph(graph_id, owner, {}, engine=engine)
+    return api.wait(exec_id, owner, timeout=timeout, engine=engine)
 
 
 def the_node(view: api.ExecutionView, node_id: str) -> Any:
@@ -52,6 +58,27 @@ def test_a_sync_block_blocked_past_its_node_timeout_fails_with_a_timeout_error(
     assert view.status is S.COMPLETED
     assert view.outputs == {"error": [nap.error]}
     assert nap.stats["walltime"] < LONG
+
+
+def test_a_sync_block_blocked_past_its_timeout_on_the_threads_pool_fails_and_frees_its_slot(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    sleeper = {**node("nap", "test_sleep", seconds=LONG), "timeout_seconds": 1}
+    with (
+        private_queues(cluster) as queues,
+        worker_process(queues.env, 1, tmp_path / "w.log", "timeout-threads", pool="threads"),
+    ):
+        view = run_on(queues.engine, with_error_out(sleeper))
+        # The only thread of the pool runs the next graph while the block still sleeps.
+        after = run_here(queues.engine, user())
+    nap = the_node(view, "nap")
+    assert nap.status is S.FAILED
+    assert nap.error == (
+        "node 'nap' timed out: it ran longer than its limit of 1 s (timeout_seconds)"
+    )
+    assert (view.status, view.outputs) == (S.COMPLETED, {"error": [nap.error]})
+    assert nap.stats["walltime"] < LONG
+    assert (after.status, after.outputs) == (S.COMPLETED, {"sum": [3]})
 
 
 def test_an_async_block_past_its_block_timeout_fails(cluster: Cluster) -> None:

@@ -1,17 +1,21 @@
-"""Which time limit applies to a node, and the alarm that stops a sync block blocked in a call."""
+"""Which time limit applies to a node, the alarm that stops a sync block blocked in a call, and
+off the main thread the helper thread the node stops waiting for."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
 
 import pytest
 
 from autoexec.blocks.base import Block, BlockInput, BlockOutput, RunContext
-from autoexec.errors import GraphValidationError, NodeTimeoutError
+from autoexec.errors import ExecutionStoppedError, GraphValidationError, NodeTimeoutError
 from autoexec.graph import Node, parse_definition
+from autoexec.node_runner import iterate_block
 from autoexec.timeouts import Clock, alarm, time_limit
 
 
@@ -89,3 +93,65 @@ def test_off_the_main_thread_no_alarm_is_armed() -> None:
     thread.start()
     thread.join()
     assert raised == []
+
+
+class _Pairs(BlockOutput):
+    first: Any = None
+    late: Any = None
+
+
+class Hanging(Limited):
+    """Yields once, then blocks in one call until the test releases it."""
+
+    id = "hanging"
+    Output = _Pairs
+    entered = threading.Event()
+    release = threading.Event()
+    closed = threading.Event()
+    threads: ClassVar[list[str]] = []
+
+    def run(self, data: _Input, ctx: RunContext) -> Iterator[tuple[str, Any]]:
+        try:
+            Hanging.threads.append(threading.current_thread().name)
+            yield "first", 1
+            Hanging.entered.set()
+            Hanging.release.wait()
+            yield "late", 2
+        finally:
+            Hanging.closed.set()
+
+
+def context() -> RunContext:
+    return RunContext(
+        user_id="u",
+        graph_id="g",
+        graph_version=1,
+        graph_exec_id="ge",
+        node_id="nap",
+        node_exec_id="1",
+        block_id="hanging",
+        logger=logging.LoggerAdapter(logging.getLogger("tests.limits")),
+        is_cancelled=lambda: False,
+    )
+
+
+def test_off_the_main_thread_a_stop_frees_the_node_thread_from_a_hanging_call() -> None:
+    clock = Clock("nap", None)
+    got: list[tuple[str, Any]] = []
+
+    def run_node() -> None:
+        for pair in iterate_block(Hanging, {}, context(), clock):
+            got.append(pair)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="node") as pool:
+        node = pool.submit(run_node)
+        assert Hanging.entered.wait(10)
+        clock.interrupt(ExecutionStoppedError())
+        with pytest.raises(ExecutionStoppedError):
+            node.result(timeout=10)  # while the block still hangs in its call
+        assert not Hanging.closed.is_set()
+        Hanging.release.set()
+        # The abandoned thread closes the block once the call returns; its late pair is dropped.
+        assert Hanging.closed.wait(10)
+    assert got == [("first", 1)]
+    assert Hanging.threads == ["node_0-block"]
