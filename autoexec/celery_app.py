@@ -7,6 +7,7 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
+from autoexec.logs import use_log_format_in_celery
 from autoexec.settings import Settings, get_settings
 from autoexec.task_arguments import shown_kwargs
 
@@ -92,6 +93,7 @@ def create_app() -> Celery:
     app = AutoexecCelery("autoexec", include=["autoexec.engine.tasks"])
     app.add_defaults(lambda: celery_config(get_settings()))
     app.config_from_object("celeryconfig", silent=True)
+    use_log_format_in_celery()
     return app
 
 

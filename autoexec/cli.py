@@ -95,8 +95,11 @@ _timeout_option = click.option(
 @click.version_option(package_name="autoexec")
 def main() -> None:
     """autoexec: run agent workflow graphs on Celery."""
-    # The CLI prints save warnings itself (``warning: ...``); the log record would repeat them.
-    logging.getLogger("autoexec.graph").addHandler(logging.NullHandler())
+    from autoexec.logs import CLI_QUIET_LOGGERS, use_log_format_in_cli
+
+    for name in CLI_QUIET_LOGGERS:  # kept from Python's last-resort handler in text
+        logging.getLogger(name).addHandler(logging.NullHandler())
+    use_log_format_in_cli()
 
 
 @main.command()

@@ -8,6 +8,7 @@ environment variable.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -65,6 +66,8 @@ class Settings(BaseSettings):
     event_max_value_bytes: int = Field(default=4096, ge=64)
     max_output_bytes: int = Field(default=10_000_000, ge=1024)
     metrics_port: int = Field(default=9808, ge=0, le=65535)
+    # text: Celery's log lines; json: one JSON object per line (autoexec.logs).
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("broker_url", "redis_url", "database_url")
     @classmethod

@@ -16,6 +16,7 @@ OUTPUT_WIDTH = 100
 NO_VALUE = "-"
 LABEL_WIDTH = 10
 TABLE_HEADER = ("ID", "GRAPH", "STATUS", "STARTED", "DURATION", "NODES")
+NODE_TABLE_HEADER = ("ID", "NODE", "BLOCK", "STATUS", "WALLTIME", "CPUTIME", "INPUT", "OUTPUT")
 
 
 def format_time(moment: datetime | None) -> str:
@@ -33,6 +34,18 @@ def format_seconds(seconds: float) -> str:
         return f"{minutes}m {secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m"
+
+
+def format_stat_seconds(seconds: float) -> str:
+    """A measured time: ``3.4ms`` under a second, else as :func:`format_seconds`."""
+    return f"{seconds * 1000:.1f}ms" if seconds < 1 else format_seconds(seconds)
+
+
+def format_size(size: int) -> str:
+    """``40 B``, ``1.5 KiB``, ``2.0 MiB``."""
+    if size < 1024:
+        return f"{size} B"
+    return f"{size / 1024:.1f} KiB" if size < 1024**2 else f"{size / 1024**2:.1f} MiB"
 
 
 def format_duration(started: datetime | None, ended: datetime | None, now: datetime) -> str:
@@ -55,8 +68,12 @@ def cut(text: str, width: int) -> str:
 
 def executions_table(rows: Sequence[ExecutionRow], now: datetime) -> list[str]:
     """Aligned columns, one line per execution, under a header line."""
-    cells = [TABLE_HEADER, *(_row_cells(row, now) for row in rows)]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(TABLE_HEADER))]
+    return aligned([TABLE_HEADER, *(_row_cells(row, now) for row in rows)])
+
+
+def aligned(cells: Sequence[Sequence[str]]) -> list[str]:
+    """Rows of cells in left-aligned columns two spaces apart."""
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
     return [
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells
     ]
@@ -77,12 +94,15 @@ def _row_cells(row: ExecutionRow, now: datetime) -> tuple[str, ...]:
 
 
 def execution_summary(view: ExecutionView, now: datetime, width: int = OUTPUT_WIDTH) -> list[str]:
-    """What a user asks first about a run: status, times, nodes, outputs, errors, what never ran."""
+    """What a user asks first about a run: status, times, nodes, stats, outputs, errors, what
+    never ran, then each node execution's stats."""
     return [
         *_header(view, now),
+        *graph_stats_lines(view.stats),
         *_outputs(view.outputs, width),
         *_errors(view),
         *_section("never ran", [never_ran_line(item) for item in view.never_ran]),
+        *_section("node executions", node_stats_table(view.node_executions)),
     ]
 
 
@@ -105,6 +125,46 @@ def node_counts(nodes: Sequence[NodeExecutionView]) -> str:
     counts = Counter(node.status.value.lower() for node in nodes)
     by_status = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
     return f"{len(nodes)} node executions" + (f": {by_status}" if by_status else "")
+
+
+def graph_stats_lines(stats: dict[str, Any]) -> list[str]:
+    """The stats of an ended run (SPEC §11) on one line; none before it ends."""
+    if "walltime" not in stats:
+        return []
+    shown = ", ".join(
+        [
+            f"walltime {format_stat_seconds(stats['walltime'])}",
+            f"cputime {format_stat_seconds(stats['cputime'])}",
+            f"nodes walltime {format_stat_seconds(stats['nodes_walltime'])}",
+            f"nodes cputime {format_stat_seconds(stats['nodes_cputime'])}",
+            f"nodes run {stats['node_count']}",
+            f"failed {stats['node_error_count']}",
+            f"cost {stats['cost']}",
+        ]
+    )
+    return [f"{'stats'.ljust(LABEL_WIDTH)}{shown}"]
+
+
+def node_stats_table(nodes: Sequence[NodeExecutionView]) -> list[str]:
+    """Each node execution's time and sizes, as its end recorded them (``-`` before)."""
+    if not nodes:
+        return []
+    return aligned([NODE_TABLE_HEADER, *(_node_cells(node) for node in nodes)])
+
+
+def _node_cells(node: NodeExecutionView) -> tuple[str, ...]:
+    stats = node.stats
+    measured = "walltime" in stats
+    return (
+        str(node.id),
+        node.node_id,
+        node.block_id,
+        node.status.value,
+        format_stat_seconds(stats["walltime"]) if measured else NO_VALUE,
+        format_stat_seconds(stats["cputime"]) if measured else NO_VALUE,
+        format_size(stats["input_size"]) if measured else NO_VALUE,
+        format_size(stats["output_size"]) if measured else NO_VALUE,
+    )
 
 
 def _outputs(outputs: dict[str, list[Any]], width: int) -> list[str]:

@@ -34,6 +34,7 @@ from autoexec.errors import (
 )
 from autoexec.graph import Node
 from autoexec.hooks import NodeRef
+from autoexec.logs import context_prefix
 from autoexec.node_runner import error_message, is_user_error, iterate_block
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
@@ -104,9 +105,8 @@ class NodeLogAdapter(logging.LoggerAdapter[logging.Logger]):
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
         extra = self.extra or {}
-        context = " ".join(f"{key}={value}" for key, value in extra.items())
         kwargs.setdefault("extra", {}).update(extra)
-        return f"[{context}] {msg}", kwargs
+        return f"{context_prefix(extra)}{msg}", kwargs
 
 
 def node_logger(job: NodeJob) -> NodeLogAdapter:

@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import pytest
-from celery import Celery
 
 from autoexec import api
 from autoexec.celery_app import app
@@ -18,7 +17,7 @@ from autoexec.statuses import ExecutionStatus
 from autoexec.store.tables import GraphExecution
 from tests.integration.conftest import Cluster
 from tests.integration.test_engine import ADD_ONE, graph, node, user
-from tests.integration.test_task_events import task_events
+from tests.integration.test_task_events import send_from_plain_celery, task_events
 
 S = ExecutionStatus
 SECRET = 918273645  # an input value that must not leave the run
@@ -68,25 +67,13 @@ def test_cancel_graph_by_name_acts_only_for_the_owner(cluster: Cluster) -> None:
     assert view.status is S.TERMINATED
 
 
-def send_from_plain_celery(cluster: Cluster, graph_id: str, owner: str) -> str:
-    """``send_task`` by name from an app that knows nothing of autoexec."""
-    settings = cluster.engine.settings
-    client = Celery(broker=settings.broker_url, backend=settings.effective_result_backend)
-    try:
-        kwargs = {"graph_id": graph_id, "user_id": owner, "inputs": {"x": SECRET}}
-        sent = client.send_task("autoexec.run_graph", kwargs=kwargs, queue=cluster.inbox_queue)
-        return str(sent.get(timeout=30))
-    finally:
-        client.close()
-
-
 def test_input_values_never_show_in_task_events(cluster: Cluster) -> None:
     owner = user()
     graph_id, _ = api.save_graph(ADD_ONE, owner, engine=cluster.engine)
     kwargs = {"graph_id": graph_id, "user_id": owner, "inputs": {"x": SECRET}}
     with task_events() as events:
         own = str(run_graph.apply_async(kwargs=kwargs).get(timeout=30))
-        plain = send_from_plain_celery(cluster, graph_id, owner)
+        plain = send_from_plain_celery(cluster, kwargs)
         for exec_id in (own, plain):
             view = api.wait(exec_id, owner, timeout=60, engine=cluster.engine)
             assert (view.status, view.outputs) == (S.COMPLETED, {"sum": [SECRET + 1]})

@@ -4,6 +4,7 @@ runs made with ``autoexec run`` persist in ``AUTOEXEC_HOME`` between invocations
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -123,8 +124,10 @@ def test_status_summarises_a_failed_run(tmp_path: Path) -> None:
         "ended     ",
         "duration  ",
     ]
-    assert lines[7:] == [
+    assert [without_times(line) for line in lines[7:]] == [
         "nodes     2 node executions: completed 1, failed 1",
+        "stats     walltime T, cputime T, nodes walltime T, nodes cputime T, nodes run 2, "
+        "failed 1, cost 0",
         "outputs",
         "  (none)",
         f"error     {reason}",
@@ -132,7 +135,43 @@ def test_status_summarises_a_failed_run(tmp_path: Path) -> None:
         f"  divide (calculator, node execution 2): {reason}",
         "never ran",
         "  out (agent_output): no input arrived",
+        "node executions",
+        "  ID  NODE    BLOCK        STATUS     WALLTIME  CPUTIME  INPUT  OUTPUT",
+        "  1   x       agent_input  COMPLETED  T     T    27 B   1 B",
+        "  2   divide  calculator   FAILED     T     T    43 B   67 B",
     ]
+
+
+def without_times(line: str) -> str:
+    """``line`` with each measured time (``3.4ms``, ``1.20s``) as ``T``: times vary by run."""
+    return re.sub(r"\b\d+(\.\d+)?(ms|s)\b", "T", line)
+
+
+def test_status_json_has_the_stats_of_the_run_and_of_each_node(tmp_path: Path) -> None:
+    exec_id = run(tmp_path, EXAMPLES / "hello.json", "x=1")
+    dumped = json.loads(autoexec(tmp_path, "status", exec_id, "--json").stdout)
+    stats = dumped["stats"]
+    assert set(stats) == {
+        "walltime", "cputime", "nodes_walltime", "nodes_cputime", "node_count",
+        "node_error_count", "cost", "error",
+    }  # fmt: skip
+    assert (stats["node_count"], stats["node_error_count"], stats["cost"], stats["error"]) == (
+        5,
+        0,
+        0,
+        None,
+    )
+    nodes = {n["node_id"]: n["stats"] for n in dumped["node_executions"]}
+    sizes = {node: (s["input_size"], s["output_size"], s["error"]) for node, s in nodes.items()}
+    assert sizes == {
+        "x": (40, 1, None),
+        "add": (40, 1, None),
+        "greet": (66, 18, None),
+        "sum": (27, 6, None),
+        "message": (48, 27, None),
+    }
+    assert stats["nodes_walltime"] == sum(s["walltime"] for s in nodes.values())
+    assert stats["nodes_cputime"] == sum(s["cputime"] for s in nodes.values())
 
 
 def test_run_and_status_say_which_nodes_never_ran_and_why(tmp_path: Path) -> None:
@@ -147,7 +186,7 @@ def test_run_and_status_say_which_nodes_never_ran_and_why(tmp_path: Path) -> Non
         "never ran: sum (agent_output): no input arrived",
     ]
     summary = autoexec(tmp_path, "status", exec_id).stdout.splitlines()
-    assert summary[summary.index("never ran") + 1 :] == [
+    assert summary[summary.index("never ran") + 1 : summary.index("node executions")] == [
         "  add (calculator, node execution 3): waiting for linked input(s) b",
         "  sum (agent_output): no input arrived",
     ]

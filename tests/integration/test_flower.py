@@ -25,10 +25,15 @@ from autoexec import api
 from autoexec.celery_app import app
 from tests.conftest import Services
 from tests.integration.conftest import Cluster
-from tests.integration.test_engine import ADD_ONE
+from tests.integration.test_engine import ADD_ONE, graph, node, user
+from tests.integration.test_task_events import send_from_plain_celery
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 60.0
+ECHO = graph(
+    [node("key", "agent_input", name="key"), node("echo", "agent_output", name="echo")],
+    [("key", "result", "echo", "value")],
+)
 
 
 def free_port() -> int:
@@ -143,6 +148,51 @@ def test_flower_api_lists_the_run_graph_task_of_a_run(cluster: Cluster, tmp_path
         task = wait_for_succeeded_task(base, "autoexec.run_graph", exec_id)
     assert task["kwargs"] == repr({"graph_exec_id": exec_id})
     assert task["result"] == repr(exec_id)
+
+
+def wait_for_succeeded_tasks(
+    base: str, name: str, argument: str, count: int
+) -> list[dict[str, Any]]:
+    """The ``count`` tasks ``name`` whose args mention ``argument``, once all are SUCCESS."""
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        found = [
+            task
+            for task in listed_tasks(base).values()
+            if task["name"] == name and argument in task["args"] and task["state"] == "SUCCESS"
+        ]
+        if len(found) == count:
+            return found
+        time.sleep(0.2)
+    pytest.fail(f"flower listed no {count} finished {name} tasks for {argument}")
+
+
+def test_flower_shows_node_tasks_by_their_ids_and_never_an_input_value(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    owner = user()
+    graph_id, _ = api.save_graph(ECHO, owner, engine=cluster.engine)
+    secret = f"sk-live-{uuid.uuid4().hex}"
+    kwargs = {"graph_id": graph_id, "user_id": owner, "inputs": {"key": secret}}
+    with flower({"FLOWER_UNAUTHENTICATED_API": "true"}, tmp_path / "flower.log") as base:
+        wait_until_receiving_events(base)
+        runs = [
+            str(app.send_task("autoexec.run_graph", kwargs=kwargs).get(timeout=30)),
+            send_from_plain_celery(cluster, kwargs),
+        ]
+        for exec_id in runs:
+            view = api.wait(exec_id, owner, timeout=60, engine=cluster.engine)
+            assert view.outputs == {"echo": [secret]}
+            shown = wait_for_succeeded_tasks(base, "autoexec.execute_node", exec_id, 2)
+            assert sorted(task["args"] for task in shown) == sorted(
+                f"({n.id}, {exec_id!r}, node={n.node_id!r}, block={n.block_id!r})"
+                for n in view.node_executions
+            )
+            wait_for_succeeded_task(base, "autoexec.run_graph", "'inputs': ['key']")
+        status, body = get(f"{base}/api/tasks")
+    assert status == 200
+    assert body.count("'inputs': ['key']") == 2
+    assert secret not in body
 
 
 def test_flower_api_with_basic_auth_needs_the_credentials(

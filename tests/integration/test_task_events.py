@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from celery import Celery
 from celery.events.receiver import EventReceiver
 from sqlalchemy import select
 
@@ -49,6 +50,18 @@ def task_events(kinds: Iterable[str] = EVENT_TYPES) -> Iterator[list[dict[str, A
         finally:
             receiver.should_stop = True
             thread.join(10)
+
+
+def send_from_plain_celery(cluster: Cluster, kwargs: dict[str, Any]) -> str:
+    """``autoexec.run_graph`` sent by name from an app that knows nothing of autoexec (and
+    sends no task-sent event); the execution id."""
+    settings = cluster.engine.settings
+    client = Celery(broker=settings.broker_url, backend=settings.effective_result_backend)
+    try:
+        sent = client.send_task("autoexec.run_graph", kwargs=kwargs, queue=cluster.inbox_queue)
+        return str(sent.get(timeout=30))
+    finally:
+        client.close()
 
 
 def test_execute_node_events_name_the_node_and_the_block(cluster: Cluster) -> None:

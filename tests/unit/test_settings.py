@@ -61,6 +61,7 @@ def test_settings_are_frozen() -> None:
         ("AUTOEXEC_DATABASE_URL", "localhost/autoexec"),
         ("AUTOEXEC_GRAPH_LOCK_TTL_SECONDS", "-1"),
         ("AUTOEXEC_BILLING_ENABLED", "perhaps"),
+        ("AUTOEXEC_LOG_FORMAT", "xml"),
     ],
 )
 def test_invalid_value_names_the_variable(
@@ -121,4 +122,13 @@ def test_reconciler_defaults_and_refuses_a_negative_age(monkeypatch: pytest.Monk
 def test_reconcile_interval_must_be_positive(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTOEXEC_RECONCILE_INTERVAL_SECONDS", "0")
     with pytest.raises(ConfigurationError, match="AUTOEXEC_RECONCILE_INTERVAL_SECONDS"):
+        load_settings()
+
+
+def test_log_format_is_text_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().log_format == "text"
+    monkeypatch.setenv("AUTOEXEC_LOG_FORMAT", "json")
+    assert load_settings().log_format == "json"
+    monkeypatch.setenv("AUTOEXEC_LOG_FORMAT", "JSON")
+    with pytest.raises(ConfigurationError, match="AUTOEXEC_LOG_FORMAT: Input should be"):
         load_settings()

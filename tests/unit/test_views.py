@@ -15,9 +15,13 @@ from autoexec.views import (
     executions_table,
     format_duration,
     format_seconds,
+    format_size,
+    format_stat_seconds,
     format_time,
+    graph_stats_lines,
     never_ran_lines,
     node_counts,
+    node_stats_table,
 )
 
 S = ExecutionStatus
@@ -28,10 +32,16 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def node(node_exec_id: int, node_id: str, status: S, error: str | None = None) -> NodeExecutionView:
+def node(
+    node_exec_id: int,
+    node_id: str,
+    status: S,
+    error: str | None = None,
+    stats: dict[str, Any] | None = None,
+) -> NodeExecutionView:
     return NodeExecutionView(
         id=node_exec_id, node_id=node_id, block_id="calculator", status=status, inputs={},
-        outputs={}, stats={}, error=error, attempt=1, created_at=T0, queued_at=None,
+        outputs={}, stats=stats or {}, error=error, attempt=1, created_at=T0, queued_at=None,
         started_at=None, ended_at=None,
     )  # fmt: skip
 
@@ -128,10 +138,54 @@ def test_summary_of_a_failed_run_shows_errors_cut_outputs_and_what_never_ran() -
         "never ran",
         "  c (calculator, node execution 3): invalid a",
         "  out (agent_output): no input arrived",
+        "node executions",
+        "  ID  NODE  BLOCK       STATUS     WALLTIME  CPUTIME  INPUT  OUTPUT",
+        "  1   a     calculator  COMPLETED  -         -        -      -",
+        "  2   b     calculator  FAILED     -         -        -      -",
     ]
 
 
 def test_summary_of_a_clean_run_has_no_error_or_never_ran_sections() -> None:
     lines = execution_summary(execution(node_executions=[node(1, "a", S.COMPLETED)]), now=at(9))
-    assert lines[-2:] == ["outputs", "  (none)"]
+    assert lines[-5:-3] == ["outputs", "  (none)"]
+    assert lines[-3] == "node executions"
     assert never_ran_lines(execution()) == []
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"), [(0.0034, "3.4ms"), (0.99949, "999.5ms"), (1.0, "1.00s"), (75, "1m 15s")]
+)
+def test_format_stat_seconds(seconds: float, shown: str) -> None:
+    assert format_stat_seconds(seconds) == shown
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"), [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (3 * 1024**2, "3.0 MiB")]
+)
+def test_format_size(size: int, shown: str) -> None:
+    assert format_size(size) == shown
+
+
+GRAPH_STATS = {
+    "walltime": 2.5, "cputime": 0.012, "nodes_walltime": 0.3, "nodes_cputime": 0.012,
+    "node_count": 4, "node_error_count": 1, "cost": 0, "error": "boom",
+}  # fmt: skip
+
+
+def test_graph_stats_are_one_line_once_the_run_ended() -> None:
+    assert graph_stats_lines(GRAPH_STATS) == [
+        "stats     walltime 2.50s, cputime 12.0ms, nodes walltime 300.0ms, "
+        "nodes cputime 12.0ms, nodes run 4, failed 1, cost 0"
+    ]
+    assert graph_stats_lines({}) == []
+
+
+def test_node_stats_table_shows_times_and_sizes_of_ended_nodes() -> None:
+    ended = {"walltime": 0.0021, "cputime": 0.0019, "input_size": 40, "output_size": 2048}
+    nodes = [node(1, "add", S.COMPLETED, stats=ended), node(2, "sum", S.QUEUED)]
+    assert node_stats_table(nodes) == [
+        "ID  NODE  BLOCK       STATUS     WALLTIME  CPUTIME  INPUT  OUTPUT",
+        "1   add   calculator  COMPLETED  2.1ms     1.9ms    40 B   2.0 KiB",
+        "2   sum   calculator  QUEUED     -         -        -      -",
+    ]
+    assert node_stats_table([]) == []
