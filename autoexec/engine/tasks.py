@@ -123,6 +123,8 @@ def _forget_connections() -> None:
         delattr(local, "backend")
 
 
+# Keyword arguments only: monitoring shows input names, never values, and a value sent
+# positionally could not be hidden; such a message is refused as malformed (autoexec.poison).
 # A request naming an unknown graph or bad inputs is the caller's error: it fails the task
 # (the caller's result says why) without being logged as an unexpected worker error.
 @app.task(
@@ -134,6 +136,7 @@ def _forget_connections() -> None:
 )
 def run_graph(
     self: Task[Any, Any],
+    *,
     graph_exec_id: str | None = None,
     graph_id: str | None = None,
     user_id: str | None = None,

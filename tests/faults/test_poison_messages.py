@@ -72,6 +72,10 @@ POISONS = {
         b'[[], {"graph_id": "g", "user_id": "u", "bogus": "%s"}, {}]' % MARKER.encode(),
         "bad arguments for autoexec.run_graph: got an unexpected keyword argument 'bogus'",
     ),
+    "run_graph with its inputs sent positionally": Poison(
+        b'[[null, "g", "u", {"secret": "%s"}], {}, {}]' % MARKER.encode(),
+        "bad arguments for autoexec.run_graph: too many positional arguments",
+    ),
     "an unknown task": Poison(b"[[], {}, {}]", "unknown task 'autoexec.nope'", "autoexec.nope"),
     "no task name": Poison(b'{"%s": 1}' % MARKER.encode(), "names no task", task=None),
 }
