@@ -9,6 +9,7 @@ from kombu import Exchange, Queue
 
 from autoexec.settings import Settings, get_settings
 from autoexec.task_arguments import shown_kwargs
+from autoexec.worker_metrics import connect_worker_signals
 
 GRAPH_TASKS = (
     "autoexec.run_graph",
@@ -92,6 +93,7 @@ def create_app() -> Celery:
     app = AutoexecCelery("autoexec", include=["autoexec.engine.tasks"])
     app.add_defaults(lambda: celery_config(get_settings()))
     app.config_from_object("celeryconfig", silent=True)
+    connect_worker_signals()
     return app
 
 
