@@ -10,6 +10,7 @@ from kombu import Exchange, Queue
 from autoexec.logs import use_log_format_in_celery
 from autoexec.settings import Settings, get_settings
 from autoexec.task_arguments import shown_kwargs
+from autoexec.worker_metrics import connect_worker_signals
 
 GRAPH_TASKS = (
     "autoexec.run_graph",
@@ -94,6 +95,7 @@ def create_app() -> Celery:
     app.add_defaults(lambda: celery_config(get_settings()))
     app.config_from_object("celeryconfig", silent=True)
     use_log_format_in_celery()
+    connect_worker_signals()
     return app
 
 

@@ -30,7 +30,7 @@ from autoexec.statuses import TERMINAL, ExecutionStatus
 log = logging.getLogger(__name__)
 
 S = ExecutionStatus
-BUILTIN_HOOKS: tuple[str, ...] = ()
+BUILTIN_HOOKS: tuple[str, ...] = ("autoexec.metrics:MetricsHook",)
 
 
 @dataclass(frozen=True)

@@ -235,3 +235,29 @@ class GatedFlakyBlock(Block[GatedFlakyInput]):
 
 def run_count(counter: Path) -> int:
     return int(counter.read_text() or "0") if counter.exists() else 0
+
+
+class WaitForFileInput(BlockInput):
+    path: str
+    seconds: float = 60.0
+
+
+class WaitForFileOutput(BlockOutput):
+    done: Any = None
+
+
+class WaitForFileBlock(Block[WaitForFileInput]):
+    """Runs until the file ``path`` exists (or ``seconds`` pass), then yields ``done``: a node
+    a test keeps RUNNING for as long as it needs, and then ends."""
+
+    id = "test_wait_for_file"
+    name = "Wait for a file (tests)"
+    description = "Polls for a file, then one output."
+    Input = WaitForFileInput
+    Output = WaitForFileOutput
+
+    def run(self, data: WaitForFileInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
+        give_up = time.monotonic() + data.seconds
+        while not Path(data.path).exists() and time.monotonic() < give_up:
+            time.sleep(0.02)
+        yield "done", Path(data.path).exists()

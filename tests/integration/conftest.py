@@ -71,7 +71,8 @@ def worker_process(
         process = subprocess.Popen(
             command,
             cwd=ROOT,
-            env={**os.environ, **env},
+            # No metrics port unless a test asks: test workers would all contend for 9808.
+            env={**os.environ, "AUTOEXEC_METRICS_PORT": "0", **env},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so a test can kill -9 all of it
