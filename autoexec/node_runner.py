@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from autoexec.blocks.base import Block, RunContext
+from autoexec.blocks.base import Block, RunContext, Suspend, Yield
 from autoexec.dataflow import describe_validation_error
 from autoexec.errors import (
     BlockDisabledError,
@@ -38,9 +38,10 @@ def iterate_block(
     inputs: dict[str, Any],
     ctx: RunContext,
     clock: Clock | None = None,
-) -> Iterator[tuple[str, Any]]:
-    """Run ``block_cls`` on ``inputs`` and yield each checked ``(pin, value)`` as it comes;
-    with a ``clock``, past its limit the block is stopped with ``NodeTimeoutError``."""
+) -> Iterator[Yield]:
+    """Run ``block_cls`` on ``inputs`` and yield each checked ``(pin, value)`` as it comes,
+    and last the ``Suspend`` that ends it, if the block suspends; with a ``clock``, past its
+    limit the block is stopped with ``NodeTimeoutError``."""
     if block_cls.disabled:
         raise BlockDisabledError(f"block {block_cls.id!r} is disabled and cannot run")
     try:
@@ -51,16 +52,20 @@ def iterate_block(
         ) from None
     with clock.block_running() if clock else nullcontext():
         produced = block_cls().run(data, ctx)
-    pairs: Iterable[tuple[str, Any]]
+    pairs: Iterable[Yield]
     if isinstance(produced, AsyncIterator):
         pairs = _drain_async(produced, ctx.is_cancelled, clock.check if clock else _no_check)
     else:
         pairs = _timed(produced, clock) if clock else produced
-    for pin, value in pairs:
+    for item in pairs:
+        if isinstance(item, Suspend):
+            yield item
+            return
+        pin, value = item
         yield pin, block_cls.validate_output(pin, value)
 
 
-def _timed(pairs: Iterable[tuple[str, Any]], clock: Clock) -> Iterator[tuple[str, Any]]:
+def _timed(pairs: Iterable[Yield], clock: Clock) -> Iterator[Yield]:
     """The block's pairs, each produced under its clock (an alarm may interrupt it)."""
     iterator = iter(pairs)
     while True:
@@ -76,10 +81,10 @@ def _no_check() -> None:
 
 
 def _drain_async(
-    agen: AsyncIterator[tuple[str, Any]],
+    agen: AsyncIterator[Yield],
     should_stop: Callable[[], bool],
     check: Callable[[], None],
-) -> Iterator[tuple[str, Any]]:
+) -> Iterator[Yield]:
     loop = worker_event_loop()
     while True:
         pair = loop.run_until_complete(_next_unless_stopped(agen, should_stop, check))
@@ -89,10 +94,10 @@ def _drain_async(
 
 
 async def _next_unless_stopped(
-    agen: AsyncIterator[tuple[str, Any]],
+    agen: AsyncIterator[Yield],
     should_stop: Callable[[], bool],
     check: Callable[[], None],
-) -> tuple[str, Any] | None:
+) -> Yield | None:
     """The next pair (None at the end); an await that outlasts a stop request or the time
     limit (``check`` raises) is cancelled, so a block sleeping for an hour stops within
     ``STOP_POLL_SECONDS``."""
@@ -113,7 +118,7 @@ async def _next_unless_stopped(
             await asyncio.gather(step, return_exceptions=True)
 
 
-async def _anext(agen: AsyncIterator[tuple[str, Any]]) -> tuple[str, Any] | None:
+async def _anext(agen: AsyncIterator[Yield]) -> Yield | None:
     try:
         return await agen.__anext__()
     except StopAsyncIteration:
