@@ -1,7 +1,7 @@
 """``autoexec_active_graph_runs``, read from the database at each scrape.
 
 A gauge each process raised and lowered would be wrong under the prefork pool as soon as a pool
-process died between the two; the database knows which runs are QUEUED or RUNNING.
+process died between the two; the database knows which runs are active.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from autoexec.statuses import ExecutionStatus
+from autoexec.statuses import HOLDING_A_SLOT, ExecutionStatus
 from autoexec.store.db import get_database
 from autoexec.store.tables import GraphExecution
 
@@ -22,10 +22,10 @@ log = logging.getLogger(__name__)
 
 NAME = "autoexec_active_graph_runs"
 HELP = (
-    "Graph executions QUEUED or RUNNING in the database at the scrape (the whole cluster's: "
-    "every worker reports the same number)."
+    "Graph executions QUEUED, RUNNING or waiting in REVIEW in the database at the scrape (the "
+    "whole cluster's: every worker reports the same number)."
 )
-ACTIVE = (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING)
+ACTIVE = (ExecutionStatus.QUEUED, *HOLDING_A_SLOT)
 
 
 class ActiveRunsCollector(Collector):

@@ -18,6 +18,7 @@ from autoexec.dataflow import YieldedOutput, graph_outputs
 from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine
 from autoexec.engine.submission import RunRequest, create_execution, fail_unpublished
+from autoexec.engine.suspension import Decision, decide_review
 from autoexec.engine.tasks import get_engine
 from autoexec.errors import AutoexecError, GraphWarning, InputValidationError
 from autoexec.graph import (
@@ -30,7 +31,8 @@ from autoexec.graph import (
 from autoexec.statuses import GRAPH_STATUSES, TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store import graphs as graph_store
-from autoexec.store.tables import GraphExecution, NodeExecution
+from autoexec.store import reviews as review_store
+from autoexec.store.tables import GraphExecution, NodeExecution, Review
 
 log = logging.getLogger(__name__)
 graph_log = logging.getLogger("autoexec.graph")
@@ -382,3 +384,47 @@ def wait(
 def cancel(graph_exec_id: str, user_id: str, engine: Engine | None = None) -> str:
     """Cancel an execution; cancelling a finished one is a no-op that says so."""
     return cancel_execution(_engine(engine), graph_exec_id, user_id)
+
+
+class ReviewView(BaseModel):
+    """A human review (SPEC §8.2): what a suspended ``human_review`` node waits for."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    graph_exec_id: str
+    node_exec_id: int
+    status: str
+    data: Any
+    message: str
+    decided_data: Any = None
+    reason: str | None = None
+    created_at: datetime
+    decided_at: datetime | None = None
+
+
+def list_reviews(user_id: str, engine: Engine | None = None) -> list[ReviewView]:
+    """The user's pending reviews, oldest first."""
+    with _engine(engine).db.session() as session:
+        return [_review_view(review) for review in review_store.pending_reviews(session, user_id)]
+
+
+def approve(
+    review_id: str, user_id: str, data: Any = None, engine: Engine | None = None
+) -> ReviewView:
+    """Approve a pending review; its node yields ``approved_data``: ``data`` if given, else
+    the data as reviewed. The run goes on. Deciding a review twice is refused."""
+    decision = Decision(approved=True, data=data)
+    return _review_view(decide_review(_engine(engine), review_id, user_id, decision))
+
+
+def reject(review_id: str, user_id: str, reason: str, engine: Engine | None = None) -> ReviewView:
+    """Reject a pending review; its node yields ``rejected`` (the reason). The run goes on."""
+    if not reason:
+        raise InputValidationError("a rejection needs a reason")
+    decision = Decision(approved=False, reason=reason)
+    return _review_view(decide_review(_engine(engine), review_id, user_id, decision))
+
+
+def _review_view(review: Review) -> ReviewView:
+    return ReviewView.model_validate(review, from_attributes=True)

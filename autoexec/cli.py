@@ -535,6 +535,64 @@ def blocks() -> None:
 
 
 @main.group()
+def review() -> None:
+    """Human reviews: list the pending ones, approve or reject one."""
+
+
+@review.command("list")
+@_user_option
+@click.option("--json", "as_json", is_flag=True, help="Print the reviews as JSON.")
+def list_reviews(user_id: str, as_json: bool) -> None:
+    """The user's pending reviews, oldest first."""
+    from autoexec import api
+
+    _select_stack()
+    reviews = api.list_reviews(user_id)
+    if as_json:
+        click.echo(_dump([r.model_dump(mode="json") for r in reviews]))
+        return
+    if not reviews:
+        click.echo("no pending reviews")
+    for pending in reviews:
+        click.echo(
+            f"{pending.id}  run {pending.graph_exec_id}  {pending.message or '(no message)'}"
+        )
+        click.echo(f"    data: {json.dumps(pending.data, default=str)}")
+
+
+@review.command()
+@click.argument("review_id")
+@_user_option
+@click.option("--data", "data_json", help="JSON to go on with instead of the data as reviewed.")
+def approve(review_id: str, user_id: str, data_json: str | None) -> None:
+    """Approve a pending review: its node yields approved_data and the run goes on."""
+    from autoexec import api
+
+    data = None
+    if data_json is not None:
+        try:
+            data = json.loads(data_json)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
+    _select_stack()
+    decided = api.approve(review_id, user_id, data=data)
+    click.echo(f"review {decided.id} approved; run {decided.graph_exec_id} goes on")
+
+
+@review.command()
+@click.argument("review_id")
+@_user_option
+@click.option("--reason", required=True, help="Why the data is rejected.")
+def reject(review_id: str, user_id: str, reason: str) -> None:
+    """Reject a pending review: its node yields rejected (the reason) and the run goes on."""
+    from autoexec import api
+
+    _select_stack()
+    decided = api.reject(review_id, user_id, reason)
+    click.echo(f"review {decided.id} rejected; run {decided.graph_exec_id} goes on")
+
+
+@main.group()
 def db() -> None:
     """Database schema commands."""
 

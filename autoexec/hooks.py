@@ -25,7 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from autoexec.errors import ConfigurationError
-from autoexec.statuses import TERMINAL, ExecutionStatus
+from autoexec.statuses import SUSPENDED, TERMINAL, ExecutionStatus
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +87,12 @@ class EngineHook(Protocol):
     def execution_queued(self, change: GraphExecutionChange) -> None: ...
     def execution_started(self, change: GraphExecutionChange) -> None: ...
     def execution_ended(self, change: GraphExecutionChange) -> None: ...
+    def execution_suspended(self, change: GraphExecutionChange) -> None: ...
     def node_queued(self, change: NodeExecutionChange) -> None: ...
     def node_started(self, change: NodeExecutionChange) -> None: ...
     def node_output(self, output: NodeOutput) -> None: ...
     def node_ended(self, change: NodeExecutionChange) -> None: ...
+    def node_suspended(self, change: NodeExecutionChange) -> None: ...
     def committed(self) -> None:
         """After the changes of one transaction (a hook that batches sends them here)."""
 
@@ -107,6 +109,9 @@ class Hook:
     def execution_ended(self, change: GraphExecutionChange) -> None:
         return None
 
+    def execution_suspended(self, change: GraphExecutionChange) -> None:
+        return None
+
     def node_queued(self, change: NodeExecutionChange) -> None:
         return None
 
@@ -117,6 +122,9 @@ class Hook:
         return None
 
     def node_ended(self, change: NodeExecutionChange) -> None:
+        return None
+
+    def node_suspended(self, change: NodeExecutionChange) -> None:
         return None
 
     def committed(self) -> None:
@@ -206,17 +214,18 @@ def call_hooks(changes: Sequence[Change]) -> None:
 def _method_of(hook: EngineHook, change: Change) -> Any:
     if isinstance(change, NodeOutput):
         return hook.node_output
-    if isinstance(change, NodeExecutionChange):
-        if change.status is S.QUEUED:
-            return hook.node_queued
-        if change.status is S.RUNNING:
-            return hook.node_started
-        return hook.node_ended if change.status in TERMINAL else None
-    if change.status is S.QUEUED:
-        return hook.execution_queued
-    if change.status is S.RUNNING:
-        return hook.execution_started
-    return hook.execution_ended if change.status in TERMINAL else None
+    kind = "node" if isinstance(change, NodeExecutionChange) else "execution"
+    action = _ACTIONS.get(change.status)
+    return getattr(hook, f"{kind}_{action}") if action else None
+
+
+# The hook method, after "node_" or "execution_", a change to each status calls.
+_ACTIONS = {
+    S.QUEUED: "queued",
+    S.RUNNING: "started",
+    **{status: "suspended" for status in SUSPENDED},
+    **{status: "ended" for status in TERMINAL},
+}
 
 
 def _call(hook: EngineHook, method: Any, change: Change | None) -> None:
@@ -270,9 +279,11 @@ _METHODS = (
     "execution_queued",
     "execution_started",
     "execution_ended",
+    "execution_suspended",
     "node_queued",
     "node_started",
     "node_output",
     "node_ended",
+    "node_suspended",
     "committed",
 )

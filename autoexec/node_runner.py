@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
 
-from autoexec.blocks.base import Block, RunContext
+from autoexec.blocks.base import Block, RunContext, Suspend, Yield
 from autoexec.dataflow import describe_validation_error
 from autoexec.errors import (
     BlockDisabledError,
@@ -43,9 +43,10 @@ def iterate_block(
     inputs: dict[str, Any],
     ctx: RunContext,
     clock: Clock | None = None,
-) -> Generator[tuple[str, Any], None, None]:
-    """Run ``block_cls`` on ``inputs`` and yield each checked ``(pin, value)`` as it comes;
-    with a ``clock``, past its limit the block is stopped with ``NodeTimeoutError``."""
+) -> Generator[Yield, None, None]:
+    """Run ``block_cls`` on ``inputs`` and yield each checked ``(pin, value)`` as it comes,
+    and last the ``Suspend`` that ends it, if the block suspends; with a ``clock``, past its
+    limit the block is stopped with ``NodeTimeoutError``."""
     if block_cls.disabled:
         raise BlockDisabledError(f"block {block_cls.id!r} is disabled and cannot run")
     try:
@@ -59,16 +60,25 @@ def iterate_block(
         return
     with clock.block_running() if clock else nullcontext():
         produced = block_cls().run(data, ctx)
-    pairs: Iterable[tuple[str, Any]]
+    pairs: Iterable[Yield]
     if isinstance(produced, AsyncIterator):
         pairs = _drain_async(produced, ctx.is_cancelled, clock.check if clock else _no_check)
     else:
         pairs = _timed(produced, clock) if clock else produced
-    for pin, value in pairs:
+    yield from _checked(block_cls, pairs)
+
+
+def _checked(block_cls: type[Block[Any]], pairs: Iterable[Yield]) -> Iterator[Yield]:
+    """Each pair checked against the block's ``Output``; a ``Suspend`` ends the run."""
+    for item in pairs:
+        if isinstance(item, Suspend):
+            yield item
+            return
+        pin, value = item
         yield pin, block_cls.validate_output(pin, value)
 
 
-def _timed(pairs: Iterable[tuple[str, Any]], clock: Clock) -> Iterator[tuple[str, Any]]:
+def _timed(pairs: Iterable[Yield], clock: Clock) -> Iterator[Yield]:
     """The block's pairs, each produced under its clock (an alarm may interrupt it)."""
     iterator = iter(pairs)
     while True:
@@ -81,7 +91,7 @@ def _timed(pairs: Iterable[tuple[str, Any]], clock: Clock) -> Iterator[tuple[str
 
 def _on_block_thread(
     block_cls: type[Block[Any]], data: Any, ctx: RunContext, clock: Clock
-) -> Iterator[tuple[str, Any]]:
+) -> Iterator[Yield]:
     """``iterate_block`` outside the main thread, where no signal can interrupt a call: the
     block's sync calls run on a ``BlockThread``, so a stop or the limit frees this thread."""
     calls = BlockThread(clock)
@@ -90,13 +100,12 @@ def _on_block_thread(
         # Calling a generator function runs none of its body: no need for the thread then.
         direct = inspect.isgeneratorfunction(start) or inspect.isasyncgenfunction(start)
         produced = _checked_call(start, clock) if direct else calls.call(start)
-        pairs: Iterable[tuple[str, Any]]
+        pairs: Iterable[Yield]
         if isinstance(produced, AsyncIterator):
             pairs = _drain_async(produced, ctx.is_cancelled, clock.check)
         else:
             pairs = calls.iterate(produced)
-        for pin, value in pairs:
-            yield pin, block_cls.validate_output(pin, value)
+        yield from _checked(block_cls, pairs)
     finally:
         calls.finish()
 
@@ -135,7 +144,7 @@ class BlockThread:
                 return cast(_T, value)
             raise value
 
-    def iterate(self, pairs: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    def iterate(self, pairs: Iterable[Yield]) -> Iterator[Yield]:
         self.iterator = iterator = iter(pairs)
         while (pair := self.call(functools.partial(next, iterator, None))) is not None:
             yield pair
@@ -169,10 +178,10 @@ def _no_check() -> None:
 
 
 def _drain_async(
-    agen: AsyncIterator[tuple[str, Any]],
+    agen: AsyncIterator[Yield],
     should_stop: Callable[[], bool],
     check: Callable[[], None],
-) -> Iterator[tuple[str, Any]]:
+) -> Iterator[Yield]:
     loop = worker_event_loop()
     while True:
         pair = loop.run_until_complete(_next_unless_stopped(agen, should_stop, check))
@@ -182,10 +191,10 @@ def _drain_async(
 
 
 async def _next_unless_stopped(
-    agen: AsyncIterator[tuple[str, Any]],
+    agen: AsyncIterator[Yield],
     should_stop: Callable[[], bool],
     check: Callable[[], None],
-) -> tuple[str, Any] | None:
+) -> Yield | None:
     """The next pair (None at the end); an await that outlasts a stop request or the time
     limit (``check`` raises) is cancelled, so a block sleeping for an hour stops within
     ``STOP_POLL_SECONDS``."""
@@ -206,7 +215,7 @@ async def _next_unless_stopped(
             await asyncio.gather(step, return_exceptions=True)
 
 
-async def _anext(agen: AsyncIterator[tuple[str, Any]]) -> tuple[str, Any] | None:
+async def _anext(agen: AsyncIterator[Yield]) -> Yield | None:
     try:
         return await agen.__anext__()
     except StopAsyncIteration:

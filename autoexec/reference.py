@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from autoexec.blocks.base import ERROR_PIN, RunContext
+from autoexec.blocks.base import ERROR_PIN, AwaitReview, RunContext, Suspend
 from autoexec.dataflow import (
     BlockLookup,
     FailedNode,
@@ -128,6 +129,21 @@ class ReferenceResult:
     error: str | None = None
 
 
+# How the reference decides a review: the output the resumed node yields.
+ReviewDecider = Callable[[AwaitReview], tuple[str, Any]]
+
+
+def approve_as_is(review: AwaitReview) -> tuple[str, Any]:
+    return "approved_data", review.data
+
+
+def _resumed(suspension: Suspend, decide: ReviewDecider) -> tuple[str, Any]:
+    """What a suspended node yields when the reference resumes it at once."""
+    if isinstance(suspension, AwaitReview):
+        return decide(suspension)
+    raise TypeError(f"the reference cannot resume {type(suspension).__name__}")
+
+
 class NodeRunLimitError(RuntimeError):
     """The graph ran more node executions than the reference interpreter allows."""
 
@@ -139,8 +155,11 @@ def run_reference(
     nodes_input_masks: dict[str, dict[str, Any]] | None = None,
     nodes_to_skip: list[str] | None = None,
     max_node_runs: int = 10_000,
+    review: ReviewDecider | None = None,
 ) -> ReferenceResult:
-    """Run ``graph`` to the end in this thread and report what happened."""
+    """Run ``graph`` to the end in this thread and report what happened; a human review is
+    decided at once by ``review`` (default: approved as it is)."""
+    decide = review or approve_as_is
     spec = RunSpec(
         graph, blocks, inputs or {}, nodes_input_masks or {}, frozenset(nodes_to_skip or ())
     )
@@ -152,19 +171,22 @@ def run_reference(
         runs += 1
         if runs > max_node_runs:
             raise NodeRunLimitError(f"more than {max_node_runs} node executions; is it a loop?")
-        ready.extend(_run_node(spec, store, store.executions[ready.popleft()]))
+        ready.extend(_run_node(spec, store, store.executions[ready.popleft()], decide))
         ready.extend(deliver_failures(spec, store))
     return _result(graph, store)
 
 
-def _run_node(spec: RunSpec, store: MemoryStore, execution: MemoryExecution) -> list[int]:
+def _run_node(
+    spec: RunSpec, store: MemoryStore, execution: MemoryExecution, decide: ReviewDecider
+) -> list[int]:
     node = spec.graph.node(execution.node_id)
     execution.status = S.RUNNING
     newly_ready: list[int] = []
     try:
-        for pin, value in iterate_block(
+        for item in iterate_block(
             spec.block_of(node), execution.inputs or {}, _ctx(spec, execution)
         ):
+            pin, value = _resumed(item, decide) if isinstance(item, Suspend) else item
             execution.outputs.append((pin, value))
             newly_ready += deliver(spec, store, node.id, pin, value)
     except Exception as exc:

@@ -18,6 +18,11 @@ class ExecutionStatus(enum.StrEnum):
 
 S = ExecutionStatus
 TERMINAL = frozenset({S.COMPLETED, S.FAILED, S.TERMINATED})
+# A node execution waiting, with no worker, for something outside the run (SPEC §8).
+SUSPENDED = frozenset({S.REVIEW, S.WAITING})
+# A graph execution holding one of its user's run slots (SPEC §5): a run waiting for a review
+# still holds its slot, since it goes on once the review is decided.
+HOLDING_A_SLOT = frozenset({S.RUNNING, S.REVIEW})
 
 GRAPH_TRANSITIONS: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
     S.QUEUED: frozenset({S.RUNNING, S.TERMINATED, S.FAILED}),

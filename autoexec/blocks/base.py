@@ -67,7 +67,25 @@ class RunContext:
     is_cancelled: Callable[[], bool] = lambda: False
 
 
-BlockRun = Iterator[tuple[str, Any]] | AsyncIterator[tuple[str, Any]]
+@dataclass(frozen=True)
+class Suspend:
+    """Yielded by a block, instead of an output, to end its run suspended: its node execution
+    frees the worker slot and waits; the engine resumes it from the database later, writing
+    the outputs the resumption gives, as if the block had yielded them. Nothing the block
+    yields after it runs."""
+
+
+@dataclass(frozen=True)
+class AwaitReview(Suspend):
+    """Suspend the node in REVIEW until a person approves or rejects ``data`` (SPEC §8.2):
+    approved, the node yields ``approved_data``; rejected, it yields ``rejected`` (the reason)."""
+
+    data: Any
+    message: str = ""
+
+
+Yield = tuple[str, Any] | Suspend
+BlockRun = Iterator[Yield] | AsyncIterator[Yield]
 InputT = TypeVar("InputT", bound=BlockInput)
 
 

@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session
 from autoexec.engine.admission import admit_next, fill_free_slots
 from autoexec.engine.context import Engine
 from autoexec.engine.finalize import graph_stats, publish_status
-from autoexec.statuses import TERMINAL, ExecutionStatus
+from autoexec.statuses import SUSPENDED, TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.admission import lock_user
 from autoexec.store.outcomes import node_outcomes
+from autoexec.store.reviews import cancel_reviews
 from autoexec.store.tables import GraphExecution, NodeExecution, utcnow
 from autoexec.store.transitions import terminate_nodes, transition_graph
 
@@ -112,9 +113,9 @@ def _revoke_in_flight(engine: Engine, graph_exec_id: str) -> None:
 def _end(
     engine: Engine, graph_exec_id: str, stop: Stop, record: Callable[[Session], object] | None
 ) -> bool:
-    """Record the stopping node's outcome, end the execution, mark its QUEUED/INCOMPLETE node
-    executions TERMINATED and hand the user's free slots on, in one transaction; True if this
-    call ended it."""
+    """Record the stopping node's outcome, end the execution, mark its QUEUED, INCOMPLETE and
+    suspended node executions TERMINATED (closing their reviews) and hand the user's free
+    slots on, in one transaction; True if this call ended it."""
     with engine.db.session() as session:
         lock_user(session, repo.get_execution_state(session, graph_exec_id).user_id)
         repo.get_execution_state(session, graph_exec_id, lock=True)  # waits for a delivery
@@ -126,6 +127,7 @@ def _end(
             session, graph_exec_id, stop.status, stats=stats, error=stop.reason
         )
         if ended:
-            terminate_nodes(session, graph_exec_id, frozenset({S.QUEUED, S.INCOMPLETE}))
+            terminate_nodes(session, graph_exec_id, frozenset({S.QUEUED, S.INCOMPLETE, *SUSPENDED}))
+            cancel_reviews(session, graph_exec_id)
         fill_free_slots(engine, session, execution.user_id)
         return ended

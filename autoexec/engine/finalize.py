@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from autoexec.dataflow import FailedNode, unhandled_failures
 from autoexec.engine.admission import fill_free_slots
 from autoexec.engine.context import Engine
-from autoexec.statuses import ExecutionStatus
+from autoexec.statuses import SUSPENDED, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.admission import lock_user
 from autoexec.store.graphs import load_graph
@@ -31,6 +31,8 @@ def finalize(engine: Engine, graph_exec_id: str) -> ExecutionStatus | None:
     with engine.db.session() as session:
         execution = repo.get_execution_state(session, graph_exec_id)
         nodes = node_outcomes(session, graph_exec_id)
+        if any(node.status in SUSPENDED for node in nodes):
+            return _suspend_run(session, graph_exec_id)
         status, error = _outcome(session, execution, nodes)
         stats = graph_stats(execution, nodes, error)
         lock_user(session, execution.user_id)  # as late as can be: it serializes the user's runs
@@ -40,6 +42,14 @@ def finalize(engine: Engine, graph_exec_id: str) -> ExecutionStatus | None:
     log.info("graph execution %s ended %s", graph_exec_id, status.value)
     publish_status(engine, graph_exec_id, status)
     return status
+
+
+def _suspend_run(session: Session, graph_exec_id: str) -> ExecutionStatus | None:
+    """Nothing can run until a review is decided: the run shows REVIEW (and keeps its slot)."""
+    if not transition_graph(session, graph_exec_id, S.REVIEW, allowed_from=frozenset({S.RUNNING})):
+        return None
+    log.info("graph execution %s waits for a review", graph_exec_id)
+    return S.REVIEW
 
 
 def _outcome(

@@ -98,6 +98,13 @@ def record(
     return flushed
 
 
+def record_in(
+    engine: Engine, session: Session, ref: NodeAttempt, outputs: Sequence[Yielded], end: End
+) -> Flushed:
+    """``record`` in the caller's transaction; the caller calls ``after_commit`` after it."""
+    return _record_and_deliver(engine, session, ref, outputs, end, from_memory=False)
+
+
 def after_commit(engine: Engine, graph_exec_id: str, flushed: Flushed, ended: bool) -> None:
     """Publish the successors and finalize; a stop found by a node that ended is enforced
     here, one found mid-stream is left to the node, which ends the run with its own end."""

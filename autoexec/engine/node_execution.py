@@ -20,12 +20,13 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from autoexec.blocks.base import ERROR_PIN, Block, RunContext
+from autoexec.blocks.base import ERROR_PIN, Block, RunContext, Suspend, Yield
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.context import Engine
 from autoexec.engine.inline import NodeAttempt, Yielded, resend_queued
 from autoexec.engine.limits import deadline_of, limit_stop
 from autoexec.engine.output_buffer import OutputBuffer, timer
+from autoexec.engine.suspension import suspend, suspended_status
 from autoexec.errors import (
     AutoexecError,
     BlockNotRegisteredError,
@@ -40,7 +41,7 @@ from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.graphs import load_run_graph
 from autoexec.store.tables import NodeExecution, utcnow
-from autoexec.store.transitions import transition_node
+from autoexec.store.transitions import move_node, transition_node
 from autoexec.timeouts import Clock, alarm, time_limit
 
 S = ExecutionStatus
@@ -96,6 +97,8 @@ class Outcome:
     stop: Stop | None = None
     # Set when the block failed with a transient error and has retries left: run again then.
     retry_in: float | None = None
+    # Set when the block suspended its node (status REVIEW or WAITING): what it waits for.
+    suspension: Suspend | None = None
 
 
 class NodeLogAdapter(logging.LoggerAdapter[logging.Logger]):
@@ -169,8 +172,9 @@ def execute_node(
 
 
 def _record(session: Session, stopped: bool, job: NodeJob, outcome: Outcome) -> bool:
-    """The node's end; a node whose run was stopped meanwhile ends TERMINATED."""
-    return transition_node(
+    """The node's end, or its suspension; a node whose run was stopped meanwhile ends
+    TERMINATED."""
+    moved = move_node(
         session,
         job.node_exec_id,
         S.TERMINATED if stopped else outcome.status,
@@ -179,6 +183,9 @@ def _record(session: Session, stopped: bool, job: NodeJob, outcome: Outcome) -> 
         stats=outcome.stats,
         error=None if stopped else outcome.error,
     )
+    if moved is not None and not stopped and outcome.suspension is not None:
+        suspend(session, moved, outcome.suspension)
+    return moved is not None
 
 
 def _note_retry(engine: Engine, job: NodeJob, outcome: Outcome) -> None:
@@ -423,7 +430,10 @@ def run_job(run: _Run) -> Outcome | None:
     try:
         pairs = iterate_block(block, job.inputs, run.context(), run.clock)
         with alarm(run.clock), closing(pairs):
-            for pin, value in _raised_by_block(pairs):
+            for item in _raised_by_block(pairs):
+                if isinstance(item, Suspend):
+                    return _suspended(run, item)
+                pin, value = item
                 run.clock.check()  # an output yielded past the limit is not recorded
                 run.emit(pin, value)
                 run.check_still_ours()
@@ -459,7 +469,7 @@ class BlockRaised(Exception):
         self.cause = cause
 
 
-def _raised_by_block(pairs: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+def _raised_by_block(pairs: Iterator[Yield]) -> Iterator[Yield]:
     while True:
         try:
             pair = next(pairs)
@@ -487,6 +497,12 @@ def _retry(run: _Run, block: type[Block[Any]], exc: Exception) -> Outcome:
         error,
     )
     return Outcome(S.RUNNING, error, run.stats(error), retry_in=backoff)
+
+
+def _suspended(run: _Run, suspension: Suspend) -> Outcome:
+    status = suspended_status(suspension)
+    run.logger.info("suspended in %s", status.value)
+    return Outcome(status, None, run.stats(None), suspension=suspension)
 
 
 def _lost_too_often(job: NodeJob, limit: int) -> WorkerLostError:

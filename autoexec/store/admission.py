@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import exists, func, literal, select
 from sqlalchemy.orm import Session
 
-from autoexec.statuses import ExecutionStatus
+from autoexec.statuses import HOLDING_A_SLOT, ExecutionStatus
 from autoexec.store.executions import NodeTask, node_tasks, queued_nodes
 from autoexec.store.graphs import ensure_user
 from autoexec.store.tables import GraphExecution, NodeExecution, NodeExecutionOutput, User
@@ -76,7 +76,7 @@ def _oldest_waiting(
 ) -> list[tuple[WaitingRun, int]]:
     running = (
         select(func.count())
-        .where(GraphExecution.user_id == user_id, GraphExecution.status == S.RUNNING)
+        .where(GraphExecution.user_id == user_id, GraphExecution.status.in_(HOLDING_A_SLOT))
         .scalar_subquery()
     )
     stmt = (

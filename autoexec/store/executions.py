@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, defer
 from autoexec.errors import NotFoundError
 from autoexec.graph import Graph
 from autoexec.hooks import GraphExecutionChange, NodeOutput, NodeRef, note
-from autoexec.statuses import TERMINAL, ExecutionStatus
+from autoexec.statuses import HOLDING_A_SLOT, TERMINAL, ExecutionStatus
 from autoexec.store.tables import (
     GraphExecution,
     GraphVersion,
@@ -392,7 +392,7 @@ def status_of(session: Session, graph_exec_id: str, user_id: str | None = None) 
 
 def count_running(session: Session, user_id: str) -> int:
     stmt = select(func.count()).where(
-        GraphExecution.user_id == user_id, GraphExecution.status == S.RUNNING
+        GraphExecution.user_id == user_id, GraphExecution.status.in_(HOLDING_A_SLOT)
     )
     return session.scalar(stmt) or 0
 

@@ -221,3 +221,26 @@ class StaticInput(Base):
     node_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     name: Mapped[str] = mapped_column(String(256), primary_key=True)
     value: Mapped[Any] = mapped_column(Json, nullable=True)
+
+
+class Review(Base):
+    """A human review a suspended node execution waits for (SPEC §8.2)."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (Index("ix_reviews_user_status", "user_id", "status", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    graph_exec_id: Mapped[str] = mapped_column(
+        ForeignKey("graph_executions.id", ondelete="CASCADE")
+    )
+    node_exec_id: Mapped[int] = mapped_column(
+        ForeignKey("node_executions.id", ondelete="CASCADE"), unique=True
+    )
+    user_id: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default="PENDING")
+    data: Mapped[Any] = mapped_column(Json, nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    decided_data: Mapped[Any] = mapped_column(Json, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(Timestamp())

@@ -13,6 +13,7 @@ from autoexec.blocks.builtin.containers import (
 from autoexec.blocks.builtin.flow import StoreValueBlock, WaitBlock
 from autoexec.blocks.builtin.graph_io import AgentInputBlock, AgentOutputBlock
 from autoexec.blocks.builtin.logic import ConditionBlock
+from autoexec.blocks.builtin.review import HumanReviewBlock
 from autoexec.blocks.builtin.text import FillTextTemplateBlock, PrintBlock
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "CreateListBlock",
     "FillTextTemplateBlock",
     "FindInDictBlock",
+    "HumanReviewBlock",
     "PrintBlock",
     "StepThroughItemsBlock",
     "StoreValueBlock",

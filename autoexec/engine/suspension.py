@@ -1,0 +1,96 @@
+"""Suspended node executions (SPEC §8): a block ends its run with a ``Suspend`` instead of an
+output; its node execution leaves the worker and waits in REVIEW (a human decision) or WAITING;
+the run goes on with its other branches, and shows REVIEW once nothing else can run. Resuming
+writes the node's outputs from outside any running task, in one transaction that also
+delivers them, as if the block had yielded them; the run then continues where it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from autoexec.blocks.base import AwaitReview, Suspend
+from autoexec.engine import inline
+from autoexec.engine.context import Engine
+from autoexec.errors import ExecutionStoppedError, InvalidTransitionError
+from autoexec.hooks import NodeRef
+from autoexec.statuses import SUSPENDED, ExecutionStatus
+from autoexec.store import executions as repo
+from autoexec.store import reviews
+from autoexec.store.tables import Review
+from autoexec.store.transitions import transition_graph, transition_node
+
+S = ExecutionStatus
+
+
+def suspended_status(suspension: Suspend) -> ExecutionStatus:
+    """The status a node execution waits in for ``suspension``."""
+    if isinstance(suspension, AwaitReview):
+        return S.REVIEW
+    raise TypeError(f"unknown suspension {type(suspension).__name__}")
+
+
+def suspend(session: Session, node: NodeRef, suspension: Suspend) -> None:
+    """What the node waits for, written in the transaction that suspends it."""
+    if isinstance(suspension, AwaitReview):
+        reviews.open_review(session, node, suspension.data, suspension.message)
+
+
+@dataclass(frozen=True)
+class Decision:
+    approved: bool
+    data: Any = None  # approved: the data to go on with (None: as it was reviewed)
+    reason: str = ""  # rejected: why
+
+
+def decide_review(engine: Engine, review_id: str, user_id: str, decision: Decision) -> Review:
+    """Approve or reject a pending review of ``user_id`` and resume its node: it yields
+    ``approved_data`` or ``rejected`` and the run goes on. A review is decided once; one whose
+    run was cancelled cannot be."""
+    with engine.db.session() as session:
+        graph_exec_id = reviews.find_review(session, review_id, user_id).graph_exec_id
+        # The run first, then the review and the node: the order a cancel and a node's end
+        # take them in, so a decision never deadlocks with either.
+        execution = repo.get_execution_state(session, graph_exec_id, lock=True)
+        review = reviews.find_review(session, review_id, user_id, lock=True)
+        status = (
+            reviews.ReviewStatus.APPROVED if decision.approved else reviews.ReviewStatus.REJECTED
+        )
+        data = review.data if decision.data is None else decision.data
+        reviews.decide(
+            session, review, status, data if decision.approved else None, decision.reason or None
+        )
+        if execution.cancel_requested_at is not None:
+            raise ExecutionStoppedError(f"graph execution {graph_exec_id} was cancelled")
+        outputs = (
+            [("approved_data", data)] if decision.approved else [("rejected", decision.reason)]
+        )
+        flushed = _resume(engine, session, review.node_exec_id, outputs)
+    inline.after_commit(engine, graph_exec_id, flushed, ended=True)
+    if flushed.needs_step:
+        engine.wake(graph_exec_id)
+    return review
+
+
+def _resume(
+    engine: Engine, session: Session, node_exec_id: int, outputs: Sequence[tuple[str, Any]]
+) -> inline.Flushed:
+    """End the suspended node execution with ``outputs``, delivered, in ``session``."""
+    node, status, attempt = reviews.lock_node(session, node_exec_id)
+    if status not in SUSPENDED:
+        raise InvalidTransitionError(
+            f"node execution {node_exec_id} is {status.value}, not waiting to be resumed"
+        )
+    transition_graph(session, node.graph_exec_id, S.RUNNING, allowed_from=frozenset({S.REVIEW}))
+    first = reviews.next_output_seq(session, node_exec_id)
+    yielded = [inline.Yielded(first + n, pin, value) for n, (pin, value) in enumerate(outputs)]
+
+    def end(session: Session, stopped: bool) -> bool:
+        target = S.TERMINATED if stopped else S.COMPLETED
+        return transition_node(session, node_exec_id, target, allowed_from=SUSPENDED)
+
+    return inline.record_in(engine, session, inline.NodeAttempt(node, attempt), yielded, end)
