@@ -30,7 +30,7 @@ from autoexec.statuses import TERMINAL, ExecutionStatus
 log = logging.getLogger(__name__)
 
 S = ExecutionStatus
-BUILTIN_HOOKS: tuple[str, ...] = ()
+BUILTIN_HOOKS: tuple[str, ...] = ("autoexec.events:EventPublisher",)
 
 
 @dataclass(frozen=True)
