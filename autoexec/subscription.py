@@ -176,10 +176,15 @@ class Subscription:
 
 
 def user_events(engine: Engine, user_id: str) -> Iterator[Event]:
-    """Live events of all of ``user_id``'s executions, as they come (no replay, no end)."""
-    tracker = Tracker(check_gaps=False)
+    """Live events of all of ``user_id``'s executions, as they come (no replay, no end); the
+    channel is subscribed to before this returns."""
     channel = Channel(engine.coordinator.client, Keys.user_events(user_id))
     channel.open()
+    return _user_stream(channel)
+
+
+def _user_stream(channel: Channel) -> Iterator[Event]:
+    tracker = Tracker(check_gaps=False)
     try:
         while True:
             message = channel.receive(IDLE_SECONDS)
