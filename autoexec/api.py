@@ -3,10 +3,11 @@ execution is "not found"."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import warnings
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from autoexec.engine.submission import RunRequest, create_execution, fail_unpubl
 from autoexec.engine.suspension import Decision, decide_review
 from autoexec.engine.tasks import get_engine
 from autoexec.errors import AutoexecError, GraphWarning, InputValidationError
+from autoexec.events import GRAPH_EVENT
 from autoexec.graph import (
     Graph,
     GraphDefinition,
@@ -28,11 +30,13 @@ from autoexec.graph import (
     parse_definition,
     validate_graph,
 )
+from autoexec.live import Event
 from autoexec.statuses import GRAPH_STATUSES, TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store import graphs as graph_store
 from autoexec.store import reviews as review_store
 from autoexec.store.tables import GraphExecution, NodeExecution, Review
+from autoexec.subscription import Subscription, user_events
 
 log = logging.getLogger(__name__)
 graph_log = logging.getLogger("autoexec.graph")
@@ -49,6 +53,8 @@ __all__ = [
     "list_graphs",
     "rerun",
     "save_graph",
+    "subscribe",
+    "subscribe_user",
     "wait",
 ]
 
@@ -376,9 +382,38 @@ def wait(
                 raise TimeoutError(
                     f"graph execution {graph_exec_id} still {status.value} after {timeout}s"
                 )
-            pubsub.get_message(timeout=min(remaining, 0.5))
+            _next_graph_event(pubsub, min(remaining, 0.5))
     finally:
         pubsub.close()
+
+
+def _next_graph_event(pubsub: Any, timeout: float) -> None:
+    """Wait until a graph execution's event comes (its node events do not end it), or
+    ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        message = pubsub.get_message(timeout=left)
+        if message is not None and json.loads(message["data"]).get("type") == GRAPH_EVENT:
+            return
+
+
+def subscribe(
+    graph_exec_id: str, user_id: str, engine: Engine | None = None, timeout: float | None = None
+) -> Subscription:
+    """The execution's events: first its current state read from the database (a
+    ``GraphEvent``, then a ``NodeEvent`` per node execution with its outputs so far, marked
+    ``replayed``), then each change as it happens, up to the final ``GraphEvent``. Every
+    change comes once, in order per node execution, whenever the subscription starts. With
+    ``timeout``, ``TimeoutError`` if the execution has not ended by then. Close it (or use it
+    as a context manager) to stop early."""
+    return Subscription(_engine(engine), graph_exec_id, user_id, timeout)
+
+
+def subscribe_user(user_id: str, engine: Engine | None = None) -> Iterator[Event]:
+    """Live events of all of the user's executions, as they happen, without end. It does not
+    replay: what happened before the subscription, or while Redis was unreachable, is not in
+    it (use ``subscribe`` for one execution's complete story)."""
+    return user_events(_engine(engine), user_id)
 
 
 def cancel(graph_exec_id: str, user_id: str, engine: Engine | None = None) -> str:

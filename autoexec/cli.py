@@ -410,6 +410,27 @@ def status(graph_exec_id: str, user_id: str, as_json: bool) -> None:
         click.echo(line)
 
 
+@main.command()
+@click.argument("graph_exec_id")
+@_user_option
+@_timeout_option
+def watch(graph_exec_id: str, user_id: str, timeout: float | None) -> None:
+    """Show an execution live until it ends: progress and the running and latest node
+    executions (one line per event when stdout is not a terminal). Exit code 0 if it
+    COMPLETED, else 1."""
+    from autoexec.progress import watch as watch_execution
+
+    _select_stack()
+    try:
+        board = watch_execution(graph_exec_id, user_id, sys.stdout, timeout)
+    except TimeoutError:
+        click.echo(f"timeout: the run did not end within {timeout:g}s", err=True)
+        sys.exit(EXIT_TIMEOUT)
+    status = board.status.value if board.status else "UNKNOWN"
+    click.echo(f"status: {status}")
+    sys.exit(0 if status == "COMPLETED" else EXIT_FAILED)
+
+
 class StatusChoice(click.Choice[str]):
     """A graph execution status, in any case; shown and returned in capitals."""
 

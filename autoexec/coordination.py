@@ -12,7 +12,9 @@ import threading
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
 from redis.lock import Lock
+from redis.retry import Retry
 
 MEMORY_SCHEME = "memory://"
 
@@ -48,7 +50,13 @@ class Keys:
 
     @classmethod
     def events(cls, graph_exec_id: str) -> str:
+        """The live events of one graph execution (autoexec.events)."""
         return f"{cls.prefix}:events:graph:{graph_exec_id}"
+
+    @classmethod
+    def user_events(cls, user_id: str) -> str:
+        """The live events of all of one user's graph executions."""
+        return f"{cls.prefix}:events:user:{user_id}"
 
 
 class Coordinator:
@@ -57,8 +65,10 @@ class Coordinator:
     WAKE_TTL_SECONDS = 60
     STOP_TTL_SECONDS = 7 * 24 * 3600
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, events_client: redis.Redis | None = None) -> None:
         self.client = client
+        # Publishing events must never hold a run up: its own client, with short timeouts.
+        self.events_client = events_client or client
 
     def request_wake(self, graph_exec_id: str) -> bool:
         """Flag that the graph has work; True if the caller must enqueue the orchestrator."""
@@ -104,8 +114,12 @@ class Coordinator:
         key = Keys.deadline_timer(graph_exec_id)
         self.client.set(key, 1, px=max(int(seconds * 1000), 1))
 
-    def publish(self, graph_exec_id: str, message: str) -> None:
-        self.client.publish(Keys.events(graph_exec_id), message)
+    def publish_all(self, messages: list[tuple[str, str]]) -> None:
+        """Publish each ``(channel, message)`` in order, in one round trip."""
+        pipeline = self.events_client.pipeline(transaction=False)
+        for channel, message in messages:
+            pipeline.publish(channel, message)
+        pipeline.execute()
 
 
 _memory_servers: dict[str, Any] = {}
@@ -113,7 +127,16 @@ _coordinators: dict[tuple[int, str], Coordinator] = {}
 _guard = threading.Lock()
 
 
-def redis_client(url: str) -> redis.Redis:
+SERVICE_TIMEOUTS: dict[str, Any] = {"socket_timeout": 10, "socket_connect_timeout": 5}
+# One try, half a second at most: a lost event costs less than a slowed run.
+EVENTS_TIMEOUTS: dict[str, Any] = {
+    "socket_timeout": 0.5,
+    "socket_connect_timeout": 0.5,
+    "retry": Retry(NoBackoff(), 0),
+}
+
+
+def redis_client(url: str, options: dict[str, Any] = SERVICE_TIMEOUTS) -> redis.Redis:
     """A Redis client for ``url``; ``memory://name`` is an in-process stand-in shared by name."""
     if url.startswith(MEMORY_SCHEME):
         import fakeredis
@@ -121,7 +144,7 @@ def redis_client(url: str) -> redis.Redis:
         server = _memory_servers.setdefault(url, fakeredis.FakeServer())
         client: redis.Redis = fakeredis.FakeRedis(server=server)
         return client
-    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+    return redis.Redis.from_url(url, **options)
 
 
 def get_coordinator(url: str | None = None) -> Coordinator:
@@ -134,5 +157,6 @@ def get_coordinator(url: str | None = None) -> Coordinator:
     with _guard:
         coordinator = _coordinators.get(key)
         if coordinator is None:
-            coordinator = _coordinators[key] = Coordinator(redis_client(url))
+            events_client = redis_client(url, EVENTS_TIMEOUTS)
+            coordinator = _coordinators[key] = Coordinator(redis_client(url), events_client)
     return coordinator

@@ -30,7 +30,7 @@ from autoexec.statuses import SUSPENDED, TERMINAL, ExecutionStatus
 log = logging.getLogger(__name__)
 
 S = ExecutionStatus
-BUILTIN_HOOKS: tuple[str, ...] = ("autoexec.metrics:MetricsHook",)
+BUILTIN_HOOKS: tuple[str, ...] = ("autoexec.events:EventPublisher", "autoexec.metrics:MetricsHook")
 
 
 @dataclass(frozen=True)

@@ -1,78 +1,158 @@
-"""Live progress of an execution in the terminal: a rich display on a TTY, plain lines else."""
+"""Live view of an execution, fed by its events (``api.subscribe``): on a terminal, a progress
+line over a table of the running and most recent node executions; else one line per event."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Iterable
+from typing import Any, TextIO
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from autoexec import api
 from autoexec.api import ExecutionView
+from autoexec.live import Event, GraphEvent, NodeEvent
+from autoexec.statuses import ExecutionStatus
+from autoexec.views import NO_VALUE, cut, format_seconds
 
-REFRESH_SECONDS = 0.2
+S = ExecutionStatus
+TABLE_ROWS = 15
+OUTPUTS_WIDTH = 40
+# The four counts of the progress line, by node execution status.
+COUNTED = {
+    S.COMPLETED: "done", S.RUNNING: "running", S.REVIEW: "running", S.WAITING: "running",
+    S.QUEUED: "queued", S.INCOMPLETE: "queued", S.FAILED: "failed", S.TERMINATED: "failed",
+}  # fmt: skip
+COUNTS = ("done", "running", "queued", "failed")
 
 
-def status_counts(view: ExecutionView) -> Counter[str]:
-    return Counter(node.status.value for node in view.node_executions)
+class Board:
+    """What the view shows, updated one event at a time."""
+
+    def __init__(self, graph_exec_id: str) -> None:
+        self.graph_exec_id = graph_exec_id
+        self.status: ExecutionStatus | None = None
+        self.started = time.monotonic()
+        self.ended: float | None = None
+        self.statuses: dict[int, ExecutionStatus] = {}
+        self.counts: Counter[str] = Counter()
+        self.ended_live = 0  # node executions that ended while watching, for the rate
+        self.running: dict[int, NodeEvent] = {}
+        self.recent: deque[NodeEvent] = deque(maxlen=TABLE_ROWS)
+
+    def update(self, event: Event) -> None:
+        if isinstance(event, GraphEvent):
+            self.status = event.status
+            if event.is_final:
+                self.ended = time.monotonic()
+            return
+        self._count(event)
+        self.running.pop(event.node_exec_id, None)
+        if COUNTED[event.status] == "running":
+            self.running[event.node_exec_id] = event
+        elif event.status in (S.COMPLETED, S.FAILED, S.TERMINATED):
+            self.recent.append(event)
+
+    def _count(self, event: NodeEvent) -> None:
+        before = self.statuses.get(event.node_exec_id)
+        if before is not None:
+            self.counts[COUNTED[before]] -= 1
+        self.statuses[event.node_exec_id] = event.status
+        self.counts[COUNTED[event.status]] += 1
+        ended = before != event.status and COUNTED[event.status] in ("done", "failed")
+        self.ended_live += ended and not event.replayed
+
+    @property
+    def elapsed(self) -> float:
+        return (self.ended or time.monotonic()) - self.started
+
+    def counts_text(self) -> str:
+        return ", ".join(f"{name} {self.counts[name]}" for name in COUNTS)
+
+    def progress_line(self) -> str:
+        rate = self.ended_live / self.elapsed if self.elapsed > 0 else 0.0
+        status = self.status.value if self.status else NO_VALUE
+        return (
+            f"{status} · {self.counts_text()} · {format_seconds(self.elapsed)} · {rate:.1f} nodes/s"
+        )
+
+    def rows(self) -> list[NodeEvent]:
+        """The running node executions (latest first), then the most recently ended."""
+        running = list(self.running.values())[::-1][:TABLE_ROWS]
+        return running + list(self.recent)[::-1][: TABLE_ROWS - len(running)]
+
+    def __rich__(self) -> Group:
+        table = Table(title=f"execution {self.graph_exec_id}", title_justify="left")
+        for column in ("node", "block", "status", "outputs", "duration"):
+            table.add_column(column, no_wrap=True)
+        now = time.time()
+        for event in self.rows():
+            table.add_row(
+                event.node_id, event.block_id, event.status.value, outputs_text(event),
+                duration_text(event, now),
+            )  # fmt: skip
+        return Group(Text(self.progress_line(), style="bold"), table)
 
 
-def summary_line(view: ExecutionView) -> str:
-    counts = status_counts(view)
-    parts = ", ".join(f"{status.lower()} {n}" for status, n in sorted(counts.items()))
-    return f"{view.status.value}: {len(view.node_executions)} node executions ({parts})"
+def outputs_text(event: NodeEvent, width: int = OUTPUTS_WIDTH) -> str:
+    """``pin=last value`` for each pin, with ``[n]`` when the pin yielded n > 1 values."""
+    parts = []
+    for pin, values in event.outputs.items():
+        count = f"[{len(values)}]" if len(values) > 1 else ""
+        parts.append(f"{pin}{count}={_json(values[-1])}")
+    return cut(" ".join(parts), width) if parts else ""
 
 
-def render(view: ExecutionView) -> Table:
-    table = Table(title=f"execution {view.id} — {view.status.value}")
-    table.add_column("node")
-    table.add_column("block")
-    table.add_column("status")
-    for node in view.node_executions[-20:]:
-        table.add_row(node.node_id, node.block_id, node.status.value)
-    table.caption = summary_line(view)
-    return table
+def duration_text(event: NodeEvent, now: float) -> str:
+    if event.started_at is None:
+        return NO_VALUE
+    return format_seconds(max((event.ended_at or now) - event.started_at, 0.0))
+
+
+def event_line(board: Board, event: Event) -> str:
+    """One event as one line, with the counts after it."""
+    if isinstance(event, GraphEvent):
+        what = f"execution {event.graph_exec_id} {event.status.value}"
+        if event.error:
+            what += f": {event.error}"
+    else:
+        what = f"{event.node_id} ({event.block_id}) #{event.node_exec_id} {event.status.value}"
+        what += "".join(f" {o.pin}={cut(_json(o.value), OUTPUTS_WIDTH)}" for o in event.new_outputs)
+    return f"{format_seconds(board.elapsed):>7}  {what} | {board.counts_text()}"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def show(events: Iterable[Event], board: Board, out: TextIO) -> None:
+    """Show ``events`` as they come: live on a terminal, else a line each."""
+    if out.isatty():
+        with Live(board, console=Console(file=out), refresh_per_second=8):
+            for event in events:
+                board.update(event)
+        return
+    for event in events:
+        board.update(event)
+        print(event_line(board, event), file=out, flush=True)
+
+
+def watch(graph_exec_id: str, user_id: str, out: TextIO, timeout: float | None = None) -> Board:
+    """Show an execution until its final event; the board as it ended."""
+    board = Board(graph_exec_id)
+    with api.subscribe(graph_exec_id, user_id, timeout=timeout) as events:
+        show(events, board, out)
+    return board
 
 
 def follow(graph_exec_id: str, user_id: str, timeout: float) -> ExecutionView:
-    """Show progress until the execution ends or ``timeout`` passes (``TimeoutError``)."""
-    if sys.stderr.isatty():
-        return _follow_live(graph_exec_id, user_id, timeout)
-    return _follow_plain(graph_exec_id, user_id, timeout)
-
-
-def _views(graph_exec_id: str, user_id: str, timeout: float) -> Iterator[ExecutionView]:
-    deadline = time.monotonic() + timeout
-    while True:
-        view = api.get_execution(graph_exec_id, user_id)
-        yield view
-        if view.is_finished:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"execution {graph_exec_id} still {view.status.value}")
-        time.sleep(REFRESH_SECONDS)
-
-
-def _follow_live(graph_exec_id: str, user_id: str, timeout: float) -> ExecutionView:
-    console = Console(stderr=True)
-    view = api.get_execution(graph_exec_id, user_id)
-    with Live(render(view), console=console, refresh_per_second=8) as live:
-        for view in _views(graph_exec_id, user_id, timeout):
-            live.update(render(view))
-    return view
-
-
-def _follow_plain(graph_exec_id: str, user_id: str, timeout: float) -> ExecutionView:
-    last = ""
-    view = None
-    for view in _views(graph_exec_id, user_id, timeout):
-        line = summary_line(view)
-        if line != last:
-            print(line, file=sys.stderr, flush=True)
-            last = line
-    assert view is not None
-    return view
+    """Show progress on stderr until the execution ends (or ``timeout`` passes:
+    ``TimeoutError``); the ended execution."""
+    watch(graph_exec_id, user_id, sys.stderr, timeout)
+    return api.get_execution(graph_exec_id, user_id)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from autoexec.engine.admission import admit_next, fill_free_slots
 from autoexec.engine.context import Engine
-from autoexec.engine.finalize import graph_stats, publish_status
+from autoexec.engine.finalize import graph_stats
 from autoexec.statuses import SUSPENDED, TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.admission import lock_user
@@ -76,8 +76,6 @@ def stop_execution(
     ended = _end(engine, graph_exec_id, stop, record)
     _flag_stop(engine, graph_exec_id)
     _revoke_in_flight(engine, graph_exec_id)
-    if ended:
-        publish_status(engine, graph_exec_id, stop.status)
     return ended
 
 

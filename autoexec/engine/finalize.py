@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -40,7 +39,6 @@ def finalize(engine: Engine, graph_exec_id: str) -> ExecutionStatus | None:
             return None
         fill_free_slots(engine, session, execution.user_id)  # the freed slot, in this commit
     log.info("graph execution %s ended %s", graph_exec_id, status.value)
-    publish_status(engine, graph_exec_id, status)
     return status
 
 
@@ -89,12 +87,3 @@ def graph_stats(
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def publish_status(engine: Engine, graph_exec_id: str, status: ExecutionStatus) -> None:
-    """Tell subscribers (``api.wait``) that the status changed; never breaks the run."""
-    try:
-        message = json.dumps({"graph_exec_id": graph_exec_id, "status": status.value})
-        engine.coordinator.publish(graph_exec_id, message)
-    except Exception:
-        log.warning("could not publish status of %s", graph_exec_id, exc_info=True)

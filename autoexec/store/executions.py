@@ -363,6 +363,7 @@ class StoredOutput:
     node_exec_id: int
     name: str
     value: Any
+    seq: int
 
 
 def outputs_of_graph_execution(session: Session, graph_exec_id: str) -> list[StoredOutput]:
@@ -372,6 +373,7 @@ def outputs_of_graph_execution(session: Session, graph_exec_id: str) -> list[Sto
             NodeExecutionOutput.node_exec_id,
             NodeExecutionOutput.name,
             NodeExecutionOutput.value,
+            NodeExecutionOutput.seq,
         )
         .where(NodeExecutionOutput.graph_exec_id == graph_exec_id)
         .order_by(NodeExecutionOutput.id)

@@ -1,0 +1,199 @@
+"""``api.subscribe``: an execution's state read from the database, then its live events.
+
+The channel is subscribed to before the snapshot is read, so no change falls between the two;
+what both carry is yielded once (``autoexec.live.Tracker``). Whenever events may have been
+missed (the connection to Redis dropped, an output came after a gap, or nothing arrived for
+``IDLE_SECONDS``, say because Redis is down) the snapshot is read again and what it has new
+is yielded: the stream goes on from the database alone until Redis is back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Generator, Iterator
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import redis
+from redis.exceptions import RedisError
+
+from autoexec.coordination import Keys
+from autoexec.engine.context import Engine
+from autoexec.live import Event, GraphEvent, NodeState, Output, Snapshot, Tracker
+from autoexec.store import executions as repo
+
+log = logging.getLogger(__name__)
+
+IDLE_SECONDS = 1.0
+RESYNC = object()  # what ``Channel.receive`` returns when events may have been missed
+
+
+class Channel:
+    """One pub/sub subscription that notices when it was (or is) cut."""
+
+    def __init__(self, client: redis.Redis, name: str) -> None:
+        self.client, self.name = client, name
+        self.pubsub: Any = None
+        self.reconnected = False
+
+    def open(self) -> bool:
+        """Subscribe (again); False if Redis does not answer."""
+        self.close()
+        try:
+            self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            self.pubsub.subscribe(self.name)
+            # redis-py re-subscribes by itself after a reconnect, silently: note that it did.
+            self.pubsub.connection.register_connect_callback(self._on_reconnect)
+        except RedisError as exc:
+            log.warning("cannot subscribe to %s: %s", self.name, exc)
+            self.close()
+            return False
+        return True
+
+    def _on_reconnect(self, _connection: Any) -> None:
+        self.reconnected = True
+
+    def receive(self, wait: float) -> dict[str, Any] | object | None:
+        """The next event, None if none came within ``wait``, or ``RESYNC``."""
+        if self.pubsub is None:
+            if not self.open():
+                time.sleep(wait)
+            return RESYNC
+        try:
+            message = self.pubsub.get_message(timeout=wait)
+        except RedisError as exc:
+            log.warning("lost the subscription to %s: %s", self.name, exc)
+            self.close()
+            return RESYNC
+        if self.reconnected:
+            self.reconnected = False
+            return RESYNC
+        return None if message is None else json.loads(message["data"])
+
+    def close(self) -> None:
+        if self.pubsub is not None:
+            with contextlib.suppress(RedisError):
+                self.pubsub.close()
+            self.pubsub = None
+
+
+def read_snapshot(engine: Engine, graph_exec_id: str, user_id: str) -> Snapshot:
+    """The execution's status and each node execution's status and outputs, at one moment;
+    ``NotFoundError`` if it is not one of ``user_id``'s."""
+    with engine.db.snapshot() as session:
+        execution = repo.get_graph_execution(session, graph_exec_id, user_id)
+        rows = repo.node_executions(session, graph_exec_id)
+        stored = repo.outputs_of_graph_execution(session, graph_exec_id)
+        graph = GraphEvent(graph_exec_id, user_id, execution.status, execution.error, replayed=True)
+    nodes = {
+        row.id: NodeState(
+            graph_exec_id, user_id, row.id, row.node_id, row.block_id, row.status, row.error,
+            _unix(row.started_at), _unix(row.ended_at),
+        )
+        for row in rows
+    }  # fmt: skip
+    for out in sorted(stored, key=lambda out: (out.node_exec_id, out.seq)):
+        nodes[out.node_exec_id].outputs.append(Output(out.name, out.value, out.seq))
+    return Snapshot(graph, list(nodes.values()))
+
+
+def _unix(moment: datetime | None) -> float | None:
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+class Subscription:
+    """An iterator of one execution's events, from its current state to its final event."""
+
+    def __init__(
+        self, engine: Engine, graph_exec_id: str, user_id: str, timeout: float | None = None
+    ) -> None:
+        self.engine, self.graph_exec_id, self.user_id = engine, graph_exec_id, user_id
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.tracker = Tracker()
+        self.channel = Channel(engine.coordinator.client, Keys.events(graph_exec_id))
+        self.channel.open()
+        try:
+            first = self._snapshot()
+        except BaseException:
+            self.channel.close()
+            raise
+        self._events = self._stream(first)
+
+    def __iter__(self) -> Subscription:
+        return self
+
+    def __next__(self) -> Event:
+        return next(self._events)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._events.close()
+        self.channel.close()
+
+    def _snapshot(self) -> Snapshot:
+        return read_snapshot(self.engine, self.graph_exec_id, self.user_id)
+
+    def _stream(self, first: Snapshot) -> Generator[Event]:
+        try:
+            yield from self.tracker.merge(first)
+            while not self.tracker.ended:
+                yield from self._next_events()
+        finally:
+            self.channel.close()
+
+    def _next_events(self) -> Iterator[Event]:
+        message = self.channel.receive(self._wait())
+        if message is RESYNC or message is None:  # nothing for a while: make sure from the db
+            yield from self.tracker.merge(self._snapshot())
+            return
+        assert isinstance(message, dict)
+        event = self.tracker.apply(message)
+        if self.tracker.stale:
+            yield from self.tracker.merge(self._snapshot())
+        elif event is not None:
+            yield event
+
+    def _wait(self) -> float:
+        if self.deadline is None:
+            return IDLE_SECONDS
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"graph execution {self.graph_exec_id} has not ended")
+        return min(left, IDLE_SECONDS)
+
+
+def user_events(engine: Engine, user_id: str) -> Iterator[Event]:
+    """Live events of all of ``user_id``'s executions, as they come (no replay, no end); the
+    channel is subscribed to before this returns."""
+    channel = Channel(engine.coordinator.client, Keys.user_events(user_id))
+    channel.open()
+    return _user_stream(channel)
+
+
+def _user_stream(channel: Channel) -> Iterator[Event]:
+    tracker = Tracker(check_gaps=False)
+    try:
+        while True:
+            message = channel.receive(IDLE_SECONDS)
+            if not isinstance(message, dict):
+                continue
+            event = tracker.apply(message)
+            if event is not None:
+                yield event
+            if isinstance(event, GraphEvent) and event.is_final:
+                tracker.forget(event.graph_exec_id)
+    finally:
+        channel.close()
