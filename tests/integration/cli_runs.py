@@ -50,14 +50,19 @@ class Following:
         return self.process.returncode, stdout, self.stderr_so_far + rest
 
 
+def _wait_node_running(line: str) -> bool:
+    return " wait (wait) " in line and " RUNNING " in line
+
+
 def follow_until_the_wait_node_runs(env: dict[str, str], *args: str) -> Following:
-    """Start ``autoexec run ARGS`` and read its progress lines until one node is running."""
+    """Start ``autoexec run ARGS`` and read its progress lines (one per event into a pipe)
+    until the ``wait`` node runs."""
     process = subprocess.Popen(
         [str(AUTOEXEC), "run", *args],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert process.stderr is not None
     seen = [process.stderr.readline()]
-    while "running 1" not in seen[-1] and seen[-1]:
+    while not _wait_node_running(seen[-1]) and seen[-1]:
         seen.append(process.stderr.readline())
     return Following(process, "".join(seen))
