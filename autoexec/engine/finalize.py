@@ -30,8 +30,9 @@ def finalize(engine: Engine, graph_exec_id: str) -> ExecutionStatus | None:
     with engine.db.session() as session:
         execution = repo.get_execution_state(session, graph_exec_id)
         nodes = node_outcomes(session, graph_exec_id)
-        if any(node.status in SUSPENDED for node in nodes):
-            return _suspend_run(session, graph_exec_id)
+        suspended = {node.status for node in nodes} & SUSPENDED
+        if suspended:
+            return _suspend_run(session, graph_exec_id, suspended)
         status, error = _outcome(session, execution, nodes)
         stats = graph_stats(execution, nodes, error)
         lock_user(session, execution.user_id)  # as late as can be: it serializes the user's runs
@@ -42,12 +43,16 @@ def finalize(engine: Engine, graph_exec_id: str) -> ExecutionStatus | None:
     return status
 
 
-def _suspend_run(session: Session, graph_exec_id: str) -> ExecutionStatus | None:
-    """Nothing can run until a review is decided: the run shows REVIEW (and keeps its slot)."""
-    if not transition_graph(session, graph_exec_id, S.REVIEW, allowed_from=frozenset({S.RUNNING})):
+def _suspend_run(
+    session: Session, graph_exec_id: str, suspended: set[ExecutionStatus]
+) -> ExecutionStatus | None:
+    """Nothing can run until a suspended node resumes: the run shows REVIEW if a review is
+    pending, else WAITING, and keeps its slot."""
+    status = S.REVIEW if S.REVIEW in suspended else S.WAITING
+    if not transition_graph(session, graph_exec_id, status, allowed_from=frozenset({S.RUNNING})):
         return None
-    log.info("graph execution %s waits for a review", graph_exec_id)
-    return S.REVIEW
+    log.info("graph execution %s is suspended in %s", graph_exec_id, status.value)
+    return status
 
 
 def _outcome(

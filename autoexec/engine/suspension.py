@@ -7,16 +7,16 @@ delivers them, as if the block had yielded them; the run then continues where it
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from autoexec.blocks.base import AwaitReview, Suspend
+from autoexec.blocks.base import ERROR_PIN, AwaitReview, Suspend
 from autoexec.engine import inline
 from autoexec.engine.context import Engine
-from autoexec.errors import ExecutionStoppedError, InvalidTransitionError
+from autoexec.errors import InvalidTransitionError
 from autoexec.hooks import NodeRef
 from autoexec.statuses import SUSPENDED, ExecutionStatus
 from autoexec.store import executions as repo
@@ -41,6 +41,63 @@ def suspend(session: Session, node: NodeRef, suspension: Suspend) -> None:
 
 
 @dataclass(frozen=True)
+class Resumption:
+    """How a suspended node execution ends: the outputs it yields, in order; with ``error``
+    it ends FAILED with that error, yielded on its ``error`` pin after the outputs."""
+
+    outputs: Sequence[tuple[str, Any]] = ()
+    error: str | None = None
+
+
+def resume_node(
+    engine: Engine,
+    graph_exec_id: str,
+    node_exec_id: int,
+    resolve: Callable[[Session], Resumption],
+) -> None:
+    """End a suspended node execution from any process, in one transaction that records its
+    outputs and delivers them, as if its block had yielded them; the run goes on from there.
+
+    ``resolve`` runs in that transaction, with the run locked, and says how the node ends (it
+    may record what decided it, or raise to change nothing). The run is locked first, then
+    what ``resolve`` reads, then the node: the order a cancel and a node's end take them in,
+    so a resumption never deadlocks with either. A cancelled run is not resumed."""
+    with engine.db.session() as session:
+        execution = repo.get_execution_state(session, graph_exec_id, lock=True)
+        resumption = resolve(session)
+        if execution.cancel_requested_at is not None:
+            raise InvalidTransitionError(f"graph execution {graph_exec_id} was cancelled")
+        flushed = _resume(engine, session, node_exec_id, resumption)
+    inline.after_commit(engine, graph_exec_id, flushed, ended=True)
+    if flushed.needs_step:
+        engine.wake(graph_exec_id)
+
+
+def _resume(
+    engine: Engine, session: Session, node_exec_id: int, resumption: Resumption
+) -> inline.Flushed:
+    node, status, attempt = reviews.lock_node(session, node_exec_id)
+    if status not in SUSPENDED:
+        raise InvalidTransitionError(
+            f"node execution {node_exec_id} is {status.value}, not waiting to be resumed"
+        )
+    transition_graph(session, node.graph_exec_id, S.RUNNING, allowed_from=SUSPENDED)
+    outputs = list(resumption.outputs)
+    if resumption.error is not None:
+        outputs.append((ERROR_PIN, resumption.error))
+    first = reviews.next_output_seq(session, node_exec_id)
+    yielded = [inline.Yielded(first + n, pin, value) for n, (pin, value) in enumerate(outputs)]
+    ended = S.COMPLETED if resumption.error is None else S.FAILED
+
+    def end(session: Session, stopped: bool) -> bool:
+        target = S.TERMINATED if stopped else ended
+        error = None if stopped else resumption.error
+        return transition_node(session, node_exec_id, target, allowed_from=SUSPENDED, error=error)
+
+    return inline.record_in(engine, session, inline.NodeAttempt(node, attempt), yielded, end)
+
+
+@dataclass(frozen=True)
 class Decision:
     approved: bool
     data: Any = None  # approved: the data to go on with (None: as it was reviewed)
@@ -52,45 +109,19 @@ def decide_review(engine: Engine, review_id: str, user_id: str, decision: Decisi
     ``approved_data`` or ``rejected`` and the run goes on. A review is decided once; one whose
     run was cancelled cannot be."""
     with engine.db.session() as session:
-        graph_exec_id = reviews.find_review(session, review_id, user_id).graph_exec_id
-        # The run first, then the review and the node: the order a cancel and a node's end
-        # take them in, so a decision never deadlocks with either.
-        execution = repo.get_execution_state(session, graph_exec_id, lock=True)
-        review = reviews.find_review(session, review_id, user_id, lock=True)
-        status = (
-            reviews.ReviewStatus.APPROVED if decision.approved else reviews.ReviewStatus.REJECTED
-        )
-        data = review.data if decision.data is None else decision.data
-        reviews.decide(
-            session, review, status, data if decision.approved else None, decision.reason or None
-        )
-        if execution.cancel_requested_at is not None:
-            raise ExecutionStoppedError(f"graph execution {graph_exec_id} was cancelled")
-        outputs = (
-            [("approved_data", data)] if decision.approved else [("rejected", decision.reason)]
-        )
-        flushed = _resume(engine, session, review.node_exec_id, outputs)
-    inline.after_commit(engine, graph_exec_id, flushed, ended=True)
-    if flushed.needs_step:
-        engine.wake(graph_exec_id)
-    return review
+        review = reviews.find_review(session, review_id, user_id)
+    decided: list[Review] = []
 
-
-def _resume(
-    engine: Engine, session: Session, node_exec_id: int, outputs: Sequence[tuple[str, Any]]
-) -> inline.Flushed:
-    """End the suspended node execution with ``outputs``, delivered, in ``session``."""
-    node, status, attempt = reviews.lock_node(session, node_exec_id)
-    if status not in SUSPENDED:
-        raise InvalidTransitionError(
-            f"node execution {node_exec_id} is {status.value}, not waiting to be resumed"
+    def decide(session: Session) -> Resumption:
+        locked = reviews.find_review(session, review_id, user_id, lock=True)
+        approved = decision.approved
+        data = locked.data if decision.data is None else decision.data
+        status = reviews.ReviewStatus.APPROVED if approved else reviews.ReviewStatus.REJECTED
+        reviews.decide(session, locked, status, data if approved else None, decision.reason or None)
+        decided.append(locked)
+        return Resumption(
+            [("approved_data", data)] if approved else [("rejected", decision.reason)]
         )
-    transition_graph(session, node.graph_exec_id, S.RUNNING, allowed_from=frozenset({S.REVIEW}))
-    first = reviews.next_output_seq(session, node_exec_id)
-    yielded = [inline.Yielded(first + n, pin, value) for n, (pin, value) in enumerate(outputs)]
 
-    def end(session: Session, stopped: bool) -> bool:
-        target = S.TERMINATED if stopped else S.COMPLETED
-        return transition_node(session, node_exec_id, target, allowed_from=SUSPENDED)
-
-    return inline.record_in(engine, session, inline.NodeAttempt(node, attempt), yielded, end)
+    resume_node(engine, review.graph_exec_id, review.node_exec_id, decide)
+    return decided[0]
