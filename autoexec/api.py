@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import OperationalError
 
 from autoexec.coordination import Keys
-from autoexec.dataflow import YieldedOutput, graph_outputs
 from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine
 from autoexec.engine.submission import RunRequest, create_execution, fail_unpublished
@@ -215,7 +214,7 @@ def get_execution(graph_exec_id: str, user_id: str, engine: Engine | None = None
         graph = graph_store.load_graph(session, execution.graph_id, execution.graph_version)
         nodes = {node.id: node for node in repo.node_executions(session, graph_exec_id)}
         stored = repo.outputs_of_graph_execution(session, graph_exec_id)
-        view = _view(execution, graph, _graph_outputs(nodes, stored), nodes, _by_node(stored))
+        view = _view(execution, graph, repo.agent_outputs(nodes, stored), nodes, _by_node(stored))
     return view
 
 
@@ -266,22 +265,6 @@ def _by_node(stored: list[repo.StoredOutput]) -> dict[int, dict[str, list[Any]]]
     for output in stored:
         result.setdefault(output.node_exec_id, {}).setdefault(output.name, []).append(output.value)
     return result
-
-
-def _graph_outputs(
-    nodes: dict[int, NodeExecution], stored: list[repo.StoredOutput]
-) -> dict[str, list[Any]]:
-    """``agent_output`` values by output name, in yield order (SPEC §3.7)."""
-    return graph_outputs(
-        YieldedOutput(
-            nodes[out.node_exec_id].node_id,
-            nodes[out.node_exec_id].block_id,
-            out.name,
-            out.value,
-            nodes[out.node_exec_id].input_data or {},
-        )
-        for out in stored
-    )
 
 
 def _view(

@@ -62,6 +62,11 @@ class InputValidationError(AutoexecError):
     """The submission's inputs are invalid."""
 
 
+class SubgraphError(InputValidationError):
+    """An ``agent_executor`` node cannot start its child graph: an unknown graph, inputs it
+    refuses, or nesting past AUTOEXEC_MAX_SUBGRAPH_DEPTH."""
+
+
 class NotFoundError(AutoexecError):
     """Not found."""
 

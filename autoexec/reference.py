@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from autoexec.blocks.base import ERROR_PIN, AwaitReview, RunContext, Suspend
+from autoexec.blocks.base import ERROR_PIN, AwaitChild, AwaitReview, RunContext, Suspend
 from autoexec.dataflow import (
     BlockLookup,
     FailedNode,
@@ -31,6 +31,7 @@ from autoexec.statuses import ExecutionStatus
 
 S = ExecutionStatus
 log = logging.getLogger(__name__)
+MAX_NODE_RUNS = 10_000
 
 
 @dataclass
@@ -137,11 +138,53 @@ def approve_as_is(review: AwaitReview) -> tuple[str, Any]:
     return "approved_data", review.data
 
 
-def _resumed(suspension: Suspend, decide: ReviewDecider) -> tuple[str, Any]:
-    """What a suspended node yields when the reference resumes it at once."""
-    if isinstance(suspension, AwaitReview):
-        return decide(suspension)
-    raise TypeError(f"the reference cannot resume {type(suspension).__name__}")
+# The graphs an ``agent_executor`` may run, by id (a callable is given the id and version).
+ChildGraphs = Mapping[str, Graph] | Callable[[str, int | None], Graph]
+MAX_CHILD_DEPTH = 10
+
+
+class ChildGraphError(RuntimeError):
+    """The reference cannot run an ``agent_executor``'s child graph (unknown, or too deep)."""
+
+
+@dataclass(frozen=True)
+class Resumer:
+    """How the reference resumes a suspended node at once."""
+
+    blocks: BlockLookup
+    decide: ReviewDecider
+    children: ChildGraphs | None = None
+    depth: int = 0  # of the graph being run: 0 for the top-level one
+
+    def resumed(self, suspension: Suspend) -> list[tuple[str, Any]]:
+        """What the suspended node yields; raises what it fails with."""
+        if isinstance(suspension, AwaitReview):
+            return [self.decide(suspension)]
+        if isinstance(suspension, AwaitChild):
+            return self._child_outputs(suspension)
+        raise TypeError(f"the reference cannot resume {type(suspension).__name__}")
+
+    def _child_outputs(self, child: AwaitChild) -> list[tuple[str, Any]]:
+        """Run the child graph inline: each of its outputs, name by name, as the node's."""
+        if self.depth + 1 > MAX_CHILD_DEPTH:
+            raise ChildGraphError(f"graph {child.graph_id!r}: child graphs nest too deep")
+        graph = self._child_graph(child)
+        nested = replace(self, depth=self.depth + 1)
+        result = _run(graph, child.inputs, None, None, MAX_NODE_RUNS, nested)
+        if result.status is not S.COMPLETED:
+            raise ChildGraphError(f"child graph {child.graph_id!r} failed: {result.error}")
+        return [(name, value) for name, values in result.outputs.items() for value in values]
+
+    def _child_graph(self, child: AwaitChild) -> Graph:
+        if self.children is None:
+            raise ChildGraphError(
+                f"the reference cannot run child graph {child.graph_id!r}: give it ``children``"
+            )
+        if callable(self.children):
+            return self.children(child.graph_id, child.graph_version)
+        if child.graph_id not in self.children:
+            raise ChildGraphError(f"child graph {child.graph_id!r} not found")
+        return self.children[child.graph_id]
 
 
 class NodeRunLimitError(RuntimeError):
@@ -154,12 +197,26 @@ def run_reference(
     inputs: dict[str, Any] | None = None,
     nodes_input_masks: dict[str, dict[str, Any]] | None = None,
     nodes_to_skip: list[str] | None = None,
-    max_node_runs: int = 10_000,
+    max_node_runs: int = MAX_NODE_RUNS,
     review: ReviewDecider | None = None,
+    children: ChildGraphs | None = None,
 ) -> ReferenceResult:
     """Run ``graph`` to the end in this thread and report what happened; a human review is
-    decided at once by ``review`` (default: approved as it is)."""
-    decide = review or approve_as_is
+    decided at once by ``review`` (default: approved as it is); an ``agent_executor`` runs
+    its child graph, taken from ``children``, inline."""
+    resumer = Resumer(blocks, review or approve_as_is, children)
+    return _run(graph, inputs, nodes_input_masks, nodes_to_skip, max_node_runs, resumer)
+
+
+def _run(
+    graph: Graph,
+    inputs: dict[str, Any] | None,
+    nodes_input_masks: dict[str, dict[str, Any]] | None,
+    nodes_to_skip: list[str] | None,
+    max_node_runs: int,
+    resumer: Resumer,
+) -> ReferenceResult:
+    blocks = resumer.blocks
     spec = RunSpec(
         graph, blocks, inputs or {}, nodes_input_masks or {}, frozenset(nodes_to_skip or ())
     )
@@ -171,13 +228,13 @@ def run_reference(
         runs += 1
         if runs > max_node_runs:
             raise NodeRunLimitError(f"more than {max_node_runs} node executions; is it a loop?")
-        ready.extend(_run_node(spec, store, store.executions[ready.popleft()], decide))
+        ready.extend(_run_node(spec, store, store.executions[ready.popleft()], resumer))
         ready.extend(deliver_failures(spec, store))
     return _result(graph, store)
 
 
 def _run_node(
-    spec: RunSpec, store: MemoryStore, execution: MemoryExecution, decide: ReviewDecider
+    spec: RunSpec, store: MemoryStore, execution: MemoryExecution, resumer: Resumer
 ) -> list[int]:
     node = spec.graph.node(execution.node_id)
     execution.status = S.RUNNING
@@ -186,9 +243,9 @@ def _run_node(
         for item in iterate_block(
             spec.block_of(node), execution.inputs or {}, _ctx(spec, execution)
         ):
-            pin, value = _resumed(item, decide) if isinstance(item, Suspend) else item
-            execution.outputs.append((pin, value))
-            newly_ready += deliver(spec, store, node.id, pin, value)
+            for pin, value in resumer.resumed(item) if isinstance(item, Suspend) else [item]:
+                execution.outputs.append((pin, value))
+                newly_ready += deliver(spec, store, node.id, pin, value)
     except Exception as exc:
         execution.status, execution.error = S.FAILED, error_message(exc)
         execution.outputs.append((ERROR_PIN, execution.error))

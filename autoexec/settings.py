@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     # A node whose worker is lost this many times (killed, crashed, out of memory) while it
     # runs ends FAILED instead of being re-delivered again.
     max_worker_losses: int = Field(default=3, ge=1)
+    # How deep ``agent_executor`` child executions may nest: a top-level run is at depth 0.
+    max_subgraph_depth: int = Field(default=10, ge=0)
     # The time limit of a node with none of its own (node, then block ``timeout_seconds``);
     # 0: none. Under RabbitMQ's 30-minute consumer timeout, which a longer task would trip.
     node_timeout_seconds: float = Field(default=1500.0, ge=0)

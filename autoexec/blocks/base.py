@@ -84,6 +84,16 @@ class AwaitReview(Suspend):
     message: str = ""
 
 
+@dataclass(frozen=True)
+class AwaitChild(Suspend):
+    """Suspend the node in WAITING while ``graph_id`` runs as a child execution (SPEC §8.1):
+    the node then yields the child's graph outputs, or fails with the child's error."""
+
+    graph_id: str
+    graph_version: int | None = None  # None: the latest version
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
 Yield = tuple[str, Any] | Suspend
 BlockRun = Iterator[Yield] | AsyncIterator[Yield]
 InputT = TypeVar("InputT", bound=BlockInput)

@@ -6,6 +6,11 @@ moves it QUEUED -> RUNNING: the one of its own ``run_graph`` message, or the one
 another run of the user (``finalize``, ``stop_execution``), which hands the freed slot on. A
 ``run_graph`` that finds no free slot sends nothing: the run waits for a slot to be handed to it.
 
+A child execution (SPEC §8.1) takes no slot: its root holds one, WAITING, for as long as the
+child runs, so a child counted against the same limit could deadlock (one slot: the root waits
+for a child that waits for the root's slot). A child's ``run_graph`` starts it at once, under the
+user's lock; it is never among the waiting runs that freed slots are handed to.
+
 A run handed a slot by another transaction is started by it before it commits: its starting
 node executions are sent (``launch``), or else one ``run_graph`` message, whose consumer takes
 the user's lock before reading the run, so it sees the commit. If the commit is lost, that
@@ -61,7 +66,7 @@ def _admit(engine: Engine, graph_exec_id: str, launching: bool) -> Admission:
         run, user_id = _waiting(execution), execution.user_id
         if _refuse_if_stopped(session, run):
             return Admission.WAITING
-        if not _slot_free(engine, session, user_id):
+        if not run.is_child and not _slot_free(engine, session, user_id):
             log.info("graph execution %s waits for a free slot of user %s", graph_exec_id, user_id)
             return Admission.WAITING
     return _admit_locked(engine, run, user_id, launching)
@@ -90,10 +95,13 @@ def _admit_locked(engine: Engine, run: WaitingRun, user_id: str, launching: bool
     admitted ``run`` meanwhile and started it."""
     with engine.db.session() as session:
         lock_user(session, user_id)
-        admitted = {other.id: other for other in _admit_waiting(engine, session, user_id)}
-        mine = admitted.pop(run.id, None)
-        for other in admitted.values():
-            _start(engine, session, other)
+        if run.is_child:
+            mine = run if _moved_to_running(session, run) else None
+        else:
+            admitted = {other.id: other for other in _admit_waiting(engine, session, user_id)}
+            mine = admitted.pop(run.id, None)
+            for other in admitted.values():
+                _start(engine, session, other)
         if mine is None:
             return Admission.WAITING
         if launching and launch(engine, session, mine):

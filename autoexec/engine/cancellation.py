@@ -15,10 +15,11 @@ from sqlalchemy.orm import Session
 
 from autoexec.engine.admission import admit_next, fill_free_slots
 from autoexec.engine.context import Engine
-from autoexec.engine.finalize import graph_stats
+from autoexec.engine.finalize import graph_stats, resume_parent_of
 from autoexec.statuses import SUSPENDED, TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.admission import lock_user
+from autoexec.store.children import active_children, descendants
 from autoexec.store.outcomes import node_outcomes
 from autoexec.store.reviews import cancel_reviews
 from autoexec.store.tables import GraphExecution, NodeExecution, utcnow
@@ -48,15 +49,26 @@ def cancel_execution(engine: Engine, graph_exec_id: str, user_id: str | None = N
         admit_next(engine, owner)  # any slot free with runs waiting (e.g. a raised limit)
         return f"graph execution {graph_exec_id} already ended {status.value}"
     with engine.db.session() as session:
-        session.execute(
-            update(GraphExecution)
-            .where(GraphExecution.id == graph_exec_id)
-            .where(GraphExecution.cancel_requested_at.is_(None))
-            .values(cancel_requested_at=utcnow())
-        )
+        _request_cancel(session, [graph_exec_id])
+        # Read after the request: a child written meanwhile by a node of this run committed
+        # first (it held the row), and a node suspending later sees the request instead.
+        _request_cancel(session, descendants(session, graph_exec_id))
     if stop_execution(engine, graph_exec_id, CANCELLED):
         return f"graph execution {graph_exec_id} cancelled"
     return f"graph execution {graph_exec_id} ended before it could be cancelled"
+
+
+def _request_cancel(session: Session, graph_exec_ids: list[str]) -> None:
+    """Store the cancel request first: every descendant is marked before any run stops, so no
+    child's end can resume a node of a run being cancelled, and none can start."""
+    if not graph_exec_ids:
+        return
+    session.execute(
+        update(GraphExecution)
+        .where(GraphExecution.id.in_(graph_exec_ids))
+        .where(GraphExecution.cancel_requested_at.is_(None))
+        .values(cancel_requested_at=utcnow())
+    )
 
 
 def stop_execution(
@@ -76,7 +88,20 @@ def stop_execution(
     ended = _end(engine, graph_exec_id, stop, record)
     _flag_stop(engine, graph_exec_id)
     _revoke_in_flight(engine, graph_exec_id)
+    if ended:
+        _stop_children(engine, graph_exec_id)
+        resume_parent_of(engine, graph_exec_id)
     return ended
+
+
+def _stop_children(engine: Engine, graph_exec_id: str) -> None:
+    """A child cannot outlive its parent (SPEC §7): each child still going is cancelled, and
+    its own stop cancels its children."""
+    with engine.db.session() as session:
+        children = list(active_children(session, graph_exec_id))
+        _request_cancel(session, children)
+    for child in children:
+        stop_execution(engine, child, CANCELLED)
 
 
 def _flag_stop(engine: Engine, graph_exec_id: str) -> None:

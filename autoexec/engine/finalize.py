@@ -40,7 +40,16 @@ def finalize(engine: Engine, graph_exec_id: str) -> ExecutionStatus | None:
             return None
         fill_free_slots(engine, session, execution.user_id)  # the freed slot, in this commit
     log.info("graph execution %s ended %s", graph_exec_id, status.value)
+    if execution.parent_execution_id is not None:
+        resume_parent_of(engine, graph_exec_id)
     return status
+
+
+def resume_parent_of(engine: Engine, child_exec_id: str) -> None:
+    # Imported here: resuming a parent delivers its outputs, which may finalize it.
+    from autoexec.engine.child_ends import resume_parent
+
+    resume_parent(engine, child_exec_id)
 
 
 def _suspend_run(

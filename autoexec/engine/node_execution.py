@@ -22,11 +22,12 @@ from sqlalchemy.orm import Session
 
 from autoexec.blocks.base import ERROR_PIN, Block, RunContext, Suspend, Yield
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
+from autoexec.engine.child_runs import start_child
 from autoexec.engine.context import Engine
 from autoexec.engine.inline import NodeAttempt, Yielded, resend_queued
 from autoexec.engine.limits import deadline_of, limit_stop
 from autoexec.engine.output_buffer import OutputBuffer, timer
-from autoexec.engine.suspension import suspend, suspended_status
+from autoexec.engine.suspension import after_suspend, prepare, suspend, suspended_status
 from autoexec.errors import (
     AutoexecError,
     BlockNotRegisteredError,
@@ -135,11 +136,7 @@ def execute_node(
     ``worker_lost``: it was re-delivered, so a RUNNING node execution lost its worker."""
     claimed = claim(engine, node_exec_id, rerun, worker_lost)
     if isinstance(claimed, Refused):
-        # The refused message may be the re-delivery of a run killed after it ended but
-        # before it sent its successors or finalized the run: a step does what is left.
-        if rerun:
-            resend_queued(engine, claimed.graph_exec_id, claimed.node_id)
-        engine.wake(claimed.graph_exec_id, force=rerun)
+        _refused(engine, node_exec_id, claimed, rerun)
         return None
     if rerun:
         # A crash may have kept the last run from sending successors it had queued.
@@ -156,13 +153,15 @@ def execute_node(
     if outcome.retry_in is not None:
         _note_retry(engine, claimed, outcome)  # the buffer's last outputs come again
         raise RetryNode(outcome.retry_in)
-    end = functools.partial(_record, job=claimed, outcome=outcome)
+    end = functools.partial(_record, engine=engine, job=claimed, outcome=outcome)
     if outcome.stop is not None:
         # One transaction ends the run and records this node: a re-delivery after a crash
         # finds the run ended, never a FAILED node in a run that goes on.
         stop_execution(engine, claimed.graph_exec_id, outcome.stop, run.buffer.closing(end))
         return outcome.status
     flushed = run.buffer.close(end)
+    if outcome.suspension is not None:
+        after_suspend(engine, claimed.node_exec_id, outcome.suspension)
     if run.buffer.step_owed:
         # A failed flush may have queued successors after its commit without sending them.
         resend_queued(engine, claimed.graph_exec_id, claimed.node_id)
@@ -171,7 +170,19 @@ def execute_node(
     return outcome.status
 
 
-def _record(session: Session, stopped: bool, job: NodeJob, outcome: Outcome) -> bool:
+def _refused(engine: Engine, node_exec_id: int, refused: Refused, rerun: bool) -> None:
+    """The refused message may be the re-delivery of a run killed after it ended but before
+    it sent its successors (or its child's run) or finalized the run: do what is left."""
+    if rerun:
+        resend_queued(engine, refused.graph_exec_id, refused.node_id)
+        if refused.status is S.WAITING:
+            start_child(engine, node_exec_id)
+    engine.wake(refused.graph_exec_id, force=rerun)
+
+
+def _record(
+    session: Session, stopped: bool, engine: Engine, job: NodeJob, outcome: Outcome
+) -> bool:
     """The node's end, or its suspension; a node whose run was stopped meanwhile ends
     TERMINATED."""
     moved = move_node(
@@ -184,7 +195,7 @@ def _record(session: Session, stopped: bool, job: NodeJob, outcome: Outcome) -> 
         error=None if stopped else outcome.error,
     )
     if moved is not None and not stopped and outcome.suspension is not None:
-        suspend(session, moved, outcome.suspension)
+        suspend(engine, session, moved, outcome.suspension)
     return moved is not None
 
 
@@ -290,8 +301,10 @@ class _Run:
         self.engine, self.job = engine, job
         self.logger = node_logger(job)
         self.seq = 0
-        node = NodeRef(job.graph_exec_id, job.user_id, job.node_exec_id, job.node_id, job.block_id)
-        ref = NodeAttempt(node, job.attempt)
+        self.node = NodeRef(
+            job.graph_exec_id, job.user_id, job.node_exec_id, job.node_id, job.block_id
+        )
+        ref = NodeAttempt(self.node, job.attempt)
         self.buffer = OutputBuffer(engine, ref)
         self.clock = Clock(job.node_id, job.time_limit)
         self.finished = False
@@ -500,6 +513,7 @@ def _retry(run: _Run, block: type[Block[Any]], exc: Exception) -> Outcome:
 
 
 def _suspended(run: _Run, suspension: Suspend) -> Outcome:
+    suspension = prepare(run.engine, run.node, suspension)
     status = suspended_status(suspension)
     run.logger.info("suspended in %s", status.value)
     return Outcome(status, None, run.stats(None), suspension=suspension)

@@ -7,7 +7,8 @@ executions' ``updated_at`` and its latest output's ``created_at`` — and then:
 
 1. a QUEUED execution unchanged for ``older_than_seconds``: its ``run_graph`` is published again
    (admission decides; a duplicate is harmless), at most as many per user as the user has free
-   slots, so a backlog waiting for slots is not re-sent every pass;
+   slots, so a backlog waiting for slots is not re-sent every pass (a child execution, which
+   takes no slot, always);
 2. a RUNNING execution with no progress: its QUEUED node executions are sent again under their
    stored task ids (a copy of a message that did arrive is refused by the node's claim), and
    one orchestrator step is woken to deliver what is undelivered and finalize a finished run.
@@ -15,6 +16,9 @@ executions' ``updated_at`` and its latest output's ``created_at`` — and then:
    the broker's redelivery of their unacknowledged messages (late acks);
 3. a FAILED or TERMINATED execution that still has QUEUED node executions never sent: those
    (and, for TERMINATED, its INCOMPLETE ones, as a cancel does) end TERMINATED.
+
+4. a child execution that ended while its parent node still waits for it (the process that
+   ended it died before resuming the node): the node is resumed as the child's end would have.
 
 Every query is bounded by ``limit`` rows; what is left is found by the next pass.
 """
@@ -28,10 +32,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from autoexec.engine.child_ends import resume_parent
 from autoexec.engine.context import Engine
 from autoexec.engine.inline import publish, send
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
+from autoexec.store.children import ended_children_of_suspended_nodes
 from autoexec.store.tables import utcnow
 from autoexec.store.transitions import terminate_nodes
 
@@ -53,6 +59,7 @@ class Report:
     woken_runs: int = 0  # RUNNING runs given an orchestrator step
     owned_runs: int = 0  # RUNNING runs left to their RUNNING node executions
     terminated_nodes: int = 0  # QUEUED/INCOMPLETE node executions of ended runs
+    resumed_parents: int = 0  # suspended nodes resumed by the end of their child execution
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -76,6 +83,7 @@ def reconcile(engine: Engine, older_than_seconds: float, limit: int = DEFAULT_LI
     republish_queued_runs(engine, before, limit, report)
     resume_running_runs(engine, before, limit, report)
     end_nodes_of_ended_runs(engine, limit, report)
+    resume_parents_of_ended_children(engine, limit, report)
     if report.acted:
         log.warning("reconciler: %s", report)
     return report
@@ -84,9 +92,12 @@ def reconcile(engine: Engine, older_than_seconds: float, limit: int = DEFAULT_LI
 def republish_queued_runs(engine: Engine, before: datetime, limit: int, report: Report) -> None:
     with engine.db.session() as session:
         by_user: dict[str, list[str]] = defaultdict(list)
-        for run in repo.stale_queued_runs(session, before, limit):
-            by_user[run.user_id].append(run.id)
         chosen: list[str] = []
+        for run in repo.stale_queued_runs(session, before, limit):
+            if run.is_child:
+                chosen.append(run.id)  # admitted without a slot: never waits for one
+            else:
+                by_user[run.user_id].append(run.id)
         for user_id, run_ids in by_user.items():
             free = max(_free_slots(engine, session, user_id), 0)
             chosen += run_ids[:free]
@@ -137,3 +148,11 @@ def end_nodes_of_ended_runs(engine: Engine, limit: int, report: Report) -> None:
             report.terminated_nodes += terminate_nodes(
                 session, run.id, frozenset(left), error=ENDED_WITH_NODES_LEFT
             )
+
+
+def resume_parents_of_ended_children(engine: Engine, limit: int, report: Report) -> None:
+    with engine.db.session() as session:
+        ended = ended_children_of_suspended_nodes(session, limit)
+    for child_exec_id in ended:
+        if resume_parent(engine, child_exec_id):
+            report.resumed_parents += 1

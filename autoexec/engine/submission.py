@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from autoexec.blocks.registry import get_registry
 from autoexec.dataflow import BlockLookup, RunSpec, graph_input_problems, start
 from autoexec.engine.context import Engine, run_spec
@@ -32,6 +34,7 @@ class RunRequest:
     max_run_seconds: float | None = None
     parent_execution_id: str | None = None
     root_execution_id: str | None = None
+    parent_node_exec_id: int | None = None
 
 
 def validate_request(graph: Graph, request: RunRequest, blocks: BlockLookup | None = None) -> None:
@@ -100,16 +103,31 @@ def create_execution(engine: Engine, request: RunRequest, exec_id: str | None = 
     with engine.db.session() as session:
         if exec_id is not None and session.get(GraphExecution, exec_id) is not None:
             return exec_id
-        version = request.graph_version or latest_version_number(
-            session, request.graph_id, request.user_id
-        )
-        graph = load_graph(session, request.graph_id, version, request.user_id)
-        validate_request(graph, request, engine.registry.get)
-        ensure_user(session, request.user_id)
-        row = repo.create_graph_execution(session, _submission(graph, request), exec_id)
-        spec = run_spec(engine, graph, row, with_inputs=True)
-        row.node_execution_count = len(start(spec, SqlDataflowStore(session, graph, row.id)))
-        return row.id
+        return write_execution(engine, session, request, exec_id)
+
+
+def write_execution(
+    engine: Engine, session: Session, request: RunRequest, exec_id: str | None = None
+) -> str:
+    """``create_execution`` in the caller's transaction (the caller publishes its run message
+    after the commit)."""
+    graph = requested_graph(engine, session, request)
+    ensure_user(session, request.user_id)
+    row = repo.create_graph_execution(session, _submission(graph, request), exec_id)
+    spec = run_spec(engine, graph, row, with_inputs=True)
+    row.node_execution_count = len(start(spec, SqlDataflowStore(session, graph, row.id)))
+    return row.id
+
+
+def requested_graph(engine: Engine, session: Session, request: RunRequest) -> Graph:
+    """The graph version ``request`` runs (the latest if it names none), checked against the
+    request; NotFoundError or InputValidationError says what is wrong."""
+    version = request.graph_version or latest_version_number(
+        session, request.graph_id, request.user_id
+    )
+    graph = load_graph(session, request.graph_id, version, request.user_id)
+    validate_request(graph, request, engine.registry.get)
+    return graph
 
 
 def _submission(graph: Graph, request: RunRequest) -> repo.Submission:
@@ -122,6 +140,7 @@ def _submission(graph: Graph, request: RunRequest) -> repo.Submission:
         max_run_seconds=request.max_run_seconds,
         parent_execution_id=request.parent_execution_id,
         root_execution_id=request.root_execution_id,
+        parent_node_exec_id=request.parent_node_exec_id,
     )
 
 

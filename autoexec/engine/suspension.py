@@ -13,8 +13,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from autoexec.blocks.base import ERROR_PIN, AwaitReview, Suspend
+from autoexec.blocks.base import ERROR_PIN, AwaitChild, AwaitReview, Suspend
 from autoexec.engine import inline
+from autoexec.engine.child_runs import check_child, create_child, start_child
 from autoexec.engine.context import Engine
 from autoexec.errors import InvalidTransitionError
 from autoexec.hooks import NodeRef
@@ -31,13 +32,31 @@ def suspended_status(suspension: Suspend) -> ExecutionStatus:
     """The status a node execution waits in for ``suspension``."""
     if isinstance(suspension, AwaitReview):
         return S.REVIEW
+    if isinstance(suspension, AwaitChild):
+        return S.WAITING
     raise TypeError(f"unknown suspension {type(suspension).__name__}")
 
 
-def suspend(session: Session, node: NodeRef, suspension: Suspend) -> None:
+def prepare(engine: Engine, node: NodeRef, suspension: Suspend) -> Suspend:
+    """Check, before the node suspends, that what it would wait for can happen; raises the
+    error the node fails with instead."""
+    if isinstance(suspension, AwaitChild):
+        return check_child(engine, node, suspension)
+    return suspension
+
+
+def suspend(engine: Engine, session: Session, node: NodeRef, suspension: Suspend) -> None:
     """What the node waits for, written in the transaction that suspends it."""
     if isinstance(suspension, AwaitReview):
         reviews.open_review(session, node, suspension.data, suspension.message)
+    elif isinstance(suspension, AwaitChild):
+        create_child(engine, session, node, suspension)
+
+
+def after_suspend(engine: Engine, node_exec_id: int, suspension: Suspend) -> None:
+    """What is sent once the suspension is committed."""
+    if isinstance(suspension, AwaitChild):
+        start_child(engine, node_exec_id)
 
 
 @dataclass(frozen=True)

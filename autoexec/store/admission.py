@@ -49,6 +49,10 @@ class WaitingRun:
     node_execution_count: int
 
     @property
+    def is_child(self) -> bool:
+        return self.parent_execution_id is not None
+
+    @property
     def ancestors(self) -> set[str]:
         return {i for i in (self.parent_execution_id, self.root_execution_id) if i is not None}
 
@@ -74,9 +78,14 @@ def _oldest_waiting(
     exclude: Collection[str],
     with_running: bool = False,
 ) -> list[tuple[WaitingRun, int]]:
+    top_level = GraphExecution.parent_execution_id.is_(None)  # children take no slot
     running = (
         select(func.count())
-        .where(GraphExecution.user_id == user_id, GraphExecution.status.in_(HOLDING_A_SLOT))
+        .where(
+            GraphExecution.user_id == user_id,
+            GraphExecution.status.in_(HOLDING_A_SLOT),
+            top_level,
+        )
         .scalar_subquery()
     )
     stmt = (
@@ -89,7 +98,7 @@ def _oldest_waiting(
             GraphExecution.node_execution_count,
             running if with_running else literal(0),
         )
-        .where(GraphExecution.user_id == user_id, GraphExecution.status == S.QUEUED)
+        .where(GraphExecution.user_id == user_id, GraphExecution.status == S.QUEUED, top_level)
         .order_by(GraphExecution.created_at, GraphExecution.id)
         .limit(limit)
     )

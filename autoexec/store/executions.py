@@ -12,6 +12,7 @@ from sqlalchemy import Row, Select, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, defer
 
+from autoexec.dataflow import YieldedOutput, graph_outputs
 from autoexec.errors import NotFoundError
 from autoexec.graph import Graph
 from autoexec.hooks import GraphExecutionChange, NodeOutput, NodeRef, note
@@ -39,6 +40,7 @@ class Submission:
     max_run_seconds: float | None = None
     parent_execution_id: str | None = None
     root_execution_id: str | None = None
+    parent_node_exec_id: int | None = None
 
 
 def create_graph_execution(
@@ -56,6 +58,7 @@ def create_graph_execution(
         max_run_seconds=submission.max_run_seconds,
         parent_execution_id=submission.parent_execution_id,
         root_execution_id=submission.root_execution_id or submission.parent_execution_id,
+        parent_node_exec_id=submission.parent_node_exec_id,
     )
     session.add(row)
     session.flush()
@@ -381,6 +384,23 @@ def outputs_of_graph_execution(session: Session, graph_exec_id: str) -> list[Sto
     return [StoredOutput(*row) for row in session.execute(stmt)]
 
 
+def agent_outputs(
+    nodes: dict[int, NodeExecution], stored: list[StoredOutput]
+) -> dict[str, list[Any]]:
+    """``agent_output`` values by output name, in yield order (SPEC §3.7), given the run's
+    node executions by id and its outputs."""
+    return graph_outputs(
+        YieldedOutput(
+            nodes[out.node_exec_id].node_id,
+            nodes[out.node_exec_id].block_id,
+            out.name,
+            out.value,
+            nodes[out.node_exec_id].input_data or {},
+        )
+        for out in stored
+    )
+
+
 def status_of(session: Session, graph_exec_id: str, user_id: str | None = None) -> ExecutionStatus:
     stmt = select(GraphExecution.status, GraphExecution.user_id).where(
         GraphExecution.id == graph_exec_id
@@ -393,8 +413,11 @@ def status_of(session: Session, graph_exec_id: str, user_id: str | None = None) 
 
 
 def count_running(session: Session, user_id: str) -> int:
+    """The user's runs holding a slot; child executions hold none (their root holds one)."""
     stmt = select(func.count()).where(
-        GraphExecution.user_id == user_id, GraphExecution.status.in_(HOLDING_A_SLOT)
+        GraphExecution.user_id == user_id,
+        GraphExecution.status.in_(HOLDING_A_SLOT),
+        GraphExecution.parent_execution_id.is_(None),
     )
     return session.scalar(stmt) or 0
 
@@ -478,12 +501,17 @@ def _summaries() -> Select[tuple[Any, ...]]:
 class QueuedRun:
     id: str
     user_id: str
+    is_child: bool  # a child execution, admitted without a slot of its own
 
 
 def stale_queued_runs(session: Session, before: datetime, limit: int) -> list[QueuedRun]:
     """QUEUED executions unchanged since ``before``, oldest first."""
     stmt = (
-        select(GraphExecution.id, GraphExecution.user_id)
+        select(
+            GraphExecution.id,
+            GraphExecution.user_id,
+            GraphExecution.parent_execution_id.is_not(None),
+        )
         .where(GraphExecution.status == S.QUEUED, GraphExecution.updated_at < before)
         .order_by(GraphExecution.updated_at)
         .limit(limit)

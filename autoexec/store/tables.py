@@ -117,6 +117,8 @@ class GraphExecution(Base):
     error: Mapped[str | None] = mapped_column(Text)
     parent_execution_id: Mapped[str | None] = mapped_column(String(36), index=True)
     root_execution_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    # A child execution (SPEC §8.1): the parent's node execution that waits for it.
+    parent_node_exec_id: Mapped[int | None] = mapped_column(BigId, index=True)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(Timestamp())
     # Run limits: the deadline counts from started_at; the counter is of node executions
     # that became QUEUED, raised by each delivery transaction under the row lock.

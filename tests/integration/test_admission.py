@@ -169,7 +169,9 @@ def test_the_end_of_a_run_hands_its_slot_on_in_its_own_commit(cluster: Cluster) 
     assert sent.runs == ids  # one run_graph per run: its submission's
 
 
-def test_a_freed_slot_skips_a_waiting_run_whose_parent_was_terminated(cluster: Cluster) -> None:
+def test_a_child_run_takes_no_slot_and_is_refused_once_its_parent_was_terminated(
+    cluster: Cluster,
+) -> None:
     sent = Sent()
     settings = cluster.engine.settings.model_copy(update={"max_concurrent_runs_per_user": 1})
     engine = replace(cluster.engine, dispatcher=sent, settings=settings)
@@ -177,18 +179,21 @@ def test_a_freed_slot_skips_a_waiting_run_whose_parent_was_terminated(cluster: C
     graph_id, _ = api.save_graph(ONE_NODE, owner, engine=engine)
     other_graph, _ = api.save_graph(ONE_NODE, other, engine=engine)
     parent = api.execute_graph(other_graph, other, engine=engine)
-    first = api.execute_graph(graph_id, owner, engine=engine)
-    child = create_execution(engine, RunRequest(graph_id, owner, parent_execution_id=parent))
-    last = api.execute_graph(graph_id, owner, engine=engine)
-    assert [start_run(engine, i) for i in (first, child, last)] == [False, False, False]
     api.cancel(parent, other, engine=engine)
+    first = api.execute_graph(graph_id, owner, engine=engine)
+    child = create_execution(engine, RunRequest(graph_id, owner, parent_execution_id=first))
+    orphan = create_execution(engine, RunRequest(graph_id, owner, parent_execution_id=parent))
+    last = api.execute_graph(graph_id, owner, engine=engine)
+    runs = [first, child, orphan, last]
+    assert [start_run(engine, i) for i in runs] == [False] * 4
 
-    execute_node(engine, sent.nodes[0].node_exec_id)  # the first run ends
-    assert statuses(engine, [first, child, last]) == [S.COMPLETED, S.TERMINATED, S.RUNNING]
-    assert api.get_execution(child, owner, engine=engine).error == (
+    # The child starts although its user's only slot is taken (by its parent); the run whose
+    # parent was terminated never starts; the last run waits for the slot.
+    assert statuses(engine, runs) == [S.RUNNING, S.RUNNING, S.TERMINATED, S.QUEUED]
+    assert api.get_execution(orphan, owner, engine=engine).error == (
         "its parent execution was terminated"
     )
-    assert [t.graph_exec_id for t in sent.nodes] == [first, last]
+    assert [t.graph_exec_id for t in sent.nodes] == [first, child]
 
 
 def test_a_run_whose_admission_was_lost_after_its_node_was_sent_still_completes_once(

@@ -141,6 +141,7 @@ def test_a_report_names_every_count() -> None:
         "woken_runs": 1,
         "owned_runs": 0,
         "terminated_nodes": 0,
+        "resumed_parents": 0,
     }
     assert "republished runs: 2" in report.lines()
     assert str(report).startswith("republished runs: 2, waiting runs: 0, resent nodes: 1")

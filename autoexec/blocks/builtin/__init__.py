@@ -14,9 +14,11 @@ from autoexec.blocks.builtin.flow import StoreValueBlock, WaitBlock
 from autoexec.blocks.builtin.graph_io import AgentInputBlock, AgentOutputBlock
 from autoexec.blocks.builtin.logic import ConditionBlock
 from autoexec.blocks.builtin.review import HumanReviewBlock
+from autoexec.blocks.builtin.subgraph import AgentExecutorBlock
 from autoexec.blocks.builtin.text import FillTextTemplateBlock, PrintBlock
 
 __all__ = [
+    "AgentExecutorBlock",
     "AgentInputBlock",
     "AgentOutputBlock",
     "CalculatorBlock",
