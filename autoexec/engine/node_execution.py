@@ -20,7 +20,8 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from autoexec.blocks.base import ERROR_PIN, Block, RunContext, Suspend, Yield
+from autoexec.blocks.base import ERROR_PIN, AwaitFanOut, Block, RunContext, Suspend, Yield
+from autoexec.engine import fan_out
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.context import Engine
 from autoexec.engine.inline import NodeAttempt, Yielded, resend_queued
@@ -86,6 +87,7 @@ class NodeJob:
     worker_losses: int = 0
     time_limit: float | None = None
     retries: tuple[dict[str, Any], ...] = ()  # the earlier runs that failed transiently
+    fan_out: str | None = None  # the input pin the node fans out over (SPEC §8.3)
 
 
 @dataclass
@@ -135,11 +137,7 @@ def execute_node(
     ``worker_lost``: it was re-delivered, so a RUNNING node execution lost its worker."""
     claimed = claim(engine, node_exec_id, rerun, worker_lost)
     if isinstance(claimed, Refused):
-        # The refused message may be the re-delivery of a run killed after it ended but
-        # before it sent its successors or finalized the run: a step does what is left.
-        if rerun:
-            resend_queued(engine, claimed.graph_exec_id, claimed.node_id)
-        engine.wake(claimed.graph_exec_id, force=rerun)
+        _refused(engine, node_exec_id, claimed, rerun)
         return None
     if rerun:
         # A crash may have kept the last run from sending successors it had queued.
@@ -168,7 +166,21 @@ def execute_node(
         resend_queued(engine, claimed.graph_exec_id, claimed.node_id)
     if flushed.needs_step:
         engine.wake(claimed.graph_exec_id, force=rerun or run.buffer.step_owed)
+    if isinstance(outcome.suspension, AwaitFanOut):
+        # After the commit: an element task only runs a node it finds WAITING.
+        elements = outcome.suspension.elements
+        engine.dispatcher.fan_out(node_exec_id, claimed.graph_exec_id, elements)
     return outcome.status
+
+
+def _refused(engine: Engine, node_exec_id: int, refused: Refused, rerun: bool) -> None:
+    """The refused message may be the re-delivery of a run killed after it ended but before
+    it sent its successors, published its fan-out or finalized the run: do what is left."""
+    if rerun:
+        resend_queued(engine, refused.graph_exec_id, refused.node_id)
+    if rerun and refused.status is S.WAITING:
+        fan_out.publish_again(engine, node_exec_id)
+    engine.wake(refused.graph_exec_id, force=rerun)
 
 
 def _record(session: Session, stopped: bool, job: NodeJob, outcome: Outcome) -> bool:
@@ -249,6 +261,7 @@ def claim(
             log.info("node execution %s is %s; not running it", node_exec_id, view.status)
             return Refused(view.status, view.graph_exec_id, view.node_id)
         graph = load_run_graph(session, view.graph_exec_id, view.graph_id, view.graph_version)
+        node = graph.nodes_by_id.get(view.node_id)
         return NodeJob(
             node_exec_id=node_exec_id,
             graph_exec_id=view.graph_exec_id,
@@ -262,7 +275,8 @@ def claim(
             deadline=deadline_of(view),
             worker_losses=view.worker_losses + (1 if restarted and worker_lost else 0),
             retries=_retries_of(view),
-            time_limit=_time_limit(engine, graph.nodes_by_id.get(view.node_id), view.block_id),
+            time_limit=_time_limit(engine, node, view.block_id),
+            fan_out=node.fan_out if node else None,
         )
 
 
@@ -425,6 +439,8 @@ def run_job(run: _Run) -> Outcome | None:
     block = engine.registry.get(job.block_id)
     if job.worker_losses >= engine.settings.max_worker_losses:
         return _failed(run, _lost_too_often(job, engine.settings.max_worker_losses))
+    if job.fan_out is not None:
+        return _fan_out(run, block, job.fan_out)
     run.logger.info("started")
     run.start_watch()
     try:
@@ -503,6 +519,25 @@ def _suspended(run: _Run, suspension: Suspend) -> Outcome:
     status = suspended_status(suspension)
     run.logger.info("suspended in %s", status.value)
     return Outcome(status, None, run.stats(None), suspension=suspension)
+
+
+def _fan_out(run: _Run, block: type[Block[Any]], pin: str) -> Outcome | None:
+    """A fan-out node runs no block here: it waits while a chord runs its elements, or
+    over no element yields an empty list on each output pin at once."""
+    try:
+        elements = len(fan_out.elements_of(run.job.inputs, pin))
+    except ValueError as exc:
+        return _failed(run, exc)
+    if elements == 0:
+        try:
+            for output_pin, empty in fan_out.empty_outputs(block):
+                run.emit(output_pin, empty)
+        except (SupersededError, ExecutionStoppedError) as exc:
+            return _outcome_of(run, block, exc)
+        return Outcome(S.COMPLETED, None, run.stats(None))
+    outcome = _suspended(run, AwaitFanOut(pin, elements))
+    outcome.stats[fan_out.STATS_KEY] = {"pin": pin, "elements": elements}
+    return outcome
 
 
 def _lost_too_often(job: NodeJob, limit: int) -> WorkerLostError:

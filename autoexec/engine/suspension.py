@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from autoexec.blocks.base import ERROR_PIN, AwaitReview, Suspend
+from autoexec.blocks.base import ERROR_PIN, AwaitFanOut, AwaitReview, Suspend
 from autoexec.engine import inline
 from autoexec.engine.context import Engine
 from autoexec.errors import InvalidTransitionError
@@ -31,6 +31,8 @@ def suspended_status(suspension: Suspend) -> ExecutionStatus:
     """The status a node execution waits in for ``suspension``."""
     if isinstance(suspension, AwaitReview):
         return S.REVIEW
+    if isinstance(suspension, AwaitFanOut):
+        return S.WAITING
     raise TypeError(f"unknown suspension {type(suspension).__name__}")
 
 
