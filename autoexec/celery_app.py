@@ -17,8 +17,9 @@ GRAPH_TASKS = (
     "autoexec.advance_graph",
     "autoexec.cancel_graph",
     "autoexec.reconcile",
+    "autoexec.gather_fan_out",
 )
-NODE_TASKS = ("autoexec.execute_node",)
+NODE_TASKS = ("autoexec.execute_node", "autoexec.fan_out_element")
 
 
 def direct_queue(name: str) -> Queue:

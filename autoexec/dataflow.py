@@ -202,7 +202,32 @@ def check_ready(
     )
     if missing_links:
         return Readiness(False, reason=f"waiting for linked input(s) {', '.join(missing_links)}")
+    if node.fan_out is not None:
+        return validate_fan_out_inputs(spec.block_of(node), raw, node.fan_out)
     return validate_inputs(spec.block_of(node), raw)
+
+
+def validate_fan_out_inputs(block: type[Block[Any]], raw: dict[str, Any], pin: str) -> Readiness:
+    """A fan-out node's inputs (SPEC §8.3): ``pin`` holds a list, and the inputs validate
+    with each element in the list's place; the list is kept, its elements as validated."""
+    elements = raw.get(pin)
+    if not isinstance(elements, list):
+        if elements is None:
+            return Readiness(False, reason=f"missing required input(s) {pin}")
+        error = f"{pin}: a fan_out input must be a list, not {type(elements).__name__}"
+        return Readiness(False, inputs=raw, reason=f"invalid input: {error}", error=error)
+    checked: list[Any] = []
+    others = {name: value for name, value in raw.items() if name != pin}
+    readiness = Readiness(True, inputs=others)
+    for index, element in enumerate(elements):
+        readiness = validate_inputs(block, {**others, pin: element})
+        if readiness.error is not None:
+            error = f"fan_out element {index}: {readiness.error}"
+            return Readiness(False, inputs=raw, reason=f"invalid input: {error}", error=error)
+        if not readiness.ready:
+            return readiness
+        checked.append(readiness.inputs.get(pin))
+    return Readiness(True, inputs={**readiness.inputs, pin: checked})
 
 
 def validate_inputs(block: type[Block[Any]], raw: dict[str, Any]) -> Readiness:
@@ -265,6 +290,8 @@ def _link_refusal(spec: RunSpec, link: Link, part: Any) -> str | None:
     masked = link.sink_name in spec.nodes_input_masks.get(sink.id, {})
     if part is MISSING or part is None or masked or sink.id in spec.nodes_to_skip:
         return None
+    if link.sink_name == sink.fan_out:
+        return None  # a list of elements: the ready check validates each
     try:
         block = spec.block_of(sink)
     except BlockNotFoundError:

@@ -146,6 +146,7 @@ def validate_graph(definition: GraphDefinition, registry: BlockRegistry) -> None
         *_duplicate_node_ids(definition),
         *_unknown_blocks(definition, registry),
         *_bad_links(definition, registry),
+        *_bad_fan_outs(definition, registry),
         *_duplicate_input_names(definition),
         *_nothing_can_start(definition),
     ]
@@ -185,6 +186,22 @@ def _bad_links(definition: GraphDefinition, registry: BlockRegistry) -> list[str
                 f"node {sink.id!r} ({sink.block_id}) has no input pin {link.sink_name!r}"
             )
     return problems
+
+
+def _bad_fan_outs(definition: GraphDefinition, registry: BlockRegistry) -> list[str]:
+    return [
+        f"node {node.id!r} ({node.block_id}): fan_out names no input pin {node.fan_out!r}"
+        for node in definition.nodes
+        if node.fan_out is not None and not _is_input_pin(registry, node, node.fan_out)
+    ]
+
+
+def _is_input_pin(registry: BlockRegistry, node: Node, pin: str) -> bool:
+    try:
+        block = registry.get(node.block_id)
+    except BlockNotFoundError:
+        return True  # reported as an unknown block
+    return pin in block.input_pins()
 
 
 def _has_output(registry: BlockRegistry, node: Node, pin: str) -> bool:

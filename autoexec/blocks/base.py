@@ -94,6 +94,15 @@ class AwaitChild(Suspend):
     inputs: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class AwaitFanOut(Suspend):
+    """Set by the engine, never a block, on a fan-out node (SPEC §8.3): it waits in WAITING
+    while its block runs once per element of its ``pin`` input (``elements`` runs)."""
+
+    pin: str
+    elements: int
+
+
 Yield = tuple[str, Any] | Suspend
 BlockRun = Iterator[Yield] | AsyncIterator[Yield]
 InputT = TypeVar("InputT", bound=BlockInput)

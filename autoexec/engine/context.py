@@ -30,6 +30,8 @@ class Dispatcher(Protocol):
 
     def revoke(self, task_ids: list[str]) -> None: ...
 
+    def fan_out(self, node_exec_id: int, graph_exec_id: str, elements: int) -> None: ...
+
 
 @dataclass(frozen=True)
 class Engine:

@@ -20,7 +20,8 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from autoexec.blocks.base import ERROR_PIN, Block, RunContext, Suspend, Yield
+from autoexec.blocks.base import ERROR_PIN, AwaitFanOut, Block, RunContext, Suspend, Yield
+from autoexec.engine import fan_out
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.child_runs import start_child
 from autoexec.engine.context import Engine
@@ -87,6 +88,7 @@ class NodeJob:
     worker_losses: int = 0
     time_limit: float | None = None
     retries: tuple[dict[str, Any], ...] = ()  # the earlier runs that failed transiently
+    fan_out: str | None = None  # the input pin the node fans out over (SPEC §8.3)
 
 
 @dataclass
@@ -161,7 +163,7 @@ def execute_node(
         return outcome.status
     flushed = run.buffer.close(end)
     if outcome.suspension is not None:
-        after_suspend(engine, claimed.node_exec_id, outcome.suspension)
+        after_suspend(engine, claimed.graph_exec_id, claimed.node_exec_id, outcome.suspension)
     if run.buffer.step_owed:
         # A failed flush may have queued successors after its commit without sending them.
         resend_queued(engine, claimed.graph_exec_id, claimed.node_id)
@@ -172,11 +174,13 @@ def execute_node(
 
 def _refused(engine: Engine, node_exec_id: int, refused: Refused, rerun: bool) -> None:
     """The refused message may be the re-delivery of a run killed after it ended but before
-    it sent its successors (or its child's run) or finalized the run: do what is left."""
+    it sent its successors, its child's run or its fan-out, or finalized the run: do what
+    is left."""
     if rerun:
         resend_queued(engine, refused.graph_exec_id, refused.node_id)
-        if refused.status is S.WAITING:
-            start_child(engine, node_exec_id)
+    if rerun and refused.status is S.WAITING:
+        start_child(engine, node_exec_id)
+        fan_out.publish_again(engine, node_exec_id)
     engine.wake(refused.graph_exec_id, force=rerun)
 
 
@@ -260,6 +264,7 @@ def claim(
             log.info("node execution %s is %s; not running it", node_exec_id, view.status)
             return Refused(view.status, view.graph_exec_id, view.node_id)
         graph = load_run_graph(session, view.graph_exec_id, view.graph_id, view.graph_version)
+        node = graph.nodes_by_id.get(view.node_id)
         return NodeJob(
             node_exec_id=node_exec_id,
             graph_exec_id=view.graph_exec_id,
@@ -273,7 +278,8 @@ def claim(
             deadline=deadline_of(view),
             worker_losses=view.worker_losses + (1 if restarted and worker_lost else 0),
             retries=_retries_of(view),
-            time_limit=_time_limit(engine, graph.nodes_by_id.get(view.node_id), view.block_id),
+            time_limit=_time_limit(engine, node, view.block_id),
+            fan_out=node.fan_out if node else None,
         )
 
 
@@ -438,6 +444,8 @@ def run_job(run: _Run) -> Outcome | None:
     block = engine.registry.get(job.block_id)
     if job.worker_losses >= engine.settings.max_worker_losses:
         return _failed(run, _lost_too_often(job, engine.settings.max_worker_losses))
+    if job.fan_out is not None:
+        return _fan_out(run, block, job.fan_out)
     run.logger.info("started")
     run.start_watch()
     try:
@@ -517,6 +525,25 @@ def _suspended(run: _Run, suspension: Suspend) -> Outcome:
     status = suspended_status(suspension)
     run.logger.info("suspended in %s", status.value)
     return Outcome(status, None, run.stats(None), suspension=suspension)
+
+
+def _fan_out(run: _Run, block: type[Block[Any]], pin: str) -> Outcome | None:
+    """A fan-out node runs no block here: it waits while a chord runs its elements, or
+    over no element yields an empty list on each output pin at once."""
+    try:
+        elements = len(fan_out.elements_of(run.job.inputs, pin))
+    except ValueError as exc:
+        return _failed(run, exc)
+    if elements == 0:
+        try:
+            for output_pin, empty in fan_out.empty_outputs(block):
+                run.emit(output_pin, empty)
+        except (SupersededError, ExecutionStoppedError) as exc:
+            return _outcome_of(run, block, exc)
+        return Outcome(S.COMPLETED, None, run.stats(None))
+    outcome = _suspended(run, AwaitFanOut(pin, elements))
+    outcome.stats[fan_out.STATS_KEY] = {"pin": pin, "elements": elements}
+    return outcome
 
 
 def _lost_too_often(job: NodeJob, limit: int) -> WorkerLostError:

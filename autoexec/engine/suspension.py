@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from autoexec.blocks.base import ERROR_PIN, AwaitChild, AwaitReview, Suspend
+from autoexec.blocks.base import ERROR_PIN, AwaitChild, AwaitFanOut, AwaitReview, Suspend
 from autoexec.engine import inline
 from autoexec.engine.child_runs import check_child, create_child, start_child
 from autoexec.engine.context import Engine
@@ -32,7 +32,7 @@ def suspended_status(suspension: Suspend) -> ExecutionStatus:
     """The status a node execution waits in for ``suspension``."""
     if isinstance(suspension, AwaitReview):
         return S.REVIEW
-    if isinstance(suspension, AwaitChild):
+    if isinstance(suspension, AwaitChild | AwaitFanOut):
         return S.WAITING
     raise TypeError(f"unknown suspension {type(suspension).__name__}")
 
@@ -53,10 +53,15 @@ def suspend(engine: Engine, session: Session, node: NodeRef, suspension: Suspend
         create_child(engine, session, node, suspension)
 
 
-def after_suspend(engine: Engine, node_exec_id: int, suspension: Suspend) -> None:
-    """What is sent once the suspension is committed."""
+def after_suspend(
+    engine: Engine, graph_exec_id: str, node_exec_id: int, suspension: Suspend
+) -> None:
+    """What is sent once the suspension is committed (a child run, or a fan-out's chord,
+    only goes on with a node it finds WAITING)."""
     if isinstance(suspension, AwaitChild):
         start_child(engine, node_exec_id)
+    elif isinstance(suspension, AwaitFanOut):
+        engine.dispatcher.fan_out(node_exec_id, graph_exec_id, suspension.elements)
 
 
 @dataclass(frozen=True)

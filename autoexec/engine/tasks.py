@@ -5,6 +5,8 @@
 ``autoexec.execute_node``   one node execution                         (queue autoexec.nodes)
 ``autoexec.cancel_graph``   cancel an execution                        (queue autoexec.graphs)
 ``autoexec.reconcile``      one reconciler pass, scheduled by beat     (queue autoexec.graphs)
+``autoexec.fan_out_element`` one element of a fan-out node             (queue autoexec.nodes)
+``autoexec.gather_fan_out`` a fan-out's chord callback                  (queue autoexec.graphs)
 """
 
 from __future__ import annotations
@@ -14,14 +16,21 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from celery import Task
+from celery import Task, chord, group
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
 from autoexec.celery_app import app, celery_config
-from autoexec.engine import node_execution, orchestrator, reconciler
+from autoexec.engine import (
+    fan_out,
+    fan_out_element,
+    fan_out_gather,
+    node_execution,
+    orchestrator,
+    reconciler,
+)
 from autoexec.engine.admission import start_run
 from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine, build_engine
@@ -82,6 +91,23 @@ class CeleryDispatcher:
 
     def revoke(self, task_ids: list[str]) -> None:
         app.control.revoke(task_ids)
+
+    def fan_out(self, node_exec_id: int, graph_exec_id: str, elements: int) -> None:
+        """One chord: an element task per element, then the callback that gathers them; ids
+        derived from the node execution, so publishing it again changes nothing."""
+        header = group(
+            [
+                fan_out_element_task.si(node_exec_id, index).set(
+                    task_id=fan_out.element_task_id(node_exec_id, index)
+                )
+                for index in range(elements)
+            ],
+            task_id=fan_out.chord_id(node_exec_id),
+        )
+        # The callback's first argument is the elements' outputs: monitoring shows ids only.
+        shown = f"(<{elements} element results>, {node_exec_id}, {graph_exec_id!r})"
+        callback = gather_fan_out.s(node_exec_id, graph_exec_id).set(argsrepr=shown)
+        chord(header)(callback, task_id=fan_out.gather_task_id(node_exec_id))
 
 
 _engines: dict[str, Engine] = {}
@@ -210,6 +236,18 @@ def execute_node(self: Task[Any, Any], node_exec_id: int, graph_exec_id: str) ->
     except node_execution.RetryNode as retry:
         raise self.retry(countdown=retry.countdown) from None
     return status.value if status else None
+
+
+@app.task(name="autoexec.fan_out_element", **RETRY_POLICY)
+def fan_out_element_task(node_exec_id: int, index: int) -> dict[str, Any]:
+    """Run one element of a WAITING fan-out node; its outputs go to the chord's callback."""
+    return fan_out_element.run_element(get_engine(), int(node_exec_id), int(index))
+
+
+@app.task(name="autoexec.gather_fan_out", ignore_result=True, **RETRY_POLICY)
+def gather_fan_out(results: list[dict[str, Any]], node_exec_id: int, graph_exec_id: str) -> None:
+    """The fan-out's chord callback: the node yields the gathered outputs once."""
+    fan_out_gather.gather(get_engine(), results, int(node_exec_id), graph_exec_id)
 
 
 # A task callable by name from any app must not bypass the user scope: the caller names the

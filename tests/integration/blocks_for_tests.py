@@ -261,3 +261,27 @@ class WaitForFileBlock(Block[WaitForFileInput]):
         while not Path(data.path).exists() and time.monotonic() < give_up:
             time.sleep(0.02)
         yield "done", Path(data.path).exists()
+
+
+class GatedTouchInput(BlockInput):
+    gate: str
+    marker_dir: str
+    name: str
+
+
+class GatedTouchBlock(Block[GatedTouchInput]):
+    """Waits (up to a minute) for the file ``gate``, then creates ``marker_dir/name`` and
+    yields ``done``: a side effect a test can look for after a cancel."""
+
+    id = "test_gated_touch"
+    name = "Gated touch (tests)"
+    description = "Waits for a gate file, then touches a marker file."
+    Input = GatedTouchInput
+    Output = WaitForFileOutput
+
+    def run(self, data: GatedTouchInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
+        give_up = time.monotonic() + 60
+        while not Path(data.gate).exists() and time.monotonic() < give_up:
+            time.sleep(0.02)
+        (Path(data.marker_dir) / data.name).touch()
+        yield "done", data.name

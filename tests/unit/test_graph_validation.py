@@ -251,6 +251,22 @@ def test_dynamic_pin_with_unknown_base_is_rejected(
     assert repr(bad_pin) in message
 
 
+def test_fan_out_on_a_pin_the_block_does_not_have_is_rejected(registry: BlockRegistry) -> None:
+    data = spec_example()
+    data["nodes"][1]["fan_out"] = "items"
+
+    message = validation_error(data, registry)
+
+    assert message == "invalid graph: node 'calc' (calculator): fan_out names no input pin 'items'"
+
+
+def test_fan_out_on_an_input_pin_is_valid(registry: BlockRegistry) -> None:
+    data = spec_example()
+    data["nodes"][1]["fan_out"] = "b"
+
+    validate_graph(parse_definition(data), registry)
+
+
 def test_duplicate_node_ids(registry: BlockRegistry) -> None:
     data = spec_example()
     data["nodes"].append({"id": "calc", "block_id": "print"})
