@@ -102,7 +102,7 @@ def test_executions_refuses_an_unknown_status_and_a_limit_below_one(tmp_path: Pa
     assert unknown.returncode == 2
     assert (
         "Invalid value for '--status': 'done' is not one of QUEUED, RUNNING, COMPLETED, "
-        "FAILED, TERMINATED, REVIEW\n" in unknown.stderr
+        "FAILED, TERMINATED, REVIEW, WAITING\n" in unknown.stderr
     )
     zero = autoexec(tmp_path, "executions", "--limit", "0")
     assert zero.returncode == 2
