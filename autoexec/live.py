@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autoexec.events import GRAPH_EVENT
-from autoexec.statuses import TERMINAL, ExecutionStatus
+from autoexec.statuses import SUSPENDED, TERMINAL, ExecutionStatus
 
 S = ExecutionStatus
 # How far along a status is; a change to a status no further along is not new.
@@ -25,6 +25,13 @@ _PROGRESS = {
 
 def progress(status: ExecutionStatus) -> int:
     return _PROGRESS[status]
+
+
+def _is_news(known: ExecutionStatus, status: ExecutionStatus) -> bool:
+    """A run's status is new if further along, or if it resumed (a suspended run goes back to
+    RUNNING when what it waited for is done)."""
+    resumed = known in SUSPENDED and status is S.RUNNING
+    return resumed or progress(status) > progress(known)
 
 
 @dataclass(frozen=True)
@@ -175,7 +182,7 @@ class Tracker:
 
     def _graph(self, event: GraphEvent) -> GraphEvent | None:
         known = self.graphs.get(event.graph_exec_id)
-        if known is not None and progress(event.status) <= progress(known):
+        if known is not None and not _is_news(known, event.status):
             return None
         self.graphs[event.graph_exec_id] = event.status
         return event

@@ -30,9 +30,8 @@ def finalize(engine: Engine, graph_exec_id: str) -> ExecutionStatus | None:
     with engine.db.session() as session:
         execution = repo.get_execution_state(session, graph_exec_id)
         nodes = node_outcomes(session, graph_exec_id)
-        suspended = {node.status for node in nodes} & SUSPENDED
-        if suspended:
-            return _suspend_run(session, graph_exec_id, suspended)
+        if {node.status for node in nodes} & SUSPENDED:
+            return _suspend_run(session, graph_exec_id)
         status, error = _outcome(session, execution, nodes)
         stats = graph_stats(execution, nodes, error)
         lock_user(session, execution.user_id)  # as late as can be: it serializes the user's runs
@@ -52,11 +51,19 @@ def resume_parent_of(engine: Engine, child_exec_id: str) -> None:
     resume_parent(engine, child_exec_id)
 
 
-def _suspend_run(
-    session: Session, graph_exec_id: str, suspended: set[ExecutionStatus]
-) -> ExecutionStatus | None:
+def _suspend_run(session: Session, graph_exec_id: str) -> ExecutionStatus | None:
     """Nothing can run until a suspended node resumes: the run shows REVIEW if a review is
-    pending, else WAITING, and keeps its slot."""
+    pending, else WAITING, and keeps its slot.
+
+    A suspended node may resume (from another process) at any moment: under the run's lock,
+    taken by every resumption, the run is suspended only if that still leaves no work. Else
+    the work under way ends the run, or suspends it, when it is done."""
+    repo.get_execution_state(session, graph_exec_id, lock=True)
+    if repo.has_pending_work(session, graph_exec_id):
+        return None
+    suspended = {node.status for node in node_outcomes(session, graph_exec_id)} & SUSPENDED
+    if not suspended:
+        return None
     status = S.REVIEW if S.REVIEW in suspended else S.WAITING
     if not transition_graph(session, graph_exec_id, status, allowed_from=frozenset({S.RUNNING})):
         return None

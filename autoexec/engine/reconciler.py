@@ -18,7 +18,9 @@ executions' ``updated_at`` and its latest output's ``created_at`` — and then:
    (and, for TERMINATED, its INCOMPLETE ones, as a cancel does) end TERMINATED.
 
 4. a child execution that ended while its parent node still waits for it (the process that
-   ended it died before resuming the node): the node is resumed as the child's end would have.
+   ended it died before resuming the node): the node is resumed as the child's end would have;
+5. a child execution still going after its parent ended (the process that ended the parent
+   died before stopping its children): it is cancelled, so no child outlives its root.
 
 Every query is bounded by ``limit`` rows; what is left is found by the next pass.
 """
@@ -32,12 +34,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.child_ends import resume_parent
 from autoexec.engine.context import Engine
 from autoexec.engine.inline import publish, send
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
-from autoexec.store.children import ended_children_of_suspended_nodes
+from autoexec.store.children import ended_children_of_suspended_nodes, orphaned_children
 from autoexec.store.tables import utcnow
 from autoexec.store.transitions import terminate_nodes
 
@@ -60,6 +63,7 @@ class Report:
     owned_runs: int = 0  # RUNNING runs left to their RUNNING node executions
     terminated_nodes: int = 0  # QUEUED/INCOMPLETE node executions of ended runs
     resumed_parents: int = 0  # suspended nodes resumed by the end of their child execution
+    cancelled_orphans: int = 0  # child executions still going after their parent ended
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -84,6 +88,7 @@ def reconcile(engine: Engine, older_than_seconds: float, limit: int = DEFAULT_LI
     resume_running_runs(engine, before, limit, report)
     end_nodes_of_ended_runs(engine, limit, report)
     resume_parents_of_ended_children(engine, limit, report)
+    cancel_orphaned_children(engine, limit, report)
     if report.acted:
         log.warning("reconciler: %s", report)
     return report
@@ -156,3 +161,12 @@ def resume_parents_of_ended_children(engine: Engine, limit: int, report: Report)
     for child_exec_id in ended:
         if resume_parent(engine, child_exec_id):
             report.resumed_parents += 1
+
+
+def cancel_orphaned_children(engine: Engine, limit: int, report: Report) -> None:
+    with engine.db.session() as session:
+        orphans = orphaned_children(session, limit)
+    for child_exec_id in orphans:
+        log.info("reconciler: child execution %s outlived its parent; cancelling it", child_exec_id)
+        cancel_execution(engine, child_exec_id)
+        report.cancelled_orphans += 1

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from autoexec.statuses import SUSPENDED, TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
@@ -109,3 +109,17 @@ def outputs_of(session: Session, graph_exec_id: str) -> dict[str, list[Any]]:
     """The execution's graph outputs by name, in yield order."""
     nodes = {node.id: node for node in repo.node_executions(session, graph_exec_id)}
     return repo.agent_outputs(nodes, repo.outputs_of_graph_execution(session, graph_exec_id))
+
+
+def orphaned_children(session: Session, limit: int) -> list[str]:
+    """Executions still going whose parent execution has ended (a process died after ending
+    the parent and before stopping its children), oldest first."""
+    parent = aliased(GraphExecution)
+    stmt = (
+        select(GraphExecution.id)
+        .join(parent, parent.id == GraphExecution.parent_execution_id)
+        .where(GraphExecution.status.not_in(TERMINAL), parent.status.in_(TERMINAL))
+        .order_by(GraphExecution.created_at)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))

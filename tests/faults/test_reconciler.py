@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from autoexec import api
 from autoexec.engine import node_execution, orchestrator, tasks
@@ -33,8 +34,8 @@ from autoexec.engine.reconciler import ENDED_WITH_NODES_LEFT, Report, reconcile
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.executions import NodeTask
-from autoexec.store.tables import NodeExecution
-from autoexec.store.transitions import transition_graph
+from autoexec.store.tables import GraphExecution, NodeExecution
+from autoexec.store.transitions import terminate_nodes, transition_graph
 from tests.conftest import Services, migrated_database
 from tests.integration.conftest import _delete_queues, _queue_env, environment, worker_process
 
@@ -281,3 +282,49 @@ def celery_beat(env: dict[str, str], directory: Path) -> Iterator[None]:
     finally:
         process.terminate()
         process.wait(timeout=TIMEOUT)
+
+
+def test_a_child_run_that_outlived_its_ended_parent_is_cancelled_by_a_pass(stack: Stack) -> None:
+    owner = f"user-{uuid.uuid4().hex[:8]}"
+    child_graph, _ = api.save_graph(WAIT, owner, engine=stack.engine)
+    parent_graph = {
+        "name": "parent",
+        "nodes": [
+            {"id": "child", "block_id": "agent_executor",
+             "input_default": {"graph_id": child_graph, "inputs": {"s": 300}}},
+        ],
+        "links": [],
+    }  # fmt: skip
+    graph_id, _ = api.save_graph(parent_graph, owner, engine=stack.engine)
+    parent = Run(api.execute_graph(graph_id, owner, {}, engine=stack.engine), owner)
+    child = Run(wait_for_child(stack.engine, parent), owner)
+    wait_until_running(stack.engine, child, "wait")
+    # The process that ended the parent died before stopping its children: the parent's end
+    # (and its waiting node's) was committed, nothing more.
+    with stack.engine.db.session() as session:
+        assert transition_graph(session, parent.id, S.TERMINATED, error="cancelled")
+        terminate_nodes(session, parent.id, frozenset({S.WAITING}))
+
+    assert reconcile(stack.engine, older_than_seconds=300) == Report(cancelled_orphans=1)
+
+    assert api.wait(child.id, owner, timeout=TIMEOUT, engine=stack.engine).status is S.TERMINATED
+    # The running node finds the stop at its next watch and ends TERMINATED too.
+    ended = [("s", S.COMPLETED), ("wait", S.TERMINATED)]
+    deadline = time.monotonic() + TIMEOUT
+    while [(n, status) for n, status, _ in nodes(stack.engine, child)] != ended:
+        assert time.monotonic() < deadline, nodes(stack.engine, child)
+        time.sleep(0.05)
+    assert reconcile(stack.engine, older_than_seconds=0).cancelled_orphans == 0
+
+
+def wait_for_child(engine: Engine, parent: Run) -> str:
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        with engine.db.session() as session:
+            found = session.scalar(
+                select(GraphExecution.id).where(GraphExecution.parent_execution_id == parent.id)
+            )
+        if found is not None:
+            return str(found)
+        time.sleep(0.05)
+    pytest.fail(f"graph execution {parent.id} started no child")
