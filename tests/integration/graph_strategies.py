@@ -555,11 +555,26 @@ class Builder:
             self.add_out(node_id, name, kind or given.kind, "any" if kind else given.elem)
 
     def add_fan_out(self) -> None:
-        """A calculator run once per element of its list input ``b`` (SPEC §8.3)."""
-        defaults = {"operation": self.draw(st.sampled_from(OPERATIONS)), "a": self.draw(small_ints)}
-        node_id = self.new_node("calculator", defaults)
+        """A calculator run once per element of its list input ``b`` (SPEC §8.3): a list from
+        the graph, or small numbers dividing ``a``, one of them 0: that element fails."""
+        if self.chance(30):
+            values = self.draw(st.lists(st.integers(1, 3), max_size=3))
+            values.insert(self.draw(st.integers(0, len(values))), 0)  # that element fails
+            numbers = self.add_out(
+                self.new_node("create_list", {"values": values}), "list", "list", "num"
+            )
+            node_id = self.new_node(
+                "calculator", {"operation": "divide", "a": self.draw(small_ints)}
+            )
+            self.link(numbers, node_id, "b", static=False)
+        else:
+            defaults = {
+                "operation": self.draw(st.sampled_from(OPERATIONS)),
+                "a": self.draw(small_ints),
+            }
+            node_id = self.new_node("calculator", defaults)
+            self.wire(node_id, [("b", ("list",))])
         self.nodes[-1]["fan_out"] = "b"
-        self.wire(node_id, [("b", ("list",))])
         self.add_out(node_id, "result", "list", "num")
         self.maybe_handle_error(node_id)
 
