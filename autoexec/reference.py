@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,6 +25,7 @@ from autoexec.dataflow import (
     start,
     unhandled_failures,
 )
+from autoexec.fan_out_results import elements_of, empty_outputs, failed_element_error, gathered
 from autoexec.graph import Graph
 from autoexec.node_runner import error_message, iterate_block
 from autoexec.statuses import ExecutionStatus
@@ -203,7 +204,8 @@ def run_reference(
 ) -> ReferenceResult:
     """Run ``graph`` to the end in this thread and report what happened; a human review is
     decided at once by ``review`` (default: approved as it is); an ``agent_executor`` runs
-    its child graph, taken from ``children``, inline."""
+    its child graph, taken from ``children``, inline; a fan-out node runs its block once per
+    element (SPEC §8.3)."""
     resumer = Resumer(blocks, review or approve_as_is, children)
     return _run(graph, inputs, nodes_input_masks, nodes_to_skip, max_node_runs, resumer)
 
@@ -240,18 +242,61 @@ def _run_node(
     execution.status = S.RUNNING
     newly_ready: list[int] = []
     try:
-        for item in iterate_block(
-            spec.block_of(node), execution.inputs or {}, _ctx(spec, execution)
-        ):
-            for pin, value in resumer.resumed(item) if isinstance(item, Suspend) else [item]:
-                execution.outputs.append((pin, value))
-                newly_ready += deliver(spec, store, node.id, pin, value)
+        for pin, value in node_outputs(spec, execution, resumer):
+            execution.outputs.append((pin, value))
+            newly_ready += deliver(spec, store, node.id, pin, value)
     except Exception as exc:
         execution.status, execution.error = S.FAILED, error_message(exc)
         execution.outputs.append((ERROR_PIN, execution.error))
         return newly_ready + deliver(spec, store, node.id, ERROR_PIN, execution.error)
     execution.status = S.COMPLETED
     return newly_ready
+
+
+def node_outputs(
+    spec: RunSpec, execution: MemoryExecution, resumer: Resumer
+) -> Iterator[tuple[str, Any]]:
+    """What the node execution yields, in order (a suspension resolved at once); raises what
+    it fails with."""
+    node = spec.graph.node(execution.node_id)
+    if node.fan_out is not None:
+        yield from _fan_out_outputs(spec, execution, node.fan_out)
+        return
+    for item in iterate_block(spec.block_of(node), execution.inputs or {}, _ctx(spec, execution)):
+        yield from resumer.resumed(item) if isinstance(item, Suspend) else [item]
+
+
+class FanOutElementError(ValueError):
+    """An element of a fan-out node failed: the node fails naming the element's index."""
+
+
+def _fan_out_outputs(spec: RunSpec, execution: MemoryExecution, pin: str) -> list[tuple[str, Any]]:
+    """SPEC §8.3, as the engine does it: the block runs once per element of the list on
+    ``pin``, and the node yields each output pin gathered in element order, once."""
+    block = spec.block_of(spec.graph.node(execution.node_id))
+    inputs = execution.inputs or {}
+    elements = elements_of(inputs, pin)
+    if not elements:
+        return empty_outputs(block)
+    results = []
+    for index, element in enumerate(elements):
+        try:
+            results.append(_element_outputs(spec, execution, {**inputs, pin: element}))
+        except Exception as exc:
+            raise FanOutElementError(failed_element_error(index, error_message(exc))) from exc
+    return gathered(results)
+
+
+def _element_outputs(
+    spec: RunSpec, execution: MemoryExecution, inputs: dict[str, Any]
+) -> list[tuple[str, Any]]:
+    block = spec.block_of(spec.graph.node(execution.node_id))
+    outputs = []
+    for item in iterate_block(block, inputs, _ctx(spec, execution)):
+        if isinstance(item, Suspend):
+            raise ValueError("a fan-out element cannot suspend")
+        outputs.append(item)
+    return outputs
 
 
 def _ctx(spec: RunSpec, execution: MemoryExecution) -> RunContext:

@@ -13,13 +13,10 @@ list yields an empty list on each output pin the block declares, with no chord a
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from autoexec.blocks.base import ERROR_PIN, Block
 from autoexec.engine.context import Engine
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
@@ -42,19 +39,6 @@ def element_task_id(node_exec_id: int, index: int) -> str:
 
 def gather_task_id(node_exec_id: int) -> str:
     return f"fan-out-{node_exec_id}-gather"
-
-
-def elements_of(inputs: Mapping[str, Any], pin: str) -> list[Any]:
-    """The list the node fans out over; a ValueError (the node fails) if it is not one."""
-    value = inputs.get(pin)
-    if not isinstance(value, list):
-        raise ValueError(f"fan_out input {pin!r} must be a list, not {type(value).__name__}")
-    return value
-
-
-def empty_outputs(block: type[Block[Any]]) -> list[tuple[str, list[Any]]]:
-    """What a fan-out over no element yields: an empty list on each declared output pin."""
-    return [(pin, []) for pin in block.Output.model_fields if pin != ERROR_PIN]
 
 
 def publish_again(engine: Engine, node_exec_id: int) -> None:

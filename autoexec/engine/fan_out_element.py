@@ -12,7 +12,6 @@ from typing import Any
 
 from autoexec.blocks.base import Block, RunContext, Suspend
 from autoexec.engine.context import Engine
-from autoexec.engine.fan_out import elements_of
 from autoexec.engine.node_execution import (
     DATABASE_EVERY,
     WATCH_INTERVAL_SECONDS,
@@ -21,6 +20,7 @@ from autoexec.engine.node_execution import (
 )
 from autoexec.engine.output_buffer import timer
 from autoexec.errors import ExecutionStoppedError
+from autoexec.fan_out_results import elements_of
 from autoexec.node_runner import error_message, iterate_block
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo

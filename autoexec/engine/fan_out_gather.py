@@ -11,6 +11,7 @@ from typing import Any
 from autoexec.engine.context import Engine
 from autoexec.engine.suspension import Resumption, resume_node
 from autoexec.errors import InvalidTransitionError
+from autoexec.fan_out_results import failed_element_error, gathered
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def resumption_of(results: Sequence[Mapping[str, Any]], max_bytes: int) -> Resum
     ordered = sorted(results, key=lambda result: int(result["index"]))
     failed = next((r for r in ordered if r.get("error") is not None), None)
     if failed is not None:
-        return Resumption(error=f"fan-out element {failed['index']} failed: {failed['error']}")
+        return Resumption(error=failed_element_error(int(failed["index"]), str(failed["error"])))
     outputs = gathered([r["outputs"] for r in ordered])
     for pin, values in outputs:
         size = len(json.dumps(values))
@@ -42,11 +43,3 @@ def resumption_of(results: Sequence[Mapping[str, Any]], max_bytes: int) -> Resum
                 "(AUTOEXEC_MAX_OUTPUT_BYTES)"
             )
     return Resumption(outputs)
-
-
-def gathered(elements: Sequence[Sequence[Sequence[Any]]]) -> list[tuple[str, list[Any]]]:
-    """Each pin any element yielded, in the order pins first came, with one value per element
-    in element order: the last value that element yielded on it, or None if it yielded none."""
-    last = [{pin: value for pin, value in outputs} for outputs in elements]
-    pins = list(dict.fromkeys(pin for outputs in elements for pin, _ in outputs))
-    return [(pin, [values.get(pin) for values in last]) for pin in pins]

@@ -35,6 +35,7 @@ from autoexec.errors import (
     ExecutionStoppedError,
     WorkerLostError,
 )
+from autoexec.fan_out_results import elements_of, empty_outputs
 from autoexec.graph import Node
 from autoexec.hooks import NodeRef
 from autoexec.logs import context_prefix
@@ -531,12 +532,12 @@ def _fan_out(run: _Run, block: type[Block[Any]], pin: str) -> Outcome | None:
     """A fan-out node runs no block here: it waits while a chord runs its elements, or
     over no element yields an empty list on each output pin at once."""
     try:
-        elements = len(fan_out.elements_of(run.job.inputs, pin))
+        elements = len(elements_of(run.job.inputs, pin))
     except ValueError as exc:
         return _failed(run, exc)
     if elements == 0:
         try:
-            for output_pin, empty in fan_out.empty_outputs(block):
+            for output_pin, empty in empty_outputs(block):
                 run.emit(output_pin, empty)
         except (SupersededError, ExecutionStoppedError) as exc:
             return _outcome_of(run, block, exc)

@@ -27,6 +27,9 @@ How each rule of SPEC §3 is kept order-independent:
 - Input masks (§3.5) override a linked pin only on nodes with a single linked pin (on a node with
   two linked pins a masked one makes the execution ready before the other value arrives, and the
   late value then starts a second, order-dependent execution); otherwise masks set unlinked pins.
+- A ``human_review`` node's reviews are all decided alike (one drawn decision per node), so
+  which review comes first does not matter; an ``agent_executor`` runs one of a few fixed child
+  graphs that neither fail nor refuse an input; a fan-out node yields once, like any node.
 - Numbers stay small, text has no ``-`` or NUL, and dicts built at run time have one-character
   keys. These limits date from when values were stored as PostgreSQL ``jsonb`` (which rewrote
   ``1e+23`` and ``-0.0`` and reordered dict keys); values are plain JSON now, and
@@ -37,7 +40,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 from hypothesis import strategies as st
@@ -64,6 +67,8 @@ PREFIXES = {
     "find_in_dict": "find",
     "store_value": "store",
     "step_through_items": "step",
+    "human_review": "review",
+    "agent_executor": "child",
 }
 
 NUM = ("num",)
@@ -85,6 +90,68 @@ small_dicts = st.one_of(
     st.dictionaries(st.sampled_from(DICT_KEYS), words, max_size=3),
 ).filter(lambda d: len(set(map(str, d.values()))) == len(d))
 
+# The child graphs an ``agent_executor`` node may run (by a placeholder id, which the engine
+# side replaces with the id the child is saved under), each with its outputs' names, as
+# ``(name, kind)``; ``None`` for the kind of the input ``x``. Neither can fail, nor refuse an
+# input at submission: the error of a failed child names its child execution's id, which the
+# reference cannot know.
+CHILD_GRAPHS: dict[str, dict[str, Any]] = {
+    "child-echo": {
+        "name": "child-echo",
+        "nodes": [
+            {"id": "x", "block_id": "agent_input", "input_default": {"name": "x"}},
+            {"id": "y", "block_id": "agent_output", "input_default": {"name": "y"}},
+        ],
+        "links": [
+            {"source_id": "x", "source_name": "result", "sink_id": "y", "sink_name": "value"}
+        ],
+    },
+    "child-text": {
+        "name": "child-text",
+        "nodes": [
+            {"id": "x", "block_id": "agent_input", "input_default": {"name": "x"}},
+            {"id": "text", "block_id": "fill_text_template", "input_default": {"format": "<{x}>"}},
+            {"id": "t", "block_id": "agent_output", "input_default": {"name": "t"}},
+            {"id": "same", "block_id": "agent_output", "input_default": {"name": "same"}},
+        ],
+        "links": [
+            {"source_id": "x", "source_name": "result", "sink_id": "text",
+             "sink_name": "values_#_x"},
+            {"source_id": "text", "source_name": "output", "sink_id": "t", "sink_name": "value"},
+            {"source_id": "x", "source_name": "result", "sink_id": "same", "sink_name": "value"},
+        ],
+    },
+}  # fmt: skip
+CHILD_OUTPUTS: dict[str, list[tuple[str, str | None]]] = {
+    "child-echo": [("y", None)],
+    "child-text": [("t", "str"), ("same", None)],
+}
+
+
+@dataclass(frozen=True)
+class ReviewDecision:
+    """How every review of one ``human_review`` node is decided: approved as reviewed
+    (``data`` None), approved with ``data`` instead, or rejected for ``reason``."""
+
+    approved: bool
+    data: Any = None
+    reason: str = ""
+
+    def output(self, reviewed: Any) -> tuple[str, Any]:
+        """What the decided node yields (as the reference's review decider)."""
+        if not self.approved:
+            return "rejected", self.reason
+        return "approved_data", reviewed if self.data is None else self.data
+
+
+review_decisions = st.one_of(
+    st.just(ReviewDecision(approved=True)),
+    st.builds(
+        lambda data: ReviewDecision(approved=True, data=data), st.one_of(scalars, small_lists)
+    ),
+    st.builds(lambda reason: ReviewDecision(approved=False, reason=reason), words.filter(bool)),
+)
+
 Draw = Callable[[st.SearchStrategy[Any]], Any]
 Pins = list[tuple[str, Sequence[str]]]
 
@@ -97,6 +164,11 @@ class Case:
     inputs: dict[str, Any] = field(default_factory=dict)
     nodes_input_masks: dict[str, dict[str, Any]] = field(default_factory=dict)
     nodes_to_skip: list[str] = field(default_factory=list)
+    # By review node id: how each of its reviews is decided. Each review node's ``message``
+    # is its id, so that the reference's review decider knows which node asks.
+    reviews: dict[str, ReviewDecision] = field(default_factory=dict)
+    # The child graphs its ``agent_executor`` nodes run, by (placeholder) id.
+    children: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def describe(self) -> str:
         return json.dumps(
@@ -105,6 +177,8 @@ class Case:
                 "inputs": self.inputs,
                 "nodes_input_masks": self.nodes_input_masks,
                 "nodes_to_skip": self.nodes_to_skip,
+                "reviews": {node_id: asdict(d) for node_id, d in self.reviews.items()},
+                "children": sorted(self.children),
             },
             indent=1,
             ensure_ascii=False,
@@ -173,6 +247,8 @@ class Builder:
         self.inputs: dict[str, Any] = {}
         self.output_names = 0
         self.streams = 0
+        self.reviews: dict[str, ReviewDecision] = {}
+        self.children: dict[str, dict[str, Any]] = {}
 
     # --- plumbing -----------------------------------------------------------------------
 
@@ -349,7 +425,7 @@ class Builder:
     def add_middle(self) -> None:
         choices = [
             *("calc", "calc", "cond", "template", "dict", "list", "list", "find", "store"),
-            *("step", "step"),
+            *("step", "step", "review", "child", "fan_out"),
         ]
         kind = self.draw(st.sampled_from(choices))
         if kind == "step" and self.streams >= self.MAX_STREAMS:
@@ -455,6 +531,53 @@ class Builder:
         self.add_out(node_id, "key", key_kind, streams=True)
         self.add_out(node_id, "item", items.elem, streams=True)
 
+    def add_review(self) -> None:
+        """A ``human_review`` of anything, decided as drawn: approved as is, approved with
+        other data, or rejected."""
+        node_id = self.new_node("human_review", {})
+        self.nodes[-1]["input_default"]["message"] = node_id
+        reviewed = self.wire(node_id, [("data", ANY)])["data"]
+        decision = self.draw(review_decisions)
+        self.reviews[node_id] = decision
+        if decision.data is None:
+            self.add_out(node_id, "approved_data", reviewed.kind, reviewed.elem)
+        else:
+            self.add_out(node_id, "approved_data", kind_of(decision.data), elem_of(decision.data))
+        self.add_out(node_id, "rejected", "str")
+
+    def add_child(self) -> None:
+        """An ``agent_executor`` running one of ``CHILD_GRAPHS`` on its input ``x``."""
+        graph_id = self.draw(st.sampled_from(sorted(CHILD_GRAPHS)))
+        self.children[graph_id] = CHILD_GRAPHS[graph_id]
+        node_id = self.new_node("agent_executor", {"graph_id": graph_id})
+        given = self.wire(node_id, [("inputs_#_x", ANY)])["inputs_#_x"]
+        for name, kind in CHILD_OUTPUTS[graph_id]:
+            self.add_out(node_id, name, kind or given.kind, "any" if kind else given.elem)
+
+    def add_fan_out(self) -> None:
+        """A calculator run once per element of its list input ``b`` (SPEC §8.3): a list from
+        the graph, or small numbers dividing ``a``, one of them 0: that element fails."""
+        if self.chance(30):
+            values = self.draw(st.lists(st.integers(1, 3), max_size=3))
+            values.insert(self.draw(st.integers(0, len(values))), 0)  # that element fails
+            numbers = self.add_out(
+                self.new_node("create_list", {"values": values}), "list", "list", "num"
+            )
+            node_id = self.new_node(
+                "calculator", {"operation": "divide", "a": self.draw(small_ints)}
+            )
+            self.link(numbers, node_id, "b", static=False)
+        else:
+            defaults = {
+                "operation": self.draw(st.sampled_from(OPERATIONS)),
+                "a": self.draw(small_ints),
+            }
+            node_id = self.new_node("calculator", defaults)
+            self.wire(node_id, [("b", ("list",))])
+        self.nodes[-1]["fan_out"] = "b"
+        self.add_out(node_id, "result", "list", "num")
+        self.maybe_handle_error(node_id)
+
     # --- sinks --------------------------------------------------------------------------
 
     def add_output(self, out: Out, prefix: str = "out") -> None:
@@ -528,7 +651,7 @@ class Builder:
         skips = self.skips()
         definition = {"name": "differential", "nodes": self.nodes, "links": self.links}
         self.unsubmit_refused_inputs(definition, masks, skips)
-        return Case(definition, self.inputs, masks, skips)
+        return Case(definition, self.inputs, masks, skips, self.reviews, self.children)
 
     def unsubmit_refused_inputs(
         self, definition: dict[str, Any], masks: dict[str, dict[str, Any]], skips: list[str]

@@ -4,7 +4,11 @@
 the order in which outputs arrive. Each graph runs on the real cluster (``celery -A autoexec
 worker -c 2`` on RabbitMQ, Redis and PostgreSQL) and on ``autoexec.reference.run_reference``;
 both must give the same final status, the same graph outputs and the same node executions, all
-compared as multisets (parallel runs may reorder them).
+compared as multisets (parallel runs may reorder them). A graph may hold ``human_review``
+nodes (the engine side decides each pending review as the case drew it for its node; the
+reference gets the same decisions through its review decider), ``agent_executor`` nodes (the
+child graphs are saved for the same user first; the reference runs them inline) and fan-out
+nodes (SPEC §8.3).
 
 A pure test first checks the generator's promise: every generated graph gives the same result
 under random interleavings of node runs and yields as under the reference, so that a difference
@@ -19,13 +23,12 @@ Settings (environment):
 from __future__ import annotations
 
 import json
-import logging
 import os
 import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from autoexec import api
-from autoexec.blocks.base import ERROR_PIN, RunContext
+from autoexec.blocks.base import ERROR_PIN, AwaitReview
 from autoexec.blocks.registry import load_registry
 from autoexec.dataflow import (
     FailedNode,
@@ -49,15 +52,18 @@ from autoexec.dataflow import (
 from autoexec.engine.context import Engine
 from autoexec.engine.submission import RunRequest, validate_request
 from autoexec.graph import Graph, GraphDefinition, validate_graph
-from autoexec.node_runner import error_message, iterate_block
+from autoexec.node_runner import error_message
 from autoexec.reference import (
     MemoryExecution,
     MemoryStore,
     ReferenceResult,
+    Resumer,
+    ReviewDecider,
     deliver_failures,
+    node_outputs,
     run_reference,
 )
-from autoexec.statuses import ExecutionStatus
+from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store.graphs import load_graph
 from tests.integration.conftest import Cluster, private_queues, worker_process
 from tests.integration.graph_strategies import Case, graph_cases
@@ -198,31 +204,58 @@ def draw_cases(count: int, offset: int = 0) -> list[Case]:
 
 
 def in_memory_graph(case: Case) -> Graph:
-    definition = GraphDefinition.model_validate(case.definition)
+    return graph_of(case.definition, "differential")
+
+
+def graph_of(definition_data: dict[str, Any], graph_id: str) -> Graph:
+    definition = GraphDefinition.model_validate(definition_data)
     validate_graph(definition, REGISTRY)
     return Graph(
-        id="differential",
+        id=graph_id,
         version=1,
         user_id="tester",
         **definition.model_dump(exclude={"id"}),
     )
 
 
-def run_on_reference(graph: Graph, case: Case) -> ReferenceResult:
+def in_memory_children(case: Case) -> dict[str, Graph]:
+    return {graph_id: graph_of(child, graph_id) for graph_id, child in case.children.items()}
+
+
+def review_decider(case: Case) -> ReviewDecider:
+    """Decides each review as the case drew it for its node (each review node's message is
+    its node id)."""
+
+    def decide(review: AwaitReview) -> tuple[str, Any]:
+        return case.reviews[review.message].output(review.data)
+
+    return decide
+
+
+def run_on_reference(graph: Graph, case: Case, children: Mapping[str, Graph]) -> ReferenceResult:
     return run_reference(
-        graph, REGISTRY.get, case.inputs, case.nodes_input_masks, case.nodes_to_skip
+        graph,
+        REGISTRY.get,
+        case.inputs,
+        case.nodes_input_masks,
+        case.nodes_to_skip,
+        review=review_decider(case),
+        children=children,
     )
 
 
 # --- the generator's promise: order does not matter ----------------------------------------
 
 
-def run_interleaved(graph: Graph, case: Case, rng: random.Random) -> Summary:
+def run_interleaved(
+    graph: Graph, case: Case, children: Mapping[str, Graph], rng: random.Random
+) -> Summary:
     """Like the reference, but node runs start and yield in a random interleaving (as on a
     cluster: any order that keeps each execution's yields in order)."""
     spec = RunSpec(
         graph, REGISTRY.get, case.inputs, case.nodes_input_masks, frozenset(case.nodes_to_skip)
     )
+    resumer = Resumer(REGISTRY.get, review_decider(case), children)
     store = MemoryStore()
     queued = list(start(spec, store))
     running: list[tuple[MemoryExecution, Iterator[tuple[str, Any]]]] = []
@@ -234,7 +267,7 @@ def run_interleaved(graph: Graph, case: Case, rng: random.Random) -> Summary:
         if pick < len(queued):
             execution = store.executions[queued.pop(pick)]
             execution.status = S.RUNNING
-            running.append((execution, _iterate(spec, execution)))
+            running.append((execution, node_outputs(spec, execution, resumer)))
             continue
         slot = pick - len(queued)
         execution, steps = running[slot]
@@ -252,21 +285,6 @@ def run_interleaved(graph: Graph, case: Case, rng: random.Random) -> Summary:
             continue
         running.pop(slot)
     return _summarize_memory(graph, store)
-
-
-def _iterate(spec: RunSpec, execution: MemoryExecution) -> Iterator[tuple[str, Any]]:
-    node = spec.graph.node(execution.node_id)
-    ctx = RunContext(
-        user_id="tester",
-        graph_id=spec.graph.id,
-        graph_version=spec.graph.version,
-        graph_exec_id="interleaved",
-        node_id=node.id,
-        node_exec_id=str(execution.id),
-        block_id=node.block_id,
-        logger=logging.LoggerAdapter(logging.getLogger(__name__), {}),
-    )
-    return iterate_block(spec.block_of(node), execution.inputs or {}, ctx)
 
 
 def _summarize_memory(graph: Graph, store: MemoryStore) -> Summary:
@@ -299,9 +317,10 @@ def test_generated_graphs_are_valid_and_order_independent(case: Case, seeds: lis
         "differential", "tester", case.inputs, 1, case.nodes_input_masks, case.nodes_to_skip
     )
     validate_request(graph, request)
-    expected = summarize_reference(graph, run_on_reference(graph, case))
+    children = in_memory_children(case)
+    expected = summarize_reference(graph, run_on_reference(graph, case, children))
     for one_seed in seeds:
-        actual = run_interleaved(graph, case, random.Random(one_seed))
+        actual = run_interleaved(graph, case, children, random.Random(one_seed))
         assert actual == expected, case.describe()
 
 
@@ -316,11 +335,22 @@ class Submitted:
     graph_id: str
     version: int
     exec_id: str
+    children: dict[str, tuple[str, int]]  # the id and version each child graph is saved as
 
 
 def submit(engine: Engine, index: int, case: Case) -> Submitted:
+    """Save the case's child graphs and the graph (calling them by their saved ids) for a new
+    user, and start it."""
     owner = f"diff-{uuid.uuid4().hex[:8]}"
-    definition = {**case.definition, "name": f"differential-{index}"}
+    children = {
+        placeholder: api.save_graph(child, owner, engine=engine)
+        for placeholder, child in case.children.items()
+    }
+    definition = {
+        **case.definition,
+        "name": f"differential-{index}",
+        "nodes": [calling_saved(node, children) for node in case.definition["nodes"]],
+    }
     graph_id, version = api.save_graph(definition, owner, engine=engine)
     exec_id = api.execute_graph(
         graph_id,
@@ -330,7 +360,48 @@ def submit(engine: Engine, index: int, case: Case) -> Submitted:
         nodes_to_skip=case.nodes_to_skip,
         engine=engine,
     )
-    return Submitted(index, case, owner, graph_id, version, exec_id)
+    return Submitted(index, case, owner, graph_id, version, exec_id, children)
+
+
+def calling_saved(node: dict[str, Any], children: dict[str, tuple[str, int]]) -> dict[str, Any]:
+    """``node``, calling the saved child graph if it is an ``agent_executor``."""
+    if node["block_id"] != "agent_executor":
+        return node
+    saved_id, _ = children[node["input_default"]["graph_id"]]
+    return {**node, "input_default": {**node["input_default"], "graph_id": saved_id}}
+
+
+def wait_deciding(engine: Engine, run: Submitted, timeout: float) -> api.ExecutionView:
+    """Wait for the run to end, deciding each of its reviews as the case drew it on the way."""
+    if not run.case.reviews:
+        return api.wait(run.exec_id, run.user_id, timeout=timeout, engine=engine)
+    deadline = time.monotonic() + timeout
+    while True:
+        view = api.get_execution(run.exec_id, run.user_id, engine=engine)
+        if view.status in TERMINAL:
+            return view
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"graph execution {run.exec_id} still {view.status.value}")
+        if not decide_pending_reviews(engine, run, view):
+            time.sleep(0.05)
+
+
+def decide_pending_reviews(engine: Engine, run: Submitted, view: api.ExecutionView) -> bool:
+    """Decide each pending review of the run whose node execution ``view`` shows (a review
+    of a newer one waits for the next look); whether any was decided."""
+    node_ids = {node.id: node.node_id for node in view.node_executions}
+    decided = False
+    for review in api.list_reviews(run.user_id, engine=engine):
+        node_id = node_ids.get(review.node_exec_id)
+        if review.graph_exec_id != run.exec_id or node_id is None:
+            continue
+        decision = run.case.reviews[node_id]
+        if decision.approved:
+            api.approve(review.id, run.user_id, data=decision.data, engine=engine)
+        else:
+            api.reject(review.id, run.user_id, decision.reason, engine=engine)
+        decided = True
+    return decided
 
 
 def compare(engine: Engine, run: Submitted, deadline: float) -> tuple[Summary, list[str]]:
@@ -338,10 +409,14 @@ def compare(engine: Engine, run: Submitted, deadline: float) -> tuple[Summary, l
     the engine did differently."""
     with engine.db.session() as session:
         graph = load_graph(session, run.graph_id, run.version)  # as stored: same key order
-    expected = summarize_reference(graph, run_on_reference(graph, run.case))
+        children = {
+            graph_id: load_graph(session, graph_id, version)
+            for graph_id, version in run.children.values()
+        }
+    expected = summarize_reference(graph, run_on_reference(graph, run.case, children))
     timeout = max(deadline - time.monotonic(), 1.0)
     try:
-        view = api.wait(run.exec_id, run.user_id, timeout=timeout, engine=engine)
+        view = wait_deciding(engine, run, timeout)
     except TimeoutError as exc:
         return expected, [f"the engine did not finish: {exc}"]
     return expected, differences(expected, summarize_engine(graph, view), view.error)
@@ -383,6 +458,12 @@ FEATURES = (
     "node FAILED on invalid input",
     "node INCOMPLETE",
     "node ran 3+ times",
+    "review approved as is",
+    "review approved with other data",
+    "review rejected",
+    "child graph",
+    "fan-out",
+    "fan-out element failed",
 )
 
 
@@ -407,7 +488,24 @@ def coverage(cases: list[Case], summaries: list[Summary]) -> Counter[str]:
         seen["node INCOMPLETE"] += S.INCOMPLETE.value in statuses
         runs = Counter(key[0] for key in summary.executions.elements())
         seen["node ran 3+ times"] += any(n >= 3 for n in runs.values())
+        seen.update(review_features(case))
+        seen["child graph"] += "agent_executor" in blocks
+        seen["fan-out"] += any(node.get("fan_out") for node in case.definition["nodes"])
+        seen["fan-out element failed"] += any(
+            "fan-out element" in key[3] for key in summary.executions
+        )
     return seen
+
+
+def review_features(case: Case) -> set[str]:
+    return {
+        "review rejected"
+        if not decision.approved
+        else "review approved as is"
+        if decision.data is None
+        else "review approved with other data"
+        for decision in case.reviews.values()
+    }
 
 
 def test_engine_matches_reference_on_random_graphs(cluster: Cluster) -> None:
