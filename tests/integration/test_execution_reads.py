@@ -136,7 +136,8 @@ def test_rerun_detached_on_the_cluster_starts_the_same_run_again(cluster: Cluste
 def test_list_executions_and_rerun_refuse_bad_arguments(cluster: Cluster) -> None:
     owner = user()
     unknown = (
-        "unknown status 'done': use one of QUEUED, RUNNING, COMPLETED, FAILED, TERMINATED, REVIEW, WAITING"
+        "unknown status 'done': use one of "
+        "QUEUED, RUNNING, COMPLETED, FAILED, TERMINATED, REVIEW, WAITING"
     )
     with pytest.raises(InputValidationError, match=re.escape(unknown)):
         api.list_executions(owner, status="done", engine=cluster.engine)
