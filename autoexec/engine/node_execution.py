@@ -533,6 +533,7 @@ def _fan_out(run: _Run, block: type[Block[Any]], pin: str) -> Outcome | None:
     over no element yields an empty list on each output pin at once."""
     try:
         elements = len(elements_of(run.job.inputs, pin))
+        _check_chords_possible(run.engine)
     except ValueError as exc:
         return _failed(run, exc)
     if elements == 0:
@@ -545,6 +546,21 @@ def _fan_out(run: _Run, block: type[Block[Any]], pin: str) -> Outcome | None:
     outcome = _suspended(run, AwaitFanOut(pin, elements))
     outcome.stats[fan_out.STATS_KEY] = {"pin": pin, "elements": elements}
     return outcome
+
+
+# Result backends that keep results in one process's memory: a chord's parts never reach
+# its callback there (seen on the embedded stack, whose worker is a thread of the process).
+IN_PROCESS_BACKENDS = ("cache+memory://",)
+
+
+def _check_chords_possible(engine: Engine) -> None:
+    backend = engine.settings.effective_result_backend
+    if backend.startswith(IN_PROCESS_BACKENDS):
+        raise ValueError(
+            f"fan_out needs a result backend the workers share (AUTOEXEC_RESULT_BACKEND, by "
+            f"default the Redis of AUTOEXEC_REDIS_URL); {backend!r} (the embedded stack's) "
+            "cannot gather a chord: run this graph on a cluster"
+        )
 
 
 def _lost_too_often(job: NodeJob, limit: int) -> WorkerLostError:

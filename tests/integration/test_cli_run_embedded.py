@@ -256,3 +256,30 @@ def test_a_yaml_input_that_is_not_a_json_value_is_refused(tmp_path: Path) -> Non
         "error: graph input 'x' is not a JSON value (date): give text, a number, true/false, "
         "null, a list or a mapping (quote dates in YAML)"
     )
+
+
+def test_a_fan_out_node_fails_at_once_on_the_embedded_stack_saying_why(tmp_path: Path) -> None:
+    graph = tmp_path / "doubles.json"
+    graph.write_text(
+        json.dumps(
+            {
+                "name": "doubles",
+                "nodes": [
+                    {"id": "x", "block_id": "agent_input", "input_default": {"name": "numbers"}},
+                    {"id": "double", "block_id": "calculator", "fan_out": "b",
+                     "input_default": {"operation": "multiply", "a": 2}},
+                ],
+                "links": [
+                    {"source_id": "x", "source_name": "result", "sink_id": "double",
+                     "sink_name": "b"},
+                ],
+            }
+        )
+    )  # fmt: skip
+    run = autoexec(tmp_path, "run", str(graph), "--input", "numbers=[1, 2, 3]", "--timeout", "60")
+    assert run.returncode == 1, run.stderr
+    assert (
+        "error: fan_out needs a result backend the workers share (AUTOEXEC_RESULT_BACKEND, "
+        "by default the Redis of AUTOEXEC_REDIS_URL); 'cache+memory://' (the embedded "
+        "stack's) cannot gather a chord: run this graph on a cluster"
+    ) in run.stderr
