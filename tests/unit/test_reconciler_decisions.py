@@ -142,6 +142,7 @@ def test_a_report_names_every_count() -> None:
         "owned_runs": 0,
         "terminated_nodes": 0,
         "resumed_parents": 0,
+        "cancelled_orphans": 0,
     }
     assert "republished runs: 2" in report.lines()
     assert str(report).startswith("republished runs: 2, waiting runs: 0, resent nodes: 1")
