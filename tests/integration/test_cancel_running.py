@@ -86,20 +86,26 @@ def assert_cancelled_node(engine: Engine, exec_id: str, owner: str, node_id: str
     assert not {S.QUEUED, S.RUNNING, S.INCOMPLETE} & {n.status for n in view.node_executions}
 
 
+def cancel_a_blocked_block_then_run_the_next_graph(engine: Engine, owner: str) -> str:
+    """Cancel a node blocked in a 300 s call on a one-slot worker; the next graph must run to
+    its end on that slot (so the block was stopped), and the node end TERMINATED. Its run id."""
+    exec_id = submit(engine, graph([node("nap", "test_sleep", seconds=LONG)], []), owner)
+    wait_until(lambda: running(engine, exec_id, owner, "nap"), "running")
+    assert "cancelled" in api.cancel(exec_id, owner, engine=engine)
+    after = submit(engine, ADD_ONE, owner)
+    view = api.wait(after, owner, timeout=60, engine=engine)
+    assert (view.status, view.outputs) == (S.COMPLETED, {"sum": [3]})
+    wait_until(lambda: ended(engine, exec_id, owner, "nap"), "ended")
+    assert_cancelled_node(engine, exec_id, owner, "nap")
+    return exec_id
+
+
 def test_cancel_interrupts_a_sync_block_blocked_in_a_call_and_frees_its_slot(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     owner = user()
     with single_slot_worker(cluster, tmp_path / "w.log") as engine:
-        exec_id = submit(engine, graph([node("nap", "test_sleep", seconds=LONG)], []), owner)
-        wait_until(lambda: running(engine, exec_id, owner, "nap"), "running")
-        assert "cancelled" in api.cancel(exec_id, owner, engine=engine)
-        # The only slot of the worker runs the next graph: the blocked block was stopped.
-        after = submit(engine, ADD_ONE, owner)
-        view = api.wait(after, owner, timeout=60, engine=engine)
-        assert (view.status, view.outputs) == (S.COMPLETED, {"sum": [3]})
-        wait_until(lambda: ended(engine, exec_id, owner, "nap"), "ended")
-        assert_cancelled_node(engine, exec_id, owner, "nap")
+        cancel_a_blocked_block_then_run_the_next_graph(engine, owner)
 
 
 def test_a_cancelled_streaming_node_records_nothing_after_the_cancel(cluster: Cluster) -> None:
@@ -158,15 +164,7 @@ def test_cancel_frees_the_threads_pool_slot_of_a_sync_block_blocked_in_a_call(
         worker_process(queues.env, 1, tmp_path / "w.log", "threads-one", pool="threads"),
     ):
         engine = queues.engine
-        exec_id = submit(engine, graph([node("nap", "test_sleep", seconds=LONG)], []), owner)
-        wait_until(lambda: running(engine, exec_id, owner, "nap"), "running")
-        assert "cancelled" in api.cancel(exec_id, owner, engine=engine)
-        # The only thread of the pool runs the next graph while the block still sleeps.
-        after = submit(engine, ADD_ONE, owner)
-        view = api.wait(after, owner, timeout=60, engine=engine)
-        assert (view.status, view.outputs) == (S.COMPLETED, {"sum": [3]})
-        wait_until(lambda: ended(engine, exec_id, owner, "nap"), "ended")
-        assert_cancelled_node(engine, exec_id, owner, "nap")
+        exec_id = cancel_a_blocked_block_then_run_the_next_graph(engine, owner)
         assert output_count(engine, exec_id) == 0
 
 

@@ -3,7 +3,6 @@ off the main thread the helper thread the node stops waiting for."""
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from autoexec.errors import ExecutionStoppedError, GraphValidationError, NodeTim
 from autoexec.graph import Node, parse_definition
 from autoexec.node_runner import iterate_block
 from autoexec.timeouts import Clock, alarm, time_limit
+from tests.unit.test_builtin_blocks import make_context
 
 
 class _Input(BlockInput):
@@ -121,26 +121,12 @@ class Hanging(Limited):
             Hanging.closed.set()
 
 
-def context() -> RunContext:
-    return RunContext(
-        user_id="u",
-        graph_id="g",
-        graph_version=1,
-        graph_exec_id="ge",
-        node_id="nap",
-        node_exec_id="1",
-        block_id="hanging",
-        logger=logging.LoggerAdapter(logging.getLogger("tests.limits")),
-        is_cancelled=lambda: False,
-    )
-
-
 def test_off_the_main_thread_a_stop_frees_the_node_thread_from_a_hanging_call() -> None:
     clock = Clock("nap", None)
     got: list[tuple[str, Any]] = []
 
     def run_node() -> None:
-        for pair in iterate_block(Hanging, {}, context(), clock):
+        for pair in iterate_block(Hanging, {}, make_context("hanging"), clock):
             got.append(pair)
 
     with ThreadPoolExecutor(1, thread_name_prefix="node") as pool:
