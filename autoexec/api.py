@@ -14,7 +14,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import OperationalError
 
+from autoexec import credits
 from autoexec.coordination import Keys
+from autoexec.credits import CreditTransactionView
 from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine
 from autoexec.engine.submission import RunRequest, create_execution, fail_unpublished
@@ -41,12 +43,14 @@ log = logging.getLogger(__name__)
 graph_log = logging.getLogger("autoexec.graph")
 
 __all__ = [
+    "CreditTransactionView",
     "ExecutionRow",
     "ExecutionView",
     "NeverRanView",
     "NodeExecutionView",
     "cancel",
     "execute_graph",
+    "get_balance",
     "get_execution",
     "list_executions",
     "list_graphs",
@@ -54,6 +58,8 @@ __all__ = [
     "save_graph",
     "subscribe",
     "subscribe_user",
+    "top_up",
+    "transactions",
     "wait",
 ]
 
@@ -174,11 +180,15 @@ def execute_graph(
     nodes_to_skip: list[str] | None = None,
     max_run_seconds: float | None = None,
     engine: Engine | None = None,
+    credit_budget: int | None = None,
 ) -> str:
     """Create an execution and send it to the workers; returns the graph execution id.
 
     With ``max_run_seconds`` the run ends FAILED once it has been RUNNING that long (the time
-    it waits QUEUED for a free slot does not count).
+    it waits QUEUED for a free slot does not count). With ``credit_budget`` (metering on) a
+    node whose charge would take the run's spend past it fails with BudgetExceededError and
+    the run ends FAILED. With metering on, a user whose balance is 0 or less is refused with
+    InsufficientBalanceError and nothing is queued.
     """
     engine = _engine(engine)
     request = RunRequest(
@@ -189,6 +199,7 @@ def execute_graph(
         dict(nodes_input_masks or {}),
         list(nodes_to_skip or []),
         max_run_seconds=max_run_seconds,
+        credit_budget=credit_budget,
     )
     graph_exec_id = create_execution(engine, request)
     try:
@@ -242,9 +253,14 @@ def _parse_status(status: ExecutionStatus | str) -> ExecutionStatus:
     return ExecutionStatus(wanted)
 
 
-def rerun(graph_exec_id: str, user_id: str, engine: Engine | None = None) -> str:
-    """Start a new execution of the same graph version with the same inputs, masks, skips
-    and run deadline; returns the new execution's id."""
+def rerun(
+    graph_exec_id: str,
+    user_id: str,
+    engine: Engine | None = None,
+    credit_budget: int | None = None,
+) -> str:
+    """Start a new execution of the same graph version with the same inputs, masks, skips,
+    run deadline and credit budget (or ``credit_budget``); returns the new execution's id."""
     engine = _engine(engine)
     with engine.db.session() as session:
         old = repo.get_graph_execution(session, graph_exec_id, user_id)
@@ -257,6 +273,7 @@ def rerun(graph_exec_id: str, user_id: str, engine: Engine | None = None) -> str
         nodes_to_skip=old.nodes_to_skip,
         max_run_seconds=old.max_run_seconds,
         engine=engine,
+        credit_budget=old.credit_budget if credit_budget is None else credit_budget,
     )
 
 
@@ -397,6 +414,25 @@ def subscribe_user(user_id: str, engine: Engine | None = None) -> Iterator[Event
     replay: what happened before the subscription, or while Redis was unreachable, is not in
     it (use ``subscribe`` for one execution's complete story)."""
     return user_events(_engine(engine), user_id)
+
+
+def top_up(user_id: str, amount: int, key: str | None = None, engine: Engine | None = None) -> int:
+    """Add ``amount`` credits to the user's balance; the new balance. With ``key`` the top-up
+    is applied once, however often the call is repeated."""
+    return credits.top_up(_engine(engine), user_id, amount, key)
+
+
+def get_balance(user_id: str, engine: Engine | None = None) -> int:
+    """The user's credit balance (0 for a user who never had credits)."""
+    return credits.balance(_engine(engine), user_id)
+
+
+def transactions(
+    user_id: str, limit: int = 20, engine: Engine | None = None
+) -> list[CreditTransactionView]:
+    """The user's ledger, newest first: top-ups, charges (with the graph, node and block
+    they were for), refunds and adjustments."""
+    return credits.history(_engine(engine), user_id, limit)
 
 
 def cancel(graph_exec_id: str, user_id: str, engine: Engine | None = None) -> str:

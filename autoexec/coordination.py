@@ -58,6 +58,17 @@ class Keys:
         """The live events of all of one user's graph executions."""
         return f"{cls.prefix}:events:user:{user_id}"
 
+    @classmethod
+    def node_count(cls, user_id: str) -> str:
+        """How many node executions of the user were charged (the execution cost, SPEC §6)."""
+        return f"{cls.prefix}:node-count:{user_id}"
+
+    @classmethod
+    def zero_balance(cls, user_id: str, graph_id: str, top_ups: int) -> str:
+        """Set once the user was told their balance ran out on the graph; a top-up moves the
+        count, so the next refusal notifies again."""
+        return f"{cls.prefix}:zero-balance:{user_id}:{graph_id}:{top_ups}"
+
 
 class Coordinator:
     """Redis primitives the engine needs, over one client."""
@@ -113,6 +124,23 @@ class Coordinator:
         """Remember that a step is scheduled in ``seconds`` to check the run's deadline."""
         key = Keys.deadline_timer(graph_exec_id)
         self.client.set(key, 1, px=max(int(seconds * 1000), 1))
+
+    NODE_COUNT_TTL_SECONDS = 30 * 24 * 3600
+    ZERO_BALANCE_TTL_SECONDS = 30 * 24 * 3600
+
+    def count_node_execution(self, user_id: str) -> int:
+        """Count one more node execution of the user; the count so far (kept 30 days after
+        the last one)."""
+        key = Keys.node_count(user_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.incr(key)
+        pipe.expire(key, self.NODE_COUNT_TTL_SECONDS)
+        return int(pipe.execute()[0])
+
+    def first_zero_balance_notice(self, user_id: str, graph_id: str, top_ups: int) -> bool:
+        """True the first time since the user's last top-up that this is asked for the graph."""
+        key = Keys.zero_balance(user_id, graph_id, top_ups)
+        return bool(self.client.set(key, 1, nx=True, ex=self.ZERO_BALANCE_TTL_SECONDS))
 
     def publish_all(self, messages: list[tuple[str, str]]) -> None:
         """Publish each ``(channel, message)`` in order, in one round trip."""

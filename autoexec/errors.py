@@ -12,6 +12,7 @@
     ├── NotFoundError             no such graph / execution for this user
     ├── InvalidTransitionError    a status change that SPEC §2 does not allow
     ├── InsufficientBalanceError  not enough credits (SPEC §6)
+    ├── BudgetExceededError       a node would take its run past its credit budget
     └── ExecutionStoppedError     the graph execution was stopped while a node ran
 
     UserWarning
@@ -77,6 +78,10 @@ class InvalidTransitionError(AutoexecError):
 
 class InsufficientBalanceError(AutoexecError):
     """Not enough credits; top up to continue."""
+
+
+class BudgetExceededError(AutoexecError):
+    """A node's charge would take its graph execution past its ``credit_budget``."""
 
 
 class ExecutionStoppedError(AutoexecError):

@@ -78,7 +78,38 @@ class NodeOutput:
     value: Any
 
 
-Change = GraphExecutionChange | NodeExecutionChange | NodeOutput
+@dataclass(frozen=True)
+class BalanceChange:
+    """A ledger row written (SPEC §6): a top-up, a charge, a refund or an adjustment."""
+
+    user_id: str
+    kind: str
+    amount: int  # signed: a charge is negative
+    balance_before: int
+    balance_after: int
+    transaction_id: int
+    graph_id: str | None = None
+    graph_exec_id: str | None = None
+    node_exec_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ChargeRefused:
+    """A node's charge was refused (not enough credits, or past the run's budget): the node
+    failed with ``error`` and its run stopped dispatching. ``top_ups`` counts the user's
+    top-ups so far (a new one re-arms the zero-balance notice)."""
+
+    user_id: str
+    graph_id: str
+    graph_exec_id: str
+    node_exec_id: int
+    error: str
+    balance: int
+    top_ups: int
+    over_budget: bool
+
+
+Change = GraphExecutionChange | NodeExecutionChange | NodeOutput | BalanceChange | ChargeRefused
 
 
 class EngineHook(Protocol):
@@ -93,6 +124,8 @@ class EngineHook(Protocol):
     def node_output(self, output: NodeOutput) -> None: ...
     def node_ended(self, change: NodeExecutionChange) -> None: ...
     def node_suspended(self, change: NodeExecutionChange) -> None: ...
+    def balance_changed(self, change: BalanceChange) -> None: ...
+    def charge_refused(self, change: ChargeRefused) -> None: ...
     def committed(self) -> None:
         """After the changes of one transaction (a hook that batches sends them here)."""
 
@@ -125,6 +158,12 @@ class Hook:
         return None
 
     def node_suspended(self, change: NodeExecutionChange) -> None:
+        return None
+
+    def balance_changed(self, change: BalanceChange) -> None:
+        return None
+
+    def charge_refused(self, change: ChargeRefused) -> None:
         return None
 
     def committed(self) -> None:
@@ -214,6 +253,11 @@ def call_hooks(changes: Sequence[Change]) -> None:
 def _method_of(hook: EngineHook, change: Change) -> Any:
     if isinstance(change, NodeOutput):
         return hook.node_output
+    # Added with credits: a hook written before them may lack these two.
+    if isinstance(change, BalanceChange):
+        return getattr(hook, "balance_changed", None)
+    if isinstance(change, ChargeRefused):
+        return getattr(hook, "charge_refused", None)
     kind = "node" if isinstance(change, NodeExecutionChange) else "execution"
     action = _ACTIONS.get(change.status)
     return getattr(hook, f"{kind}_{action}") if action else None

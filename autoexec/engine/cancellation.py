@@ -147,6 +147,7 @@ def _end(
         if record is not None:
             record(session)
         execution = repo.get_graph_execution(session, graph_exec_id)
+        session.expire(execution, ["credits_spent"])  # ``record`` may have charged the node
         stats = graph_stats(execution, node_outcomes(session, graph_exec_id), stop.reason)
         ended = transition_graph(
             session, graph_exec_id, stop.status, stats=stats, error=stop.reason

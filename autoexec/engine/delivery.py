@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from autoexec.billing import charges_for
 from autoexec.dataflow import RunSpec, deliver, static_sinks
 from autoexec.engine.cancellation import Stop
 from autoexec.engine.context import Engine
@@ -56,7 +57,12 @@ def deliver_pending(
     With ``dispatch_on_commit`` the node executions made ready are noted as sent in this
     transaction: the caller publishes them right after its commit."""
     store = SqlDataflowStore(
-        session, spec.graph, execution.id, _static_sinks_of(spec), dispatch_on_commit
+        session,
+        spec.graph,
+        execution.id,
+        _static_sinks_of(spec),
+        dispatch_on_commit,
+        charges_for(engine, session, execution.id),
     )
     for output in pending:
         deliver(spec, store, output.node_id, output.name, output.value)

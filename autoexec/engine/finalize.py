@@ -18,7 +18,7 @@ from autoexec.store.admission import lock_user
 from autoexec.store.graphs import load_graph
 from autoexec.store.outcomes import NodeOutcome, node_outcomes
 from autoexec.store.tables import GraphExecution, utcnow
-from autoexec.store.transitions import transition_graph
+from autoexec.store.transitions import terminate_nodes, transition_graph
 
 S = ExecutionStatus
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ def finalize(engine: Engine, graph_exec_id: str) -> ExecutionStatus | None:
         lock_user(session, execution.user_id)  # as late as can be: it serializes the user's runs
         if not transition_graph(session, graph_exec_id, status, stats=stats, error=error):
             return None
+        if execution.charge_error is not None:  # ready nodes a refused charge kept back
+            terminate_nodes(session, graph_exec_id, frozenset({S.INCOMPLETE}))
         fill_free_slots(engine, session, execution.user_id)  # the freed slot, in this commit
     log.info("graph execution %s ended %s", graph_exec_id, status.value)
     if execution.parent_execution_id is not None:
@@ -84,6 +86,8 @@ def _outcome(
     error = unhandled[0].error if unhandled else None
     if execution.cancel_requested_at is not None:
         return S.TERMINATED, error
+    if execution.charge_error is not None:  # a charge was refused: the run stopped short
+        return S.FAILED, execution.charge_error
     return (S.FAILED if unhandled else S.COMPLETED), error
 
 
@@ -101,7 +105,7 @@ def graph_stats(
         "nodes_cputime": nodes_cputime,
         "node_count": len(ran),
         "node_error_count": sum(1 for n in ran if n.status is S.FAILED),
-        "cost": 0,
+        "cost": execution.credits_spent,
         "error": error,
     }
 

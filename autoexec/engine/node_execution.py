@@ -20,6 +20,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from autoexec.billing import charges_for
 from autoexec.blocks.base import ERROR_PIN, AwaitFanOut, Block, RunContext, Suspend, Yield
 from autoexec.engine import fan_out
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
@@ -42,6 +43,7 @@ from autoexec.logs import context_prefix
 from autoexec.node_runner import error_message, is_user_error, iterate_block
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
+from autoexec.store.credits import NodeCharge
 from autoexec.store.graphs import load_run_graph
 from autoexec.store.tables import NodeExecution, utcnow
 from autoexec.store.transitions import move_node, transition_node
@@ -90,6 +92,7 @@ class NodeJob:
     time_limit: float | None = None
     retries: tuple[dict[str, Any], ...] = ()  # the earlier runs that failed transiently
     fan_out: str | None = None  # the input pin the node fans out over (SPEC §8.3)
+    cost: int = 0  # credits charged before it was dispatched
 
 
 @dataclass
@@ -199,9 +202,27 @@ def _record(
         stats=outcome.stats,
         error=None if stopped else outcome.error,
     )
+    if moved is not None:
+        _charge_usage(engine, session, job, outcome.stats)
     if moved is not None and not stopped and outcome.suspension is not None:
         suspend(engine, session, moved, outcome.suspension)
     return moved is not None
+
+
+def _charge_usage(engine: Engine, session: Session, job: NodeJob, stats: dict[str, Any]) -> None:
+    """Charge the run's BYTE or SECOND cost with its end, and count it in the node's cost."""
+    charges = charges_for(engine, session, job.graph_exec_id)
+    if charges is None:
+        return
+    node = NodeCharge(job.node_exec_id, job.node_id, job.block_id, job.inputs)
+    used = charges.after_run(node, stats)
+    if used:
+        cost = int(stats.get("cost", 0)) + used
+        session.execute(
+            update(NodeExecution)
+            .where(NodeExecution.id == job.node_exec_id)
+            .values(stats={**stats, "cost": cost})
+        )
 
 
 def _note_retry(engine: Engine, job: NodeJob, outcome: Outcome) -> None:
@@ -281,6 +302,7 @@ def claim(
             retries=_retries_of(view),
             time_limit=_time_limit(engine, node, view.block_id),
             fan_out=node.fan_out if node else None,
+            cost=int(view.stats.get("cost", 0)) if view.stats else 0,
         )
 
 
@@ -434,6 +456,8 @@ class _Run:
         }
         if self.job.retries:
             stats["retries"] = list(self.job.retries)
+        if self.job.cost:
+            stats["cost"] = self.job.cost
         return stats
 
 

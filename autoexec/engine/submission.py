@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from autoexec.billing import charges_for, check_can_start
 from autoexec.blocks.registry import get_registry
 from autoexec.dataflow import BlockLookup, RunSpec, graph_input_problems, start
 from autoexec.engine.context import Engine, run_spec
@@ -32,6 +33,7 @@ class RunRequest:
     nodes_input_masks: dict[str, dict[str, Any]] = field(default_factory=dict)
     nodes_to_skip: list[str] = field(default_factory=list)
     max_run_seconds: float | None = None
+    credit_budget: int | None = None
     parent_execution_id: str | None = None
     root_execution_id: str | None = None
     parent_node_exec_id: int | None = None
@@ -52,6 +54,16 @@ def validate_request(graph: Graph, request: RunRequest, blocks: BlockLookup | No
     if problems:
         raise InputValidationError("; ".join(problems))
     check_max_run_seconds(request.max_run_seconds)
+    check_credit_budget(request.credit_budget)
+
+
+def check_credit_budget(value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputValidationError(
+            f"credit_budget must be a whole number of credits, 0 or more, got {value!r}"
+        )
 
 
 def _input_problems(graph: Graph, inputs: dict[str, Any]) -> list[str]:
@@ -113,9 +125,17 @@ def write_execution(
     after the commit)."""
     graph = requested_graph(engine, session, request)
     ensure_user(session, request.user_id)
+    if request.credit_budget is not None and not engine.settings.billing_enabled:
+        raise InputValidationError(
+            "credit_budget needs metering on (AUTOEXEC_BILLING_ENABLED=true): with it off "
+            "nothing costs credits, so a budget would never stop the run"
+        )
+    if request.parent_execution_id is None:  # a child's parent node was charged already
+        check_can_start(engine, session, request.user_id)
     row = repo.create_graph_execution(session, _submission(graph, request), exec_id)
     spec = run_spec(engine, graph, row, with_inputs=True)
-    row.node_execution_count = len(start(spec, SqlDataflowStore(session, graph, row.id)))
+    store = SqlDataflowStore(session, graph, row.id, charges=charges_for(engine, session, row.id))
+    row.node_execution_count = len(start(spec, store))
     return row.id
 
 
@@ -138,6 +158,7 @@ def _submission(graph: Graph, request: RunRequest) -> repo.Submission:
         nodes_input_masks=request.nodes_input_masks,
         nodes_to_skip=request.nodes_to_skip,
         max_run_seconds=request.max_run_seconds,
+        credit_budget=request.credit_budget,
         parent_execution_id=request.parent_execution_id,
         root_execution_id=request.root_execution_id,
         parent_node_exec_id=request.parent_node_exec_id,

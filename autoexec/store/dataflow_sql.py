@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Collection
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Text, cast, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -14,12 +14,24 @@ from sqlalchemy.orm import Session
 from autoexec.blocks.base import ERROR_PIN
 from autoexec.graph import Graph
 from autoexec.statuses import ExecutionStatus
+from autoexec.store.credits import NodeCharge, Refused
 from autoexec.store.executions import NodeTask, append_output
 from autoexec.store.tables import NodeExecution, NodeExecutionInput, StaticInput, utcnow
 from autoexec.store.transitions import move_node, transition_node
 
 S = ExecutionStatus
 _INCOMPLETE_ONLY = frozenset({S.INCOMPLETE})
+
+
+class DispatchCharges(Protocol):
+    """Charges a node before it is queued (``autoexec.billing.Charges``)."""
+
+    @property
+    def halted(self) -> str | None:
+        """Why the run dispatches nothing more, if a charge was refused."""
+
+    def before_dispatch(self, node: NodeCharge) -> int:
+        """The amount charged; raises ``Refused`` if it cannot be paid."""
 
 
 class SqlDataflowStore:
@@ -45,12 +57,14 @@ class SqlDataflowStore:
         graph_exec_id: str,
         static_sinks: Collection[str] | None = None,
         dispatch_on_commit: bool = False,
+        charges: DispatchCharges | None = None,
     ) -> None:
         self.session = session
         self.graph = graph
         self.graph_exec_id = graph_exec_id
         self.static_sinks = static_sinks
         self.dispatch_on_commit = dispatch_on_commit
+        self.charges = charges
         self._static: dict[str, dict[str, Any]] = {}
         self._fresh_inputs: dict[int, dict[str, Any]] = {}
         self.recorded_outputs = 0
@@ -146,6 +160,18 @@ class SqlDataflowStore:
         return dict(self._static[node_id])
 
     def mark_queued(self, exec_id: int, node_id: str, inputs: dict[str, Any]) -> None:
+        node = self.graph.node(node_id)
+        cost = 0
+        if self.charges is not None:
+            if self.charges.halted is not None:
+                return  # left INCOMPLETE: the run ends FAILED and terminates it
+            try:
+                cost = self.charges.before_dispatch(
+                    NodeCharge(exec_id, node_id, node.block_id, inputs)
+                )
+            except Refused as refused:
+                self.mark_failed(exec_id, refused.error, inputs)
+                return
         task_id = str(uuid.uuid4())
         queued = transition_node(
             self.session,
@@ -153,12 +179,11 @@ class SqlDataflowStore:
             S.QUEUED,
             allowed_from=_INCOMPLETE_ONLY,
             input_data=inputs,
-            stats={},
+            stats={"cost": cost} if cost else {},
             celery_task_id=task_id,
             dispatched=self.dispatch_on_commit,
         )
         if queued:
-            node = self.graph.node(node_id)
             self.queued.append(
                 NodeTask(exec_id, self.graph_exec_id, task_id, node.id, node.block_id)
             )

@@ -38,6 +38,7 @@ class Submission:
     nodes_input_masks: dict[str, dict[str, Any]]
     nodes_to_skip: list[str]
     max_run_seconds: float | None = None
+    credit_budget: int | None = None
     parent_execution_id: str | None = None
     root_execution_id: str | None = None
     parent_node_exec_id: int | None = None
@@ -56,6 +57,7 @@ def create_graph_execution(
         nodes_input_masks=submission.nodes_input_masks,
         nodes_to_skip=submission.nodes_to_skip,
         max_run_seconds=submission.max_run_seconds,
+        credit_budget=submission.credit_budget,
         parent_execution_id=submission.parent_execution_id,
         root_execution_id=submission.root_execution_id or submission.parent_execution_id,
         parent_node_exec_id=submission.parent_node_exec_id,

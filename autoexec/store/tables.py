@@ -124,6 +124,11 @@ class GraphExecution(Base):
     # that became QUEUED, raised by each delivery transaction under the row lock.
     max_run_seconds: Mapped[float | None] = mapped_column(Float)
     node_execution_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Credits (SPEC §6): what the run may spend, what it has spent, and why it stopped
+    # dispatching (a charge refused); all written under the row lock.
+    credit_budget: Mapped[int | None] = mapped_column(BigInteger)
+    credits_spent: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    charge_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(Timestamp())
     ended_at: Mapped[datetime | None] = mapped_column(Timestamp())
@@ -246,3 +251,38 @@ class Review(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(Timestamp())
+
+
+class CreditBalance(Base):
+    """A user's running credit balance: the sum of their ledger, updated in the transaction
+    that writes each ledger row. ``top_ups`` counts top-ups (a new one re-arms the
+    zero-balance notice)."""
+
+    __tablename__ = "credit_balances"
+
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    top_ups: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+
+
+class CreditTransaction(Base):
+    """One change of a user's balance (the ledger); ``key`` makes each change happen once."""
+
+    __tablename__ = "credit_transactions"
+    __table_args__ = (
+        Index("ix_credit_transactions_user", "user_id", "id"),
+        Index("ix_credit_transactions_graph_exec", "graph_exec_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))  # TOP_UP, CHARGE, REFUND, ADJUSTMENT
+    amount: Mapped[int] = mapped_column(BigInteger)  # signed: a charge is negative
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    graph_exec_id: Mapped[str | None] = mapped_column(String(36))
+    node_exec_id: Mapped[int | None] = mapped_column(BigId)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)

@@ -1,0 +1,232 @@
+"""Metering (SPEC §6): a node's block cost is charged once per node execution, before it is
+dispatched (``RUN``, plus the every-Nth execution cost) and when it ends (``BYTE`` per output
+byte, ``SECOND`` per started second of run time).
+
+Each charge is written in the transaction that queues (or ends) the node, under its graph
+execution's row lock, with a ledger key made of the node execution id and the kind of charge:
+a re-delivered task, a retry, a resume or a concurrent step never charges twice, and a crash
+charges nothing that did not also happen. A charge the balance (or the run's budget) cannot
+cover fails its node; the run then dispatches nothing more, lets what runs finish, and ends
+FAILED with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from redis.exceptions import RedisError
+from sqlalchemy.orm import Session
+
+from autoexec.blocks.base import Block, BlockCost, CostType
+from autoexec.engine.context import Engine
+from autoexec.errors import BudgetExceededError, InsufficientBalanceError
+from autoexec.hooks import ChargeRefused, note
+from autoexec.store import credits as ledger
+from autoexec.store.credits import CHARGE, Entry, NodeCharge, Refused, RunAccount
+
+log = logging.getLogger(__name__)
+
+
+def applicable_cost(block: type[Block[Any]], inputs: Mapping[str, Any]) -> BlockCost | None:
+    """The block's first cost whose filter matches ``inputs`` (every filter pin equal)."""
+    for cost in block.costs:
+        if all(pin in inputs and inputs[pin] == value for pin, value in cost.filter.items()):
+            return cost
+    return None
+
+
+def dispatch_amount(cost: BlockCost | None) -> int:
+    return cost.amount if cost is not None and cost.type is CostType.RUN else 0
+
+
+def usage_amount(cost: BlockCost | None, stats: Mapping[str, Any]) -> int:
+    """What a node's run used, by its stats: ``output_size`` bytes, ``walltime`` seconds
+    (every second begun counts)."""
+    if cost is None or cost.type is CostType.RUN:
+        return 0
+    if cost.type is CostType.BYTE:
+        return cost.amount * int(stats.get("output_size", 0))
+    return cost.amount * math.ceil(float(stats.get("walltime", 0.0)))
+
+
+_RUNS = "autoexec.billing.runs"
+
+
+class Charges:
+    """The charges of one transaction to one graph execution, whose row lock the caller
+    holds: the run's budget, spend and halt are read once and kept in step here."""
+
+    def __init__(self, engine: Engine, session: Session, graph_exec_id: str) -> None:
+        self.engine, self.session = engine, session
+        self.run = _run_account(session, graph_exec_id)
+
+    @property
+    def halted(self) -> str | None:
+        return self.run.halted
+
+    def before_dispatch(self, node: NodeCharge) -> int:
+        """Charge the node's run cost and the execution cost; the amount charged. Refused
+        (the node must fail with its error) if the budget or the balance cannot pay."""
+        block = self.engine.registry.get(node.block_id)
+        cost = applicable_cost(block, node.inputs)
+        block_cost = dispatch_amount(cost)
+        amount = block_cost + self._execution_cost()
+        if amount == 0:
+            return 0
+        budget = self.run.budget
+        if budget is not None and self.run.spent + amount > budget:
+            raise self._refuse(node, _over_budget(node, amount, self.run), over_budget=True)
+        account = ledger.lock_account(self.session, self.run.user_id)
+        key = f"node:{node.node_exec_id}:dispatch"
+        if account.balance < amount:
+            if ledger.already_applied(self.session, key):
+                return amount
+            error = _insufficient(node, amount, self.run.user_id, account.balance)
+            raise self._refuse(node, error, over_budget=False, account=account)
+        details = {"block_cost": block_cost, "execution_cost": amount - block_cost}
+        entry = self._entry(node, -amount, key, "run", cost, details)
+        if ledger.apply(self.session, account, entry) is not None:
+            ledger.add_spent(self.session, self.run, amount)
+        return amount
+
+    def after_run(self, node: NodeCharge, stats: Mapping[str, Any]) -> int:
+        """Charge what the node's run used (BYTE, SECOND); the amount charged. It ran
+        already, so the charge takes what the balance has: a shortfall stops the run."""
+        cost = applicable_cost(self.engine.registry.get(node.block_id), node.inputs)
+        amount = usage_amount(cost, stats)
+        if amount == 0:
+            return 0
+        account = ledger.lock_account(self.session, self.run.user_id)
+        taken = min(amount, max(account.balance, 0))
+        details = {"used": amount, "uncovered": amount - taken}
+        entry = self._entry(node, -taken, f"node:{node.node_exec_id}:usage", "usage", cost, details)
+        if ledger.apply(self.session, account, entry) is None:
+            return 0  # charged by an earlier attempt at this end
+        ledger.add_spent(self.session, self.run, taken)
+        if taken < amount:
+            error = _insufficient(node, amount, self.run.user_id, account.balance)
+            self._refuse(node, error, over_budget=False, account=account)
+        return taken
+
+    def _execution_cost(self) -> int:
+        """Every ``AUTOEXEC_EXECUTION_COST_COUNT_THRESHOLD``-th node execution of the user
+        costs ``AUTOEXEC_EXECUTION_COST_PER_THRESHOLD``. The count is a meter, not money: if
+        Redis is down or lost it, this node pays no execution cost (never one twice)."""
+        settings = self.engine.settings
+        if settings.execution_cost_per_threshold == 0:
+            return 0
+        try:
+            count = self.engine.coordinator.count_node_execution(self.run.user_id)
+        except RedisError:
+            log.warning("execution cost not counted: Redis is unavailable", exc_info=True)
+            return 0
+        if count % settings.execution_cost_count_threshold != 0:
+            return 0
+        return settings.execution_cost_per_threshold
+
+    def _entry(
+        self,
+        node: NodeCharge,
+        amount: int,
+        key: str,
+        what: str,
+        cost: BlockCost | None,
+        details: dict[str, Any],
+    ) -> Entry:
+        matched = {pin: node.inputs.get(pin) for pin in cost.filter} if cost else {}
+        return Entry(
+            user_id=self.run.user_id,
+            kind=CHARGE,
+            amount=amount,
+            key=key,
+            reason=f"{node.block_id} {what} (node {node.node_id})",
+            details={
+                "graph_id": self.run.graph_id,
+                "graph_exec_id": self.run.graph_exec_id,
+                "node_id": node.node_id,
+                "node_exec_id": node.node_exec_id,
+                "block_id": node.block_id,
+                "cost_type": cost.type.value if cost else None,
+                "matched_inputs": matched,
+                **details,
+            },
+            graph_id=self.run.graph_id,
+            graph_exec_id=self.run.graph_exec_id,
+            node_exec_id=node.node_exec_id,
+        )
+
+    def _refuse(
+        self,
+        node: NodeCharge,
+        error: str,
+        over_budget: bool,
+        account: ledger.Account | None = None,
+    ) -> Refused:
+        """Stop the run's dispatching and note the refusal for the hooks (notifications)."""
+        ledger.halt(self.session, self.run, error)
+        if account is None:
+            account = ledger.Account(ledger.balance_of(self.session, self.run.user_id), 0)
+        note(
+            self.session,
+            ChargeRefused(
+                user_id=self.run.user_id,
+                graph_id=self.run.graph_id,
+                graph_exec_id=self.run.graph_exec_id,
+                node_exec_id=node.node_exec_id,
+                error=error,
+                balance=account.balance,
+                top_ups=account.top_ups,
+                over_budget=over_budget,
+            ),
+        )
+        log.info("graph execution %s: %s", self.run.graph_exec_id, error)
+        return Refused(error)
+
+
+def _run_account(session: Session, graph_exec_id: str) -> RunAccount:
+    """One read per transaction and run: the caller holds the run's row lock, so what this
+    transaction reads and writes of it stays true until it ends."""
+    transaction = session.get_transaction()
+    cached = session.info.get(_RUNS)
+    if cached is None or cached[0] is not transaction:
+        cached = session.info[_RUNS] = (transaction, {})
+    runs: dict[str, RunAccount] = cached[1]
+    if graph_exec_id not in runs:
+        runs[graph_exec_id] = ledger.read_run_account(session, graph_exec_id)
+    return runs[graph_exec_id]
+
+
+def charges_for(engine: Engine, session: Session, graph_exec_id: str) -> Charges | None:
+    """The charges of this transaction to the run, or None when metering is off."""
+    if not engine.settings.billing_enabled:
+        return None
+    return Charges(engine, session, graph_exec_id)
+
+
+def _insufficient(node: NodeCharge, amount: int, user_id: str, balance: int) -> str:
+    return str(
+        f"{InsufficientBalanceError.__name__}: node {node.node_id!r} ({node.block_id}) costs "
+        f"{amount} credits, but the balance of user {user_id!r} is {balance}; top up to go on"
+    )
+
+
+def _over_budget(node: NodeCharge, amount: int, run: RunAccount) -> str:
+    return (
+        f"{BudgetExceededError.__name__}: node {node.node_id!r} ({node.block_id}) costs "
+        f"{amount} credits; the run has spent {run.spent} of its credit_budget of {run.budget}"
+    )
+
+
+def check_can_start(engine: Engine, session: Session, user_id: str) -> None:
+    """SPEC §6: a user whose balance is 0 or less cannot submit a run."""
+    if not engine.settings.billing_enabled:
+        return
+    balance = ledger.balance_of(session, user_id)
+    if balance <= 0:
+        raise InsufficientBalanceError(
+            f"user {user_id!r} has a balance of {balance} credits: top up before running "
+            "a graph (autoexec credits top-up N, or api.top_up)"
+        )

@@ -1,0 +1,60 @@
+"""Credits for callers (SPEC §6): top-ups, balances and the ledger's history."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from autoexec.engine.context import Engine
+from autoexec.errors import InputValidationError
+from autoexec.store import credits as ledger
+from autoexec.store.credits import TOP_UP, Entry
+from autoexec.store.graphs import ensure_user
+
+
+class CreditTransactionView(BaseModel):
+    """One row of a user's ledger: ``amount`` is signed (a charge is negative)."""
+
+    model_config = ConfigDict(from_attributes=True, frozen=True)
+
+    id: int
+    kind: str
+    amount: int
+    balance_after: int
+    reason: str
+    details: dict[str, Any]
+    graph_exec_id: str | None
+    node_exec_id: int | None
+    created_at: datetime
+
+
+def top_up(engine: Engine, user_id: str, amount: int, key: str | None = None) -> int:
+    """Add ``amount`` credits; the new balance. With ``key`` the top-up happens once: a
+    repeat with the same key changes nothing and returns the balance."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InputValidationError(
+            f"a top-up must be a whole number of credits above 0, got {amount!r}"
+        )
+    with engine.db.session() as session:
+        ensure_user(session, user_id)
+        account = ledger.lock_account(session, user_id)
+        entry = Entry(user_id, TOP_UP, amount, f"top-up:{key or uuid.uuid4()}", reason="top-up")
+        after = ledger.apply(session, account, entry)
+        return account.balance if after is None else after
+
+
+def balance(engine: Engine, user_id: str) -> int:
+    with engine.db.session() as session:
+        return ledger.balance_of(session, user_id)
+
+
+def history(engine: Engine, user_id: str, limit: int = 20) -> list[CreditTransactionView]:
+    """The user's ledger, newest first."""
+    if limit < 1:
+        raise InputValidationError(f"limit must be at least 1, not {limit}")
+    with engine.db.session() as session:
+        rows = ledger.transactions(session, user_id, limit)
+        return [CreditTransactionView.model_validate(row) for row in rows]
