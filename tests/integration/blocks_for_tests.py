@@ -12,7 +12,15 @@ from typing import Any
 
 import redis.exceptions
 
-from autoexec.blocks.base import Block, BlockInput, BlockOutput, RunContext, TransientError
+from autoexec.blocks.base import (
+    Block,
+    BlockCost,
+    BlockInput,
+    BlockOutput,
+    CostType,
+    RunContext,
+    TransientError,
+)
 
 
 class SlowStreamInput(BlockInput):
@@ -285,3 +293,78 @@ class GatedTouchBlock(Block[GatedTouchInput]):
             time.sleep(0.02)
         (Path(data.marker_dir) / data.name).touch()
         yield "done", data.name
+
+
+class PricedInput(BlockInput):
+    text: str = ""
+    tier: str = "basic"
+
+
+class PricedOutput(BlockOutput):
+    text: str = ""
+
+
+class PricedRunBlock(Block[PricedInput]):
+    """Costs 5 credits a run on the premium tier, else 2; echoes ``text``."""
+
+    id = "test_priced_run"
+    name = "Priced run (tests)"
+    description = "A RUN cost chosen by a filter on its input."
+    Input = PricedInput
+    Output = PricedOutput
+    costs = (BlockCost(5, {"tier": "premium"}), BlockCost(2))
+
+    def run(self, data: PricedInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
+        yield "text", data.text
+
+
+class PricedBytesBlock(Block[PricedInput]):
+    """Costs 1 credit per byte of output (JSON): yielding ``text`` costs len(text) + 2."""
+
+    id = "test_priced_bytes"
+    name = "Priced bytes (tests)"
+    description = "A BYTE cost."
+    Input = PricedInput
+    Output = PricedOutput
+    costs = (BlockCost(1, type=CostType.BYTE),)
+
+    def run(self, data: PricedInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
+        yield "text", data.text
+
+
+class PricedSecondsBlock(Block[SleepInput]):
+    """Costs 3 credits per second begun; sleeps ``seconds``."""
+
+    id = "test_priced_seconds"
+    name = "Priced seconds (tests)"
+    description = "A SECOND cost."
+    Input = SleepInput
+    Output = SleepOutput
+    costs = (BlockCost(3, type=CostType.SECOND),)
+
+    def run(self, data: SleepInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
+        time.sleep(data.seconds)
+        yield "done", data.seconds
+
+
+class PricedKillOnceInput(BlockInput):
+    marker: str
+
+
+class PricedKillOnceBlock(Block[PricedKillOnceInput]):
+    """Costs 4 credits a run; the first run kills its worker (kill -9) mid-node, after
+    creating ``marker``; the next one yields ``done``."""
+
+    id = "test_priced_kill_once"
+    name = "Priced kill once (tests)"
+    description = "A RUN cost, and a worker killed the first time."
+    Input = PricedKillOnceInput
+    Output = SleepOutput
+    costs = (BlockCost(4),)
+
+    def run(self, data: PricedKillOnceInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
+        marker = Path(data.marker)
+        if not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        yield "done", True

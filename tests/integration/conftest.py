@@ -190,3 +190,35 @@ def single_slot_worker(cluster: Cluster, log_path: Path) -> Iterator[Engine]:
         worker_process(queues.env, 1, log_path, f"single-{secrets.token_hex(4)}"),
     ):
         yield queues.engine
+
+
+# Metering on, with an execution cost of 10 credits every 4th node execution of a user.
+BILLING_ENV = {
+    "AUTOEXEC_BILLING_ENABLED": "true",
+    "AUTOEXEC_EXECUTION_COST_COUNT_THRESHOLD": "4",
+    "AUTOEXEC_EXECUTION_COST_PER_THRESHOLD": "10",
+    "AUTOEXEC_LOW_BALANCE_THRESHOLD": "50",
+}
+
+
+@contextmanager
+def billing_worker(
+    cluster: Cluster, log_path: Path, concurrency: int = 2, extra: dict[str, str] | None = None
+) -> Iterator[tuple[Engine, subprocess.Popen[bytes]]]:
+    """A worker with metering on (``BILLING_ENV`` and ``extra``), on queues of its own; the
+    test process submits there, with the same settings, meanwhile."""
+    tag = secrets.token_hex(4)
+    env = {
+        "AUTOEXEC_DATABASE_URL": cluster.database_url,
+        **_queue_env(tag),
+        **BILLING_ENV,
+        **(extra or {}),
+    }
+    try:
+        with (
+            environment(env) as engine,
+            worker_process(env, concurrency, log_path, f"billing-{tag}") as process,
+        ):
+            yield engine, process
+    finally:
+        _delete_queues(cluster.engine.settings.broker_url, env)
