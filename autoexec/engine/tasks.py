@@ -171,6 +171,7 @@ def run_graph(
     nodes_input_masks: dict[str, dict[str, Any]] | None = None,
     nodes_to_skip: list[str] | None = None,
     max_run_seconds: float | None = None,
+    credit_budget: int | None = None,
 ) -> str:
     """Start a graph execution, by its id or (graph_id, user_id, inputs); returns its id."""
     engine = get_engine()
@@ -182,6 +183,7 @@ def run_graph(
         "nodes_input_masks": nodes_input_masks,
         "nodes_to_skip": nodes_to_skip,
         "max_run_seconds": max_run_seconds,
+        "credit_budget": credit_budget,
     }
     if graph_exec_id is None:
         # The task id makes a re-delivered message find the execution it already created.
@@ -204,6 +206,7 @@ def _run_request(options: dict[str, Any]) -> RunRequest:
         options["nodes_input_masks"] or {},
         options["nodes_to_skip"] or [],
         max_run_seconds=options["max_run_seconds"],
+        credit_budget=options["credit_budget"],
     )
 
 
