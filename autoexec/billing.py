@@ -25,7 +25,7 @@ from autoexec.engine.context import Engine
 from autoexec.errors import BudgetExceededError, InsufficientBalanceError
 from autoexec.hooks import ChargeRefused, note
 from autoexec.store import credits as ledger
-from autoexec.store.credits import CHARGE, Entry, NodeCharge, Refused, RunAccount
+from autoexec.store.credits import CHARGE, REFUND, Entry, NodeCharge, Refused, RunAccount
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,33 @@ class Charges:
             error = _insufficient(node, amount, self.run.user_id, account.balance)
             self._refuse(node, error, over_budget=False, account=account)
         return taken
+
+    def refund_unstarted(self) -> int:
+        """Give back what was charged for node executions of the run that were stopped
+        before they started (a cancel, a run limit): once each. The amount refunded."""
+        refunds = ledger.unstarted_charges(self.session, self.run.graph_exec_id)
+        if not refunds:
+            return 0
+        account = ledger.lock_account(self.session, self.run.user_id)
+        total = 0
+        for node_exec_id, node_id, amount in refunds:
+            entry = Entry(
+                user_id=self.run.user_id,
+                kind=REFUND,
+                amount=amount,
+                key=f"node:{node_exec_id}:refund",
+                reason=f"refund: node {node_id} was stopped before it ran",
+                details={"graph_exec_id": self.run.graph_exec_id, "node_id": node_id},
+                graph_id=self.run.graph_id,
+                graph_exec_id=self.run.graph_exec_id,
+                node_exec_id=node_exec_id,
+            )
+            after = ledger.apply(self.session, account, entry)
+            if after is not None:
+                account = ledger.Account(after, account.top_ups)
+                total += amount
+        ledger.add_spent(self.session, self.run, -total)
+        return total
 
     def _execution_cost(self) -> int:
         """Every ``AUTOEXEC_EXECUTION_COST_COUNT_THRESHOLD``-th node execution of the user
@@ -204,6 +231,13 @@ def charges_for(engine: Engine, session: Session, graph_exec_id: str) -> Charges
     if not engine.settings.billing_enabled:
         return None
     return Charges(engine, session, graph_exec_id)
+
+
+def refund_unstarted(engine: Engine, session: Session, graph_exec_id: str) -> int:
+    """``Charges.refund_unstarted`` when metering is on, in the transaction that stopped the
+    run (the caller holds its row lock)."""
+    charges = charges_for(engine, session, graph_exec_id)
+    return 0 if charges is None else charges.refund_unstarted()
 
 
 def _insufficient(node: NodeCharge, amount: int, user_id: str, balance: int) -> str:

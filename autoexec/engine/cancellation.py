@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from autoexec.billing import refund_unstarted
 from autoexec.engine.admission import admit_next, fill_free_slots
 from autoexec.engine.context import Engine
 from autoexec.engine.fan_out import element_task_ids
@@ -139,15 +140,18 @@ def _end(
     engine: Engine, graph_exec_id: str, stop: Stop, record: Callable[[Session], object] | None
 ) -> bool:
     """Record the stopping node's outcome, end the execution, mark its QUEUED, INCOMPLETE and
-    suspended node executions TERMINATED (closing their reviews) and hand the user's free
-    slots on, in one transaction; True if this call ended it."""
+    suspended node executions TERMINATED (closing their reviews, refunding the charges of
+    those that never started) and hand the user's free slots on, in one transaction; True if
+    this call ended it."""
     with engine.db.session() as session:
         lock_user(session, repo.get_execution_state(session, graph_exec_id).user_id)
         repo.get_execution_state(session, graph_exec_id, lock=True)  # waits for a delivery
         if record is not None:
             record(session)
         execution = repo.get_graph_execution(session, graph_exec_id)
-        session.expire(execution, ["credits_spent"])  # ``record`` may have charged the node
+        if execution.status not in TERMINAL:  # it ends now: this transaction holds its row
+            refund_unstarted(engine, session, graph_exec_id)
+        session.expire(execution, ["credits_spent"])  # charged or refunded just now
         stats = graph_stats(execution, node_outcomes(session, graph_exec_id), stop.reason)
         ended = transition_graph(
             session, graph_exec_id, stop.status, stats=stats, error=stop.reason

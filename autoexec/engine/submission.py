@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from autoexec.billing import charges_for, check_can_start
+from autoexec.billing import charges_for, check_can_start, refund_unstarted
 from autoexec.blocks.registry import get_registry
 from autoexec.dataflow import BlockLookup, RunSpec, graph_input_problems, start
 from autoexec.engine.context import Engine, run_spec
@@ -177,5 +177,6 @@ def fail_unpublished(engine: Engine, graph_exec_id: str, reason: str) -> bool:
         )
         if not failed:
             return False
+        refund_unstarted(engine, session, graph_exec_id)  # its starting nodes' charges
         terminate_nodes(session, graph_exec_id, frozenset({S.QUEUED, S.INCOMPLETE}))
     return True

@@ -11,12 +11,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import String, cast, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from autoexec.hooks import BalanceChange, note
-from autoexec.store.tables import CreditBalance, CreditTransaction, GraphExecution, utcnow
+from autoexec.statuses import ExecutionStatus
+from autoexec.store.tables import (
+    CreditBalance,
+    CreditTransaction,
+    GraphExecution,
+    NodeExecution,
+    utcnow,
+)
 
 TOP_UP = "TOP_UP"
 CHARGE = "CHARGE"
@@ -145,6 +152,23 @@ def apply(session: Session, account: Account, entry: Entry) -> int | None:
         ),
     )
     return after
+
+
+def unstarted_charges(session: Session, graph_exec_id: str) -> list[tuple[int, str, int]]:
+    """(node execution id, node id, amount) of each dispatch charge of the run whose node
+    execution never started: still QUEUED (the caller is ending the run), or TERMINATED."""
+    stmt = (
+        select(NodeExecution.id, NodeExecution.node_id, -CreditTransaction.amount)
+        .join(NodeExecution, NodeExecution.id == CreditTransaction.node_exec_id)
+        .where(
+            CreditTransaction.graph_exec_id == graph_exec_id,
+            CreditTransaction.key == "node:" + cast(NodeExecution.id, String) + ":dispatch",
+            NodeExecution.status.in_((ExecutionStatus.QUEUED, ExecutionStatus.TERMINATED)),
+            NodeExecution.started_at.is_(None),
+        )
+        .order_by(NodeExecution.id)
+    )
+    return [(int(row[0]), str(row[1]), int(row[2])) for row in session.execute(stmt)]
 
 
 def transactions(session: Session, user_id: str, limit: int) -> list[CreditTransaction]:

@@ -296,12 +296,12 @@ class GatedTouchBlock(Block[GatedTouchInput]):
 
 
 class PricedInput(BlockInput):
-    text: str = ""
+    text: Any = ""
     tier: str = "basic"
 
 
 class PricedOutput(BlockOutput):
-    text: str = ""
+    text: Any = ""
 
 
 class PricedRunBlock(Block[PricedInput]):

@@ -249,3 +249,38 @@ def test_a_kill_9_mid_node_and_duplicated_messages_charge_nothing_twice(
     assert [(row.key, row.amount) for row in ledger_of(engine, owner)] == before
     assert api.get_balance(owner, engine=engine) == 89
     assert api.get_execution(view.id, owner, engine=engine).stats["cost"] == 11
+
+
+HELD = graph(
+    [
+        node("hold", "test_yield_then_wait", seconds=60),  # keeps the only slot
+        node("p1", "test_priced_run"),
+        node("p2", "test_priced_run"),
+    ],
+    [("hold", "item", "p1", "text"), ("hold", "item", "p2", "text")],
+)
+
+
+def test_a_cancel_refunds_the_nodes_charged_but_never_started(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    owner = user()
+    with billing_worker(cluster, tmp_path / "worker.log", 1, NO_EXECUTION_COST) as (engine, _):
+        api.top_up(owner, 10, engine=engine)
+        graph_id, _ = api.save_graph(HELD, owner, engine=engine)
+        exec_id = api.execute_graph(graph_id, owner, {}, engine=engine)
+        deadline = time.monotonic() + 30
+        while api.get_balance(owner, engine=engine) != 6:  # p1 and p2 queued, charged
+            assert time.monotonic() < deadline, "p1 and p2 were never charged"
+            time.sleep(0.05)
+        api.cancel(exec_id, owner, engine=engine)
+        view = api.wait(exec_id, owner, timeout=30, engine=engine)
+    assert view.status is S.TERMINATED
+    assert {n.node_id: n.status for n in view.node_executions if n.node_id != "hold"} == {
+        "p1": S.TERMINATED,
+        "p2": S.TERMINATED,
+    }
+    assert api.get_balance(owner, engine=engine) == 10
+    refunds = [row for row in ledger_of(engine, owner) if row.kind == "REFUND"]
+    assert sorted(row.amount for row in refunds) == [2, 2]
+    assert view.stats["cost"] == 0
