@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from autoexec.blocks.base import Block, BlockCost, CostType
 from autoexec.engine.context import Engine
 from autoexec.errors import BudgetExceededError, InsufficientBalanceError
+from autoexec.fan_out_results import elements_of
 from autoexec.hooks import ChargeRefused, note
 from autoexec.store import credits as ledger
 from autoexec.store.credits import CHARGE, REFUND, Entry, NodeCharge, Refused, RunAccount
@@ -55,6 +56,18 @@ def usage_amount(cost: BlockCost | None, stats: Mapping[str, Any]) -> int:
 _RUNS = "autoexec.billing.runs"
 
 
+def block_runs(node: NodeCharge) -> list[Mapping[str, Any]]:
+    """The inputs of each run of the node's block: one per element of a fan-out node's list
+    (none over an empty list), else the node's inputs."""
+    if node.fan_out is None:
+        return [node.inputs]
+    try:
+        elements = elements_of(node.inputs, node.fan_out)
+    except ValueError:
+        return [node.inputs]  # the node fails when it runs, saying why
+    return [{**node.inputs, node.fan_out: element} for element in elements]
+
+
 class Charges:
     """The charges of one transaction to one graph execution, whose row lock the caller
     holds: the run's budget, spend and halt are read once and kept in step here."""
@@ -71,8 +84,9 @@ class Charges:
         """Charge the node's run cost and the execution cost; the amount charged. Refused
         (the node must fail with its error) if the budget or the balance cannot pay."""
         block = self.engine.registry.get(node.block_id)
-        cost = applicable_cost(block, node.inputs)
-        block_cost = dispatch_amount(cost)
+        runs = block_runs(node)
+        cost = applicable_cost(block, runs[0]) if runs else None
+        block_cost = sum(dispatch_amount(applicable_cost(block, inputs)) for inputs in runs)
         amount = block_cost + self._execution_cost()
         if amount == 0:
             return 0
@@ -86,7 +100,11 @@ class Charges:
                 return amount
             error = _insufficient(node, amount, self.run.user_id, account.balance)
             raise self._refuse(node, error, over_budget=False, account=account)
-        details = {"block_cost": block_cost, "execution_cost": amount - block_cost}
+        details = {
+            "block_cost": block_cost,
+            "execution_cost": amount - block_cost,
+            "runs": len(runs),
+        }
         entry = self._entry(node, -amount, key, "run", cost, details)
         if ledger.apply(self.session, account, entry) is not None:
             ledger.add_spent(self.session, self.run, amount)

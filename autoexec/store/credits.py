@@ -62,6 +62,7 @@ class NodeCharge:
     node_id: str
     block_id: str
     inputs: Mapping[str, Any]
+    fan_out: str | None = None  # the input pin a fan-out node runs its block over
 
 
 class Refused(Exception):

@@ -167,7 +167,7 @@ class SqlDataflowStore:
                 return  # left INCOMPLETE: the run ends FAILED and terminates it
             try:
                 cost = self.charges.before_dispatch(
-                    NodeCharge(exec_id, node_id, node.block_id, inputs)
+                    NodeCharge(exec_id, node_id, node.block_id, inputs, node.fan_out)
                 )
             except Refused as refused:
                 self.mark_failed(exec_id, refused.error, inputs)

@@ -284,3 +284,24 @@ def test_a_cancel_refunds_the_nodes_charged_but_never_started(
     refunds = [row for row in ledger_of(engine, owner) if row.kind == "REFUND"]
     assert sorted(row.amount for row in refunds) == [2, 2]
     assert view.stats["cost"] == 0
+
+
+FANNED = graph(
+    [
+        node("x", "agent_input", name="tiers", value=["basic", "premium", "basic"]),
+        {**node("p", "test_priced_run", text="hi"), "fan_out": "tier"},
+        node("out", "agent_output", name="texts"),
+    ],
+    [("x", "result", "p", "tier"), ("p", "text", "out", "value")],
+)
+
+
+def test_a_fan_out_node_pays_for_each_run_of_its_block(flat_rate: Engine) -> None:
+    owner = user()
+    api.top_up(owner, 100, engine=flat_rate)
+    view = run(flat_rate, owner, FANNED)
+    assert view.status is S.COMPLETED, view.error
+    assert view.outputs["texts"] == [["hi", "hi", "hi"]]
+    assert api.get_balance(owner, engine=flat_rate) == 100 - (2 + 5 + 2)
+    fanned = next(n for n in view.node_executions if n.node_id == "p")
+    assert fanned.stats["cost"] == 9
