@@ -118,6 +118,8 @@ class ExecutionView(BaseModel):
     ended_at: datetime | None
     node_executions: list[NodeExecutionView]
     never_ran: list[NeverRanView]
+    credits_spent: int = 0  # so far (metering on); ``stats["cost"]`` once the run ended
+    credit_budget: int | None = None
 
     @property
     def is_finished(self) -> bool:
@@ -308,6 +310,8 @@ def _view(
         ended_at=execution.ended_at,
         node_executions=[_node_view(n, node_outputs.get(n.id, {})) for n in nodes.values()],
         never_ran=_never_ran(graph, nodes.values()) if _ended_by_itself(execution, nodes) else [],
+        credits_spent=execution.credits_spent,
+        credit_budget=execution.credit_budget,
     )
 
 

@@ -90,6 +90,14 @@ _timeout_option = click.option(
     help=f"Seconds to follow the run (default {DEFAULT_TIMEOUT_SECONDS:.0f}).",
 )
 
+_budget_option = click.option(
+    "--budget",
+    "credit_budget",
+    type=click.IntRange(min=0),
+    help="The most credits the run may spend; a node that would take it past fails and the "
+    "run ends FAILED (needs AUTOEXEC_BILLING_ENABLED=true).",
+)
+
 
 @click.group()
 @click.version_option(package_name="autoexec")
@@ -139,6 +147,7 @@ def main() -> None:
     type=click.FloatRange(min=0, min_open=True),
     help="End the run FAILED once it has been RUNNING this long (default: no deadline).",
 )
+@_budget_option
 @_timeout_option
 def run(
     target: str,
@@ -150,6 +159,7 @@ def run(
     embedded: bool | None,
     detach: bool,
     max_run_seconds: float | None,
+    credit_budget: int | None,
     timeout: float | None,
 ) -> None:
     """Run FILE (a JSON or YAML graph, saved first) or the saved graph GRAPH_ID: show progress
@@ -157,6 +167,8 @@ def run(
     inputs = {**file_inputs, **pairs}
     graph_file = _graph_file(target, graph_version)
     _refuse_conflicting_options(graph_file, dry_run, detach, timeout, max_run_seconds)
+    if dry_run and credit_budget is not None:
+        raise click.UsageError("--budget limits a real run's credits; --dry-run charges nothing")
     if dry_run:
         _dry_run(Path(target), inputs, user_id)
         return
@@ -164,7 +176,9 @@ def run(
     if detach and on_embedded:
         raise click.UsageError(EMBEDDED_DETACH)
     with _worker_in_process(on_embedded):
-        graph_exec_id = _submit(target, graph_file, graph_version, inputs, user_id, max_run_seconds)
+        graph_exec_id = _submit(
+            target, graph_file, graph_version, inputs, user_id, max_run_seconds, credit_budget
+        )
         if detach:
             click.echo(graph_exec_id)
             return
@@ -263,6 +277,7 @@ def _submit(
     inputs: dict[str, Any],
     user_id: str,
     max_run_seconds: float | None,
+    credit_budget: int | None,
 ) -> str:
     """Save the graph file (or find the saved graph) and start an execution; returns its id."""
     from autoexec import api
@@ -272,7 +287,12 @@ def _submit(
     else:
         graph_id, graph_version = _saved_graph(target, graph_version, user_id)
     graph_exec_id = api.execute_graph(
-        graph_id, user_id, inputs, graph_version=graph_version, max_run_seconds=max_run_seconds
+        graph_id,
+        user_id,
+        inputs,
+        graph_version=graph_version,
+        max_run_seconds=max_run_seconds,
+        credit_budget=credit_budget,
     )
     click.echo(f"graph {graph_id} v{graph_version}: execution {graph_exec_id}", err=True)
     return graph_exec_id
@@ -381,11 +401,14 @@ def _stop_following(graph_exec_id: str, user_id: str, embedded: bool, code: int)
 def _show(view: ExecutionView) -> int:
     """Print the status and outputs of an ended run (the error and what never ran on
     stderr); the exit code."""
-    from autoexec.views import never_ran_lines
+    from autoexec.settings import get_settings
+    from autoexec.views import credits_line, never_ran_lines
 
     click.echo(f"status: {view.status.value}")
     if view.error:
         click.echo(f"error: {view.error}", err=True)
+    if get_settings().billing_enabled:
+        click.echo(f"credits: {credits_line(view.credits_spent, view.credit_budget)}", err=True)
     for line in never_ran_lines(view):
         click.echo(line, err=True)
     click.echo(_dump(view.outputs))
@@ -399,6 +422,7 @@ def _show(view: ExecutionView) -> int:
 def status(graph_exec_id: str, user_id: str, as_json: bool) -> None:
     """Show an execution: status, times, node counts, outputs, errors, nodes that never ran."""
     from autoexec import api
+    from autoexec.settings import get_settings
     from autoexec.views import execution_summary
 
     _select_stack()
@@ -406,7 +430,8 @@ def status(graph_exec_id: str, user_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(_dump(view.model_dump(mode="json")))
         return
-    for line in execution_summary(view, datetime.now(UTC)):
+    metered = get_settings().billing_enabled
+    for line in execution_summary(view, datetime.now(UTC), metered=metered):
         click.echo(line)
 
 
@@ -478,9 +503,17 @@ def executions(status_name: str | None, graph_id: str | None, limit: int, user_i
 @click.argument("graph_exec_id")
 @_user_option
 @click.option("--detach", is_flag=True, help="Print the new execution id and return at once.")
+@_budget_option
 @_timeout_option
-def rerun(graph_exec_id: str, user_id: str, detach: bool, timeout: float | None) -> None:
-    """Run an execution's graph version again with the same inputs, masks, skips and deadline."""
+def rerun(
+    graph_exec_id: str,
+    user_id: str,
+    detach: bool,
+    credit_budget: int | None,
+    timeout: float | None,
+) -> None:
+    """Run an execution's graph version again with the same inputs, masks, skips, deadline
+    and credit budget (or --budget)."""
     from autoexec import api
 
     _refuse_conflicting_options(None, False, detach, timeout, None)
@@ -488,7 +521,7 @@ def rerun(graph_exec_id: str, user_id: str, detach: bool, timeout: float | None)
     if detach and embedded:
         raise click.UsageError(EMBEDDED_DETACH)
     with _worker_in_process(embedded):
-        new_id = api.rerun(graph_exec_id, user_id)
+        new_id = api.rerun(graph_exec_id, user_id, credit_budget=credit_budget)
         click.echo(f"rerun of {graph_exec_id}: execution {new_id}", err=True)
         if detach:
             click.echo(new_id)
@@ -611,6 +644,59 @@ def reject(review_id: str, user_id: str, reason: str) -> None:
     _select_stack()
     decided = api.reject(review_id, user_id, reason)
     click.echo(f"review {decided.id} rejected; run {decided.graph_exec_id} goes on")
+
+
+@main.group()
+def credits() -> None:
+    """Credits (metering is on with AUTOEXEC_BILLING_ENABLED=true): balance, top-ups, history."""
+
+
+@credits.command("show")
+@_user_option
+def show_credits(user_id: str) -> None:
+    """The user's credit balance."""
+    from autoexec import api
+
+    _select_stack()
+    click.echo(f"balance: {api.get_balance(user_id)} credits")
+
+
+@credits.command("top-up")
+@click.argument("amount", type=click.IntRange(min=1))
+@click.option("--key", help="An idempotency key: a top-up repeated with the same key adds nothing.")
+@_user_option
+def top_up(amount: int, key: str | None, user_id: str) -> None:
+    """Add AMOUNT credits to the user's balance; print the balance."""
+    from autoexec import api
+
+    _select_stack()
+    click.echo(f"balance: {api.top_up(user_id, amount, key)} credits")
+
+
+@credits.command("history")
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Show at most this many transactions.",
+)
+@_user_option
+@click.option("--json", "as_json", is_flag=True, help="Print the transactions as JSON.")
+def credit_history(limit: int, user_id: str, as_json: bool) -> None:
+    """The user's credit transactions, newest first."""
+    from autoexec import api
+    from autoexec.views import credit_history_table
+
+    _select_stack()
+    rows = api.transactions(user_id, limit)
+    if as_json:
+        click.echo(_dump([row.model_dump(mode="json") for row in rows]))
+    elif not rows:
+        click.echo("no credit transactions", err=True)
+    else:
+        for line in credit_history_table(rows):
+            click.echo(line)
 
 
 @main.group()

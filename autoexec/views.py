@@ -9,7 +9,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from autoexec.api import ExecutionRow, ExecutionView, NeverRanView, NodeExecutionView
+from autoexec.api import (
+    CreditTransactionView,
+    ExecutionRow,
+    ExecutionView,
+    NeverRanView,
+    NodeExecutionView,
+)
 from autoexec.statuses import ExecutionStatus
 
 OUTPUT_WIDTH = 100
@@ -17,6 +23,7 @@ NO_VALUE = "-"
 LABEL_WIDTH = 10
 TABLE_HEADER = ("ID", "GRAPH", "STATUS", "STARTED", "DURATION", "NODES")
 NODE_TABLE_HEADER = ("ID", "NODE", "BLOCK", "STATUS", "WALLTIME", "CPUTIME", "INPUT", "OUTPUT")
+CREDITS_TABLE_HEADER = ("TIME", "KIND", "AMOUNT", "BALANCE AFTER", "REASON")
 
 
 def format_time(moment: datetime | None) -> str:
@@ -93,20 +100,23 @@ def _row_cells(row: ExecutionRow, now: datetime) -> tuple[str, ...]:
 # --- autoexec status ---------------------------------------------------------------------------
 
 
-def execution_summary(view: ExecutionView, now: datetime, width: int = OUTPUT_WIDTH) -> list[str]:
-    """What a user asks first about a run: status, times, nodes, stats, outputs, errors, what
-    never ran, then each node execution's stats."""
+def execution_summary(
+    view: ExecutionView, now: datetime, width: int = OUTPUT_WIDTH, metered: bool = False
+) -> list[str]:
+    """What a user asks first about a run: status, times, nodes, credits, stats, outputs,
+    errors, what never ran, then each node execution's stats. Credits are shown when
+    ``metered`` (metering is on) or the run has a budget or spent any."""
     return [
-        *_header(view, now),
+        *_header(view, now, metered),
         *graph_stats_lines(view.stats),
         *_outputs(view.outputs, width),
         *_errors(view),
         *_section("never ran", [never_ran_line(item) for item in view.never_ran]),
-        *_section("node executions", node_stats_table(view.node_executions)),
+        *_section("node executions", node_stats_table(view.node_executions, metered)),
     ]
 
 
-def _header(view: ExecutionView, now: datetime) -> list[str]:
+def _header(view: ExecutionView, now: datetime, metered: bool) -> list[str]:
     fields = {
         "execution": view.id,
         "graph": f"{view.graph_name} v{view.graph_version} ({view.graph_id})",
@@ -117,7 +127,14 @@ def _header(view: ExecutionView, now: datetime) -> list[str]:
         "duration": format_duration(view.started_at, view.ended_at, now),
         "nodes": node_counts(view.node_executions),
     }
+    if metered or view.credits_spent or view.credit_budget is not None:
+        fields["credits"] = credits_line(view.credits_spent, view.credit_budget)
     return [f"{label.ljust(LABEL_WIDTH)}{value}" for label, value in fields.items()]
+
+
+def credits_line(spent: int, budget: int | None) -> str:
+    """``12 spent`` or ``12 spent of a budget of 50``."""
+    return f"{spent} spent" + ("" if budget is None else f" of a budget of {budget}")
 
 
 def node_counts(nodes: Sequence[NodeExecutionView]) -> str:
@@ -145,17 +162,26 @@ def graph_stats_lines(stats: dict[str, Any]) -> list[str]:
     return [f"{'stats'.ljust(LABEL_WIDTH)}{shown}"]
 
 
-def node_stats_table(nodes: Sequence[NodeExecutionView]) -> list[str]:
-    """Each node execution's time and sizes, as its end recorded them (``-`` before)."""
+def node_stats_table(nodes: Sequence[NodeExecutionView], metered: bool = False) -> list[str]:
+    """Each node execution's time and sizes, as its end recorded them (``-`` before), and
+    the credits charged for it when ``metered`` or any node was charged."""
     if not nodes:
         return []
-    return aligned([NODE_TABLE_HEADER, *(_node_cells(node) for node in nodes)])
+    with_cost = metered or any(node_cost(node) for node in nodes)
+    header = (*NODE_TABLE_HEADER, "COST") if with_cost else NODE_TABLE_HEADER
+    return aligned([header, *(_node_cells(node, with_cost) for node in nodes)])
 
 
-def _node_cells(node: NodeExecutionView) -> tuple[str, ...]:
+def node_cost(node: NodeExecutionView) -> int:
+    """The credits charged for a node execution: its run cost and what its run used (its
+    end records them)."""
+    return int(node.stats.get("cost", 0))
+
+
+def _node_cells(node: NodeExecutionView, with_cost: bool) -> tuple[str, ...]:
     stats = node.stats
     measured = "walltime" in stats
-    return (
+    cells = (
         str(node.id),
         node.node_id,
         node.block_id,
@@ -165,6 +191,9 @@ def _node_cells(node: NodeExecutionView) -> tuple[str, ...]:
         format_size(stats["input_size"]) if measured else NO_VALUE,
         format_size(stats["output_size"]) if measured else NO_VALUE,
     )
+    if not with_cost:
+        return cells
+    return (*cells, str(node_cost(node)) if measured or "cost" in stats else NO_VALUE)
 
 
 def _outputs(outputs: dict[str, list[Any]], width: int) -> list[str]:
@@ -188,6 +217,25 @@ def _section(title: str, lines: list[str]) -> list[str]:
 
 def _json(value: Any) -> str:
     return json.dumps(value, default=str, ensure_ascii=False)
+
+
+# --- autoexec credits history ------------------------------------------------------------------
+
+
+def credit_history_table(rows: Sequence[CreditTransactionView]) -> list[str]:
+    """One line per ledger row under a header: a charge's amount is negative, a top-up's
+    positive (``+500``)."""
+    return aligned([CREDITS_TABLE_HEADER, *(_credit_cells(row) for row in rows)])
+
+
+def _credit_cells(row: CreditTransactionView) -> tuple[str, ...]:
+    return (
+        format_time(row.created_at),
+        row.kind,
+        f"{row.amount:+d}",
+        str(row.balance_after),
+        row.reason or NO_VALUE,
+    )
 
 
 # --- the end of a run --------------------------------------------------------------------------

@@ -186,3 +186,31 @@ def test_reconcile_refuses_a_negative_age() -> None:
     result = invoke("reconcile", "--older-than", "-1")
     assert result.exit_code == 2
     assert "--older-than" in result.output
+
+
+# --- credits options ----------------------------------------------------------------------------
+
+
+def test_dry_run_refuses_a_budget() -> None:
+    result = invoke("run", str(EXAMPLES / "hello.json"), "--dry-run", "--budget", "5")
+    assert result.exit_code == 2
+    assert "Error: --budget limits a real run's credits; --dry-run charges nothing" in (
+        result.output
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "g.json", "--budget", "-1"], "'--budget': -1 is not in the range x>=0."),
+        (["run", "g.json", "--budget", "1.5"], "'--budget': '1.5' is not a valid integer"),
+        (["rerun", "e1", "--budget", "-1"], "'--budget': -1 is not in the range x>=0."),
+        (["credits", "top-up", "0"], "'AMOUNT': 0 is not in the range x>=1."),
+        (["credits", "top-up", "abc"], "'AMOUNT': 'abc' is not a valid integer"),
+        (["credits", "history", "--limit", "0"], "'--limit': 0 is not in the range x>=1."),
+    ],
+)
+def test_credit_amounts_are_whole_numbers(args: list[str], message: str) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert f"Error: Invalid value for {message}" in result.output

@@ -7,9 +7,17 @@ from typing import Any
 
 import pytest
 
-from autoexec.api import ExecutionRow, ExecutionView, NeverRanView, NodeExecutionView
+from autoexec.api import (
+    CreditTransactionView,
+    ExecutionRow,
+    ExecutionView,
+    NeverRanView,
+    NodeExecutionView,
+)
 from autoexec.statuses import ExecutionStatus
 from autoexec.views import (
+    credit_history_table,
+    credits_line,
     cut,
     execution_summary,
     executions_table,
@@ -189,3 +197,68 @@ def test_node_stats_table_shows_times_and_sizes_of_ended_nodes() -> None:
         "2   sum   calculator  QUEUED     -         -        -      -",
     ]
     assert node_stats_table([]) == []
+
+
+ENDED = {"walltime": 0.0021, "cputime": 0.0019, "input_size": 40, "output_size": 1}
+
+
+def test_node_stats_table_shows_each_nodes_cost_when_metered() -> None:
+    nodes = [
+        node(1, "add", S.COMPLETED, stats={**ENDED, "cost": 3}),
+        node(2, "x", S.COMPLETED, stats=ENDED),
+        node(3, "sum", S.QUEUED),
+    ]
+    assert node_stats_table(nodes, metered=True) == [
+        "ID  NODE  BLOCK       STATUS     WALLTIME  CPUTIME  INPUT  OUTPUT  COST",
+        "1   add   calculator  COMPLETED  2.1ms     1.9ms    40 B   1 B     3",
+        "2   x     calculator  COMPLETED  2.1ms     1.9ms    40 B   1 B     0",
+        "3   sum   calculator  QUEUED     -         -        -      -       -",
+    ]
+
+
+def test_node_stats_table_shows_costs_when_a_node_has_one_even_unmetered() -> None:
+    charged = [node(1, "add", S.COMPLETED, stats={**ENDED, "cost": 2})]
+    assert node_stats_table(charged)[0].endswith("OUTPUT  COST")
+    free = [node(1, "add", S.COMPLETED, stats={**ENDED, "cost": 0})]
+    assert node_stats_table(free)[0].endswith("OUTPUT")
+
+
+def test_summary_shows_the_credits_spent_and_the_budget() -> None:
+    lines = execution_summary(execution(credits_spent=3, credit_budget=10), now=at(9))
+    assert lines[8] == "credits   3 spent of a budget of 10"
+    assert credits_line(0, None) == "0 spent"
+    assert credits_line(4, 0) == "4 spent of a budget of 0"
+
+
+def test_summary_shows_credits_when_metered_or_when_any_were_spent_or_budgeted() -> None:
+    def credit_lines(view: ExecutionView, metered: bool) -> list[str]:
+        lines = execution_summary(view, now=at(9), metered=metered)
+        return [line for line in lines if line.startswith("credits")]
+
+    assert credit_lines(execution(), metered=False) == []
+    assert credit_lines(execution(), metered=True) == ["credits   0 spent"]
+    assert credit_lines(execution(credits_spent=2), metered=False) == ["credits   2 spent"]
+    assert credit_lines(execution(credit_budget=5), metered=False) == [
+        "credits   0 spent of a budget of 5"
+    ]
+
+
+def transaction(
+    row_id: int, kind: str, amount: int, after: int, reason: str
+) -> CreditTransactionView:
+    return CreditTransactionView(
+        id=row_id, kind=kind, amount=amount, balance_after=after, reason=reason, details={},
+        graph_exec_id=None, node_exec_id=None, created_at=at(row_id),
+    )  # fmt: skip
+
+
+def test_credit_history_table_signs_amounts_under_a_header() -> None:
+    rows = [
+        transaction(2, "CHARGE", -2, 98, "print run (node log)"),
+        transaction(1, "TOP_UP", 100, 100, "top-up"),
+    ]
+    assert credit_history_table(rows) == [
+        "TIME                     KIND    AMOUNT  BALANCE AFTER  REASON",
+        "2026-12-01 06:50:03 UTC  CHARGE  -2      98             print run (node log)",
+        "2026-12-01 06:50:02 UTC  TOP_UP  +100    100            top-up",
+    ]

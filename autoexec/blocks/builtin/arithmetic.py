@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from autoexec.blocks.base import Block, BlockInput, BlockOutput, RunContext
+from autoexec.blocks.base import Block, BlockCost, BlockInput, BlockOutput, RunContext
 
 Operation = Literal["add", "subtract", "multiply", "divide", "power", "modulo"]
 
@@ -45,6 +45,8 @@ class CalculatorBlock(Block[CalculatorInput]):
     )
     Input = CalculatorInput
     Output = CalculatorOutput
+    # Charged only with metering on (AUTOEXEC_BILLING_ENABLED); the first matching cost applies.
+    costs = (BlockCost(3, filter={"operation": "power"}), BlockCost(1))
 
     def run(self, data: CalculatorInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
         result = calculate(data.operation, data.a, data.b)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from autoexec.blocks.base import Block, BlockInput, BlockOutput, RunContext
+from autoexec.blocks.base import Block, BlockCost, BlockInput, BlockOutput, RunContext
 
 
 class FillTextTemplateInput(BlockInput):
@@ -27,6 +27,7 @@ class FillTextTemplateBlock(Block[FillTextTemplateInput]):
     description = "Builds a text by filling the {name} placeholders of a template with values."
     Input = FillTextTemplateInput
     Output = FillTextTemplateOutput
+    costs = (BlockCost(2),)  # charged only with metering on (AUTOEXEC_BILLING_ENABLED)
 
     def run(self, data: FillTextTemplateInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
         yield "output", fill_template(data.format, data.values)
@@ -58,6 +59,7 @@ class PrintBlock(Block[PrintInput]):
     description = "Writes a value to the execution log and passes it on unchanged."
     Input = PrintInput
     Output = PrintOutput
+    costs = (BlockCost(1),)  # charged only with metering on (AUTOEXEC_BILLING_ENABLED)
 
     def run(self, data: PrintInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
         ctx.logger.info("%s", data.text)
