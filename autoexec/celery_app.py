@@ -18,6 +18,7 @@ GRAPH_TASKS = (
     "autoexec.cancel_graph",
     "autoexec.reconcile",
     "autoexec.gather_fan_out",
+    "autoexec.notify",  # returns at once: a webhook's POST runs on a thread of its own
 )
 NODE_TASKS = ("autoexec.execute_node", "autoexec.fan_out_element")
 

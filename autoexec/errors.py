@@ -13,7 +13,8 @@
     ├── InvalidTransitionError    a status change that SPEC §2 does not allow
     ├── InsufficientBalanceError  not enough credits (SPEC §6)
     ├── BudgetExceededError       a node would take its run past its credit budget
-    └── ExecutionStoppedError     the graph execution was stopped while a node ran
+    ├── ExecutionStoppedError     the graph execution was stopped while a node ran
+    └── NotificationDeliveryError a notification sink did not take a notification
 
     UserWarning
     └── GraphWarning              a saved graph is legal but suspicious (e.g. unreachable nodes)
@@ -86,6 +87,15 @@ class BudgetExceededError(AutoexecError):
 
 class ExecutionStoppedError(AutoexecError):
     """The graph execution was cancelled or stopped by a limit while this node ran."""
+
+
+class NotificationDeliveryError(AutoexecError):
+    """A notification sink did not take a notification; ``retry`` says whether trying again
+    may help (a timeout, a 5xx) or not (the receiver refused it, e.g. a 4xx)."""
+
+    def __init__(self, message: str, retry: bool) -> None:
+        super().__init__(message)
+        self.retry = retry
 
 
 class GraphWarning(UserWarning):

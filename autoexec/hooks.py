@@ -5,11 +5,12 @@ the transaction's session; once that transaction has committed, and never inside
 gets the changes in the order they were made, then one ``committed`` call. A rolled-back
 transaction's changes are dropped. A hook that raises is logged and skipped: it never fails a
 run. Hooks run on the engine's thread right after the commit, so they must be quick (the
-built-in ones do one Redis round trip or only update memory).
+built-in ones do one Redis round trip, publish a message per notification, or only update
+memory).
 
-The hooks of a process are the built-in ones (live events, Prometheus metrics) and those named
-in AUTOEXEC_HOOKS (``pkg.module:Name,...``; each is called with no arguments to make the hook).
-The engine's core imports none of them.
+The hooks of a process are the built-in ones (live events, Prometheus metrics, notifications)
+and those named in AUTOEXEC_HOOKS (``pkg.module:Name,...``; each is called with no arguments
+to make the hook). The engine's core imports none of them.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ from autoexec.statuses import SUSPENDED, TERMINAL, ExecutionStatus
 log = logging.getLogger(__name__)
 
 S = ExecutionStatus
-BUILTIN_HOOKS: tuple[str, ...] = ("autoexec.events:EventPublisher", "autoexec.metrics:MetricsHook")
+BUILTIN_HOOKS: tuple[str, ...] = (
+    "autoexec.events:EventPublisher",
+    "autoexec.metrics:MetricsHook",
+    "autoexec.notifications:NotificationHook",
+)
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,13 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from autoexec.errors import ConfigurationError
 
 ENV_PREFIX = "AUTOEXEC_"
+NOTIFICATION_SINKS = ("log", "webhook")
 
 
 class Settings(BaseSettings):
@@ -65,6 +66,16 @@ class Settings(BaseSettings):
     execution_cost_per_threshold: int = Field(default=1, ge=0)
     low_balance_threshold: int = Field(default=100, ge=0)
 
+    # Notifications (autoexec.notifications): where they go, a comma list of log, webhook
+    # (empty: none), and how the webhook is called.
+    notification_sinks: str = "log"
+    notification_webhook_url: str | None = Field(default=None, validate_default=True)
+    notification_webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    notification_webhook_retries: int = Field(default=5, ge=0)
+    notification_webhook_backoff_seconds: float = Field(default=2.0, ge=0)
+    notification_webhook_threads: int = Field(default=4, ge=1)
+    notification_max_output_bytes: int = Field(default=4096, ge=64)
+
     event_max_value_bytes: int = Field(default=4096, ge=64)
     max_output_bytes: int = Field(default=10_000_000, ge=1024)
     metrics_port: int = Field(default=9808, ge=0, le=65535)
@@ -76,6 +87,29 @@ class Settings(BaseSettings):
     def _has_scheme(cls, value: str) -> str:
         if "://" not in value:
             raise ValueError(f"{value!r} is not a URL (expected scheme://...)")
+        return value
+
+    @field_validator("notification_sinks")
+    @classmethod
+    def _known_sinks(cls, value: str) -> str:
+        unknown = [name for name in _names(value) if name not in NOTIFICATION_SINKS]
+        if unknown:
+            raise ValueError(
+                f"unknown sink {', '.join(map(repr, unknown))}; "
+                f"use a comma list of {', '.join(NOTIFICATION_SINKS)} (or nothing for none)"
+            )
+        return value
+
+    @field_validator("notification_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("not an http:// or https:// URL")
+        if value is None and "webhook" in _names(info.data.get("notification_sinks", "")):
+            raise ValueError(
+                f"not set, but {ENV_PREFIX}NOTIFICATION_SINKS has webhook: set it to the URL "
+                "notifications are POSTed to, or drop webhook from the sinks"
+            )
         return value
 
     @property
@@ -90,6 +124,10 @@ class Settings(BaseSettings):
     @property
     def hook_names(self) -> list[str]:
         return _names(self.hooks)
+
+    @property
+    def notification_sink_names(self) -> list[str]:
+        return _names(self.notification_sinks)
 
 
 def _names(comma_separated: str) -> list[str]:

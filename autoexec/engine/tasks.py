@@ -7,6 +7,7 @@
 ``autoexec.reconcile``      one reconciler pass, scheduled by beat     (queue autoexec.graphs)
 ``autoexec.fan_out_element`` one element of a fan-out node             (queue autoexec.nodes)
 ``autoexec.gather_fan_out`` a fan-out's chord callback                  (queue autoexec.graphs)
+``autoexec.notify``         deliver one notification                    (queue autoexec.graphs)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
+from autoexec import notifications
 from autoexec.celery_app import app, celery_config
 from autoexec.engine import (
     fan_out,
@@ -283,3 +285,20 @@ def _check_age(seconds: object) -> None:
         raise InputValidationError(
             f"reconcile: older_than_seconds must be a number of seconds, 0 or more, not {seconds!r}"
         )
+
+
+# Ids, a kind and numbers only (monitoring shows them); the task reads the rest. A database
+# error is retried a few times; a webhook's failures are retried by new tasks (countdown).
+@app.task(
+    name=notifications.NOTIFY_TASK,
+    ignore_result=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def notify(
+    request: dict[str, str | int | float | None], sink: str | None = None, attempt: int = 0
+) -> str:
+    """Deliver one notification: log it, hand its webhook POST to a thread; what happened."""
+    parsed = notifications.NotificationRequest.model_validate(request)
+    return notifications.deliver(get_engine(), parsed, sink, int(attempt))

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, defer
 
 from autoexec.dataflow import YieldedOutput, graph_outputs
 from autoexec.errors import NotFoundError
-from autoexec.graph import Graph
+from autoexec.graph import GRAPH_OUTPUT_BLOCK, Graph
 from autoexec.hooks import GraphExecutionChange, NodeOutput, NodeRef, note
 from autoexec.statuses import HOLDING_A_SLOT, TERMINAL, ExecutionStatus
 from autoexec.store.tables import (
@@ -400,6 +400,30 @@ def agent_outputs(
             nodes[out.node_exec_id].input_data or {},
         )
         for out in stored
+    )
+
+
+def graph_outputs_of(session: Session, graph_exec_id: str) -> dict[str, list[Any]]:
+    """The run's ``agent_output`` values by output name, in yield order, reading only the
+    outputs of its ``agent_output`` node executions."""
+    stmt = (
+        select(
+            NodeExecution.node_id,
+            NodeExecution.block_id,
+            NodeExecutionOutput.name,
+            NodeExecutionOutput.value,
+            NodeExecution.input_data,
+        )
+        .join(NodeExecution, NodeExecution.id == NodeExecutionOutput.node_exec_id)
+        .where(
+            NodeExecutionOutput.graph_exec_id == graph_exec_id,
+            NodeExecution.block_id == GRAPH_OUTPUT_BLOCK,
+        )
+        .order_by(NodeExecutionOutput.id)
+    )
+    return graph_outputs(
+        YieldedOutput(node_id, block_id, name, value, inputs or {})
+        for node_id, block_id, name, value, inputs in session.execute(stmt)
     )
 
 

@@ -53,6 +53,7 @@ def test_both_queues_declared(conf: Any) -> None:
         ("autoexec.advance_graph", "autoexec.graphs"),
         ("autoexec.cancel_graph", "autoexec.graphs"),
         ("autoexec.reconcile", "autoexec.graphs"),
+        ("autoexec.notify", "autoexec.graphs"),  # returns at once, like an orchestrator step
     ],
 )
 def test_routes(app: Celery, task: str, queue: str) -> None:

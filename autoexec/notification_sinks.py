@@ -1,0 +1,166 @@
+"""Where notifications go (AUTOEXEC_NOTIFICATION_SINKS): ``log`` writes one log line per
+notification; ``webhook`` POSTs it as JSON to AUTOEXEC_NOTIFICATION_WEBHOOK_URL.
+
+A webhook attempt runs on one of a few daemon threads of the process
+(:class:`DeliveryThreads`), never on the thread of a task: a receiver that answers slowly or
+never holds a thread for at most AUTOEXEC_NOTIFICATION_WEBHOOK_TIMEOUT_SECONDS, and a worker
+slot not at all. Attempts waiting for a thread are bounded; past that, an attempt fails at once
+(and is retried later, like any failed attempt).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import queue
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from autoexec.errors import NotificationDeliveryError
+from autoexec.settings import Settings
+
+log = logging.getLogger("autoexec.notifications")
+
+LOG, WEBHOOK = "log", "webhook"
+MAX_PENDING_ATTEMPTS = 100  # per process, waiting for a delivery thread
+MAX_BACKOFF_SECONDS = 300.0  # a countdown well under RabbitMQ's 30-minute consumer timeout
+# Worth trying again: the receiver timed out, was rate-limited or failed.
+RETRY_STATUSES = frozenset({408, 425, 429})
+
+
+def log_notification(body: dict[str, Any]) -> None:
+    """The ``log`` sink: the notification as one line of JSON."""
+    log.info("notification %s %s", body["type"], json.dumps(body, default=str, ensure_ascii=False))
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirected POST would be re-sent as a GET without its body: refuse it instead."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """The ``webhook`` sink: one POST of a notification's JSON per call."""
+
+    url: str
+    timeout: float
+
+    @classmethod
+    def configured(cls, settings: Settings) -> Webhook:
+        return cls(
+            str(settings.notification_webhook_url), settings.notification_webhook_timeout_seconds
+        )
+
+    @property
+    def shown(self) -> str:
+        """The URL as logs show it: scheme and host only (its path or query may be a secret)."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+
+    def post(self, body: dict[str, Any]) -> None:
+        """POST ``body``; raise :class:`NotificationDeliveryError` unless it was taken (2xx).
+        The ``Idempotency-Key`` header repeats the notification's id."""
+        request = urllib.request.Request(
+            self.url,
+            data=json.dumps(body, default=str, ensure_ascii=False).encode(),
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "autoexec",
+                "Idempotency-Key": str(body["id"]),
+            },
+        )
+        try:
+            with _opener.open(request, timeout=self.timeout) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            retry = exc.code >= 500 or exc.code in RETRY_STATUSES
+            raise NotificationDeliveryError(f"{self.shown} answered {exc.code}", retry) from None
+        except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out
+            error = f"{self.shown}: {type(exc).__name__}: {exc}"
+            raise NotificationDeliveryError(error, retry=True) from None
+
+
+@dataclass(frozen=True)
+class Retries:
+    """How often a failed webhook attempt is tried again, and after how long."""
+
+    limit: int
+    backoff: float
+
+    @classmethod
+    def configured(cls, settings: Settings) -> Retries:
+        return cls(
+            settings.notification_webhook_retries, settings.notification_webhook_backoff_seconds
+        )
+
+    def allow(self, attempt: int) -> bool:
+        """Whether attempt ``attempt`` (0 for the first) may be followed by another."""
+        return attempt < self.limit
+
+    def delay(self, attempt: int) -> float:
+        """Seconds before the attempt after ``attempt``: doubling from ``backoff``, capped."""
+        return float(min(self.backoff * 2**attempt, MAX_BACKOFF_SECONDS))
+
+
+class DeliveryThreads:
+    """A few daemon threads that run webhook attempts, started on first use (after a fork);
+    at most ``pending`` attempts wait for one."""
+
+    def __init__(self, threads: int, pending: int = MAX_PENDING_ATTEMPTS) -> None:
+        self.threads = threads
+        self._jobs: queue.Queue[Callable[[], None]] = queue.Queue(maxsize=pending)
+        self._started = False
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], None]) -> bool:
+        """Queue ``job`` for a thread; False (and nothing queued) if too many already wait."""
+        self._start()
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            return False
+        return True
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            for number in range(self.threads):
+                name = f"autoexec-notify-{number}"
+                threading.Thread(target=self._work, name=name, daemon=True).start()
+            self._started = True
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                job()
+            except Exception:
+                log.exception("a notification delivery failed")
+
+
+_pools: dict[tuple[int, int], DeliveryThreads] = {}
+_pools_lock = threading.Lock()
+
+
+def delivery_threads(threads: int) -> DeliveryThreads:
+    """This process's delivery threads (a forked child makes its own)."""
+    key = (os.getpid(), threads)
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            pool = _pools[key] = DeliveryThreads(threads)
+    return pool
