@@ -64,6 +64,16 @@ class Keys:
         return f"{cls.prefix}:node-count:{user_id}"
 
     @classmethod
+    def alert(cls, block_id: str, error_type: str) -> str:
+        """Set while a system alert for this block and error type was sent lately."""
+        return f"{cls.prefix}:alert:{block_id}:{error_type}"
+
+    @classmethod
+    def alerts_held(cls, block_id: str, error_type: str) -> str:
+        """How many system alerts for this block and error type were held back since."""
+        return f"{cls.prefix}:alerts-held:{block_id}:{error_type}"
+
+    @classmethod
     def zero_balance(cls, user_id: str, graph_id: str, top_ups: int) -> str:
         """Set once the user was told their balance ran out on the graph; a top-up moves the
         count, so the next refusal notifies again."""
@@ -141,6 +151,17 @@ class Coordinator:
         """True the first time since the user's last top-up that this is asked for the graph."""
         key = Keys.zero_balance(user_id, graph_id, top_ups)
         return bool(self.client.set(key, 1, nx=True, ex=self.ZERO_BALANCE_TTL_SECONDS))
+
+    def alert_due(self, block_id: str, error_type: str, seconds: float) -> int | None:
+        """None if an alert for this block and error type went out less than ``seconds``
+        ago (this one is counted as held back); else how many were held back since that one."""
+        if self.client.set(Keys.alert(block_id, error_type), 1, nx=True, px=int(seconds * 1000)):
+            return int(self.client.getdel(Keys.alerts_held(block_id, error_type)) or 0)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.incr(Keys.alerts_held(block_id, error_type))
+        pipe.expire(Keys.alerts_held(block_id, error_type), self.ZERO_BALANCE_TTL_SECONDS)
+        pipe.execute()
+        return None
 
     def publish_all(self, messages: list[tuple[str, str]]) -> None:
         """Publish each ``(channel, message)`` in order, in one round trip."""

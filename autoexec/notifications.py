@@ -1,7 +1,8 @@
 """Notifications (SPEC §6, §11): ``AGENT_RUN`` when a run ends, ``LOW_BALANCE`` when a charge
 takes a balance from at least AUTOEXEC_LOW_BALANCE_THRESHOLD to below it, ``ZERO_BALANCE``
-when a charge is refused for lack of credits; sent to the sinks of
-AUTOEXEC_NOTIFICATION_SINKS (autoexec.notification_sinks).
+when a charge is refused for lack of credits, ``SYSTEM_ALERT`` when a node fails with an
+unexpected error (at most one per block and error type per AUTOEXEC_ALERT_INTERVAL_SECONDS);
+sent to the sinks of AUTOEXEC_NOTIFICATION_SINKS (autoexec.notification_sinks).
 
 How one travels:
 
@@ -37,9 +38,16 @@ from redis.exceptions import RedisError
 
 from autoexec.coordination import Coordinator
 from autoexec.engine.context import Engine
+from autoexec.engine.node_execution import UNEXPECTED_ERROR
 from autoexec.errors import NotFoundError, NotificationDeliveryError
 from autoexec.events import cut_value
-from autoexec.hooks import BalanceChange, ChargeRefused, GraphExecutionChange, Hook
+from autoexec.hooks import (
+    BalanceChange,
+    ChargeRefused,
+    GraphExecutionChange,
+    Hook,
+    NodeExecutionChange,
+)
 from autoexec.notification_sinks import (
     LOG,
     WEBHOOK,
@@ -49,13 +57,16 @@ from autoexec.notification_sinks import (
     log_notification,
 )
 from autoexec.settings import Settings, get_settings
+from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.credits import CHARGE
-from autoexec.store.tables import GraphExecution
+from autoexec.store.tables import GraphExecution, NodeExecution
 
 log = logging.getLogger(__name__)
 
 AGENT_RUN, LOW_BALANCE, ZERO_BALANCE = "AGENT_RUN", "LOW_BALANCE", "ZERO_BALANCE"
+SYSTEM_ALERT = "SYSTEM_ALERT"
+MAX_ALERT_ERROR_CHARS = 1000
 NOTIFY_TASK = "autoexec.notify"
 MIN_VALUE_SHARE = 16  # bytes: a cut output value keeps at least this much of its JSON
 
@@ -78,6 +89,9 @@ class NotificationRequest(BaseModel):
     amount: int | None = None
     threshold: int | None = None
     top_ups: int | None = None
+    node_id: str | None = None
+    block_id: str | None = None
+    error_type: str | None = None
 
     def message(self) -> dict[str, str | int | float | None]:
         return self.model_dump(exclude_none=True)
@@ -119,6 +133,26 @@ def zero_balance_request(change: ChargeRefused, at: float) -> NotificationReques
         node_exec_id=change.node_exec_id,
         balance=change.balance,
         top_ups=change.top_ups,
+    )
+
+
+def system_alert_request(change: NodeExecutionChange, at: float) -> NotificationRequest | None:
+    """A node that failed with an unexpected error (a bug: not the graph's or its inputs',
+    ``node_execution.UNEXPECTED_ERROR``) asks for a SYSTEM_ALERT."""
+    error_type = (change.stats or {}).get(UNEXPECTED_ERROR)
+    if change.status is not ExecutionStatus.FAILED or not error_type:
+        return None
+    node = change.node
+    return NotificationRequest(
+        kind=SYSTEM_ALERT,
+        id=f"{SYSTEM_ALERT}:{node.node_exec_id}",
+        user_id=node.user_id,
+        at=at,
+        graph_exec_id=node.graph_exec_id,
+        node_exec_id=node.node_exec_id,
+        node_id=node.node_id,
+        block_id=node.block_id,
+        error_type=str(error_type),
     )
 
 
@@ -192,6 +226,11 @@ class NotificationHook(Hook):
     def execution_ended(self, change: GraphExecutionChange) -> None:
         self._add(agent_run_request(change, time.time()))
 
+    def node_ended(self, change: NodeExecutionChange) -> None:
+        request = system_alert_request(change, time.time())
+        if request is not None:
+            self._add(request)
+
     def _add(self, request: NotificationRequest) -> None:
         if self.on:
             self._pending.append(request)
@@ -236,6 +275,7 @@ BALANCE_FIELDS = {
         "node_exec_id", "transaction_id",
     },
     ZERO_BALANCE: {"balance", "graph_id", "graph_exec_id", "node_exec_id"},
+    SYSTEM_ALERT: {"graph_exec_id", "node_exec_id", "node_id", "block_id", "error_type"},
 }  # fmt: skip
 
 
@@ -245,6 +285,11 @@ def build_notification(engine: Engine, request: NotificationRequest) -> Notifica
         data = agent_run_data(engine, request)
         if data is None:
             return None
+    elif request.kind == SYSTEM_ALERT:
+        data = {
+            **request.model_dump(include=BALANCE_FIELDS[SYSTEM_ALERT]),
+            **alert_data(engine, request),
+        }
     else:
         data = request.model_dump(include=BALANCE_FIELDS[request.kind])
     return Notification(request.id, request.kind, request.user_id, request.at, data)
@@ -260,6 +305,14 @@ def agent_run_data(engine: Engine, request: NotificationRequest) -> dict[str, An
             return None
         outputs = repo.graph_outputs_of(session, execution.id)
         return run_summary(execution, outputs, engine.settings.notification_max_output_bytes)
+
+
+def alert_data(engine: Engine, request: NotificationRequest) -> dict[str, Any]:
+    """The failed node's error (cut), read in the task: a task's arguments carry no message."""
+    with engine.db.session() as session:
+        node = session.get(NodeExecution, request.node_exec_id)
+        error = (node.error or "") if node is not None else ""
+    return {"error": error[:MAX_ALERT_ERROR_CHARS]}
 
 
 def run_summary(
@@ -330,12 +383,41 @@ def deliver(
             "their last top-up", request.id, request.user_id, request.graph_id,
         )  # fmt: skip
         return "not sent: a repeat"
+    if sink is None and request.kind == SYSTEM_ALERT:
+        held = alert_due(engine, request)
+        if held is None:
+            return "not sent: an alert like it was sent lately"
+        notification.data["held_back_since_last"] = held
     sinks = [name for name in engine.settings.notification_sink_names if sink in (None, name)]
     if LOG in sinks:
         log_notification(notification.body(attempt))
     if WEBHOOK in sinks:
         to_webhook(engine.settings, notification, request, attempt, send)
     return f"sent to {', '.join(sinks)}" if sinks else "not sent: no sink"
+
+
+# When Redis cannot say, each process limits its own alerts.
+_local_alerts: dict[tuple[str, str], float] = {}
+
+
+def alert_due(engine: Engine, request: NotificationRequest) -> int | None:
+    """Whether this SYSTEM_ALERT goes out: at most one per block and error type per
+    AUTOEXEC_ALERT_INTERVAL_SECONDS across the cluster (per process if Redis is down). None if
+    it is held back; else how many were held back since the last one that went out."""
+    seconds = engine.settings.alert_interval_seconds
+    block, error_type = str(request.block_id), str(request.error_type)
+    if seconds == 0:
+        return 0
+    try:
+        return engine.coordinator.alert_due(block, error_type, seconds)
+    except RedisError as exc:
+        log.warning("SYSTEM_ALERT %s limited in this process only: %s", request.id, exc)
+    now = time.monotonic()
+    last = _local_alerts.get((block, error_type))
+    if last is not None and now - last < seconds:
+        return None
+    _local_alerts[(block, error_type)] = now
+    return 0
 
 
 def first_zero_balance_notice(coordinator: Coordinator, request: NotificationRequest) -> bool:

@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     notification_webhook_backoff_seconds: float = Field(default=2.0, ge=0)
     notification_webhook_threads: int = Field(default=4, ge=1)
     notification_max_output_bytes: int = Field(default=4096, ge=64)
+    # At most one SYSTEM_ALERT per block and error type in this many seconds (0: no limit).
+    alert_interval_seconds: float = Field(default=300.0, ge=0)
 
     event_max_value_bytes: int = Field(default=4096, ge=64)
     max_output_bytes: int = Field(default=10_000_000, ge=1024)

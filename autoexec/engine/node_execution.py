@@ -60,6 +60,8 @@ DATABASE_EVERY = 4
 
 
 MAX_RETRY_BACKOFF = 60.0
+# The node stat naming the type of an unexpected error (a bug, not the graph's or its inputs').
+UNEXPECTED_ERROR = "unexpected_error"
 
 
 class RetryNode(Exception):
@@ -637,4 +639,7 @@ def _failed(run: _Run, exc: Exception) -> Outcome | None:
         return None
     except ExecutionStoppedError:
         pass  # past a limit a flush found: the error is recorded with the end, which ends the run
-    return Outcome(S.FAILED, error, run.stats(error), stop=run.buffer.stop)
+    stats = run.stats(error)
+    if not is_user_error(exc) and not isinstance(exc, AutoexecError):
+        stats[UNEXPECTED_ERROR] = type(exc).__name__  # a system alert (autoexec.notifications)
+    return Outcome(S.FAILED, error, stats, stop=run.buffer.stop)

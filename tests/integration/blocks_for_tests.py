@@ -368,3 +368,21 @@ class PricedKillOnceBlock(Block[PricedKillOnceInput]):
             marker.touch()
             os.kill(os.getpid(), signal.SIGKILL)
         yield "done", True
+
+
+class CrashAsInput(BlockInput):
+    error_type: str
+
+
+class CrashAsBlock(Block[CrashAsInput]):
+    """Raises an unexpected error of a class named ``error_type`` (a RuntimeError)."""
+
+    id = "test_crash_as"
+    name = "Crash as (tests)"
+    description = "Raises a RuntimeError subclass of the given name."
+    Input = CrashAsInput
+    Output = BlockOutput
+
+    def run(self, data: CrashAsInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
+        raise type(data.error_type, (RuntimeError,), {})("a bug")
+        yield  # pragma: no cover

@@ -4,6 +4,7 @@ retries with the same id, and a webhook that never answers slows no run."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,3 +196,25 @@ def test_a_webhook_that_never_answers_slows_no_run(cluster: Cluster, tmp_path: P
         assert [view.status for view in views] == [S.COMPLETED] * 6
         assert receiver.answered == 0  # every POST still hangs
         assert 1 <= len(receiver.received) <= 2  # one thread in each of the two pool processes
+
+
+def test_a_system_alert_is_sent_once_per_block_and_error_type_in_its_interval(
+    notified: Notified,
+) -> None:
+    owner, receiver = user(), notified.receiver
+    api.top_up(owner, 1000, engine=notified.engine)
+    bug = f"Bug{uuid.uuid4().hex}"  # an error type no other run raised
+    crash = notified.save(graph([node("crash", "test_crash_as", error_type=bug)], []), owner)
+    views = [notified.run(crash, owner) for _ in range(3)]
+    assert [view.status for view in views] == [S.FAILED] * 3
+    for view in views:
+        receiver.wait_for(lambda view=view: receiver.about("AGENT_RUN", view.id))
+    other = notified.save(graph([node("crash", "test_crash_as", error_type=bug + "X")], []), owner)
+    notified.run(other, owner)
+    alerts = receiver.wait_for(lambda: receiver.of_user("SYSTEM_ALERT", owner), count=2)
+    assert sorted(body["data"]["error_type"] for body in alerts) == [bug, bug + "X"]
+    first = next(body for body in alerts if body["data"]["error_type"] == bug)
+    assert first["data"]["block_id"] == "test_crash_as"
+    assert first["data"]["error"] == f"{bug}: a bug"
+    assert first["data"]["graph_exec_id"] in {view.id for view in views}
+    assert first["data"]["held_back_since_last"] == 0

@@ -13,8 +13,9 @@ from typing import Any, cast
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from autoexec.coordination import Coordinator, redis_client
+from autoexec.coordination import Coordinator, Keys, redis_client
 from autoexec.engine.context import Engine
+from autoexec.engine.node_execution import UNEXPECTED_ERROR
 from autoexec.engine.tasks import notify
 from autoexec.errors import ConfigurationError, NotificationDeliveryError
 from autoexec.hooks import (
@@ -22,6 +23,8 @@ from autoexec.hooks import (
     BalanceChange,
     ChargeRefused,
     GraphExecutionChange,
+    NodeExecutionChange,
+    NodeRef,
     load_hook,
 )
 from autoexec.notification_sinks import (
@@ -33,15 +36,18 @@ from autoexec.notification_sinks import (
 from autoexec.notifications import (
     AGENT_RUN,
     LOW_BALANCE,
+    SYSTEM_ALERT,
     ZERO_BALANCE,
     NotificationHook,
     NotificationRequest,
+    alert_due,
     cut_outputs,
     deliver,
     first_zero_balance_notice,
     low_balance_crossed,
     retry_later,
     run_summary,
+    system_alert_request,
     zero_balance_request,
 )
 from autoexec.settings import Settings, load_settings
@@ -408,3 +414,65 @@ def test_a_retry_goes_only_to_its_sink_and_only_if_still_configured() -> None:
         assert deliver(logged_only, zero("e2", 1), sink="webhook", attempt=1) == "not sent: no sink"
     assert body["attempt"] == 2
     assert len(receiver.received) == 1
+
+
+# --- system alerts ----------------------------------------------------------------------------
+
+
+def failed_node(stats: dict[str, Any] | None, status: ExecutionStatus = S.FAILED) -> Any:
+    node = NodeRef("e1", "u1", 9, "crash", "test_crash")
+    return NodeExecutionChange(node, status, error="RuntimeError: boom", stats=stats)
+
+
+def test_only_a_node_failed_by_an_unexpected_error_asks_for_a_system_alert() -> None:
+    request = system_alert_request(failed_node({UNEXPECTED_ERROR: "RuntimeError"}), 0.0)
+    assert request is not None
+    assert (request.kind, request.id, request.block_id, request.error_type) == (
+        SYSTEM_ALERT,
+        "SYSTEM_ALERT:9",
+        "test_crash",
+        "RuntimeError",
+    )
+    assert system_alert_request(failed_node({"error": "bad input"}), 0.0) is None  # user error
+    assert system_alert_request(failed_node({UNEXPECTED_ERROR: "X"}, S.COMPLETED), 0.0) is None
+    sent = Sent()
+    target = hook(sent)
+    target.node_ended(failed_node({UNEXPECTED_ERROR: "RuntimeError"}))
+    target.node_ended(failed_node(None))
+    target.committed()
+    assert sent.kinds == [SYSTEM_ALERT]
+
+
+def alert(block: str = "test_crash", error_type: str = "RuntimeError") -> NotificationRequest:
+    change = failed_node({UNEXPECTED_ERROR: error_type})
+    change = NodeExecutionChange(
+        NodeRef("e1", "u1", 9, "n", block), change.status, change.error, change.stats
+    )
+    request = system_alert_request(change, 0.0)
+    assert request is not None
+    return request
+
+
+def test_system_alerts_are_limited_per_block_and_error_type() -> None:
+    coordinator = memory_coordinator()
+    engine = engine_with(coordinator, alert_interval_seconds=60)
+    assert alert_due(engine, alert()) == 0
+    assert alert_due(engine, alert()) is None  # held back
+    assert alert_due(engine, alert()) is None
+    assert alert_due(engine, alert(error_type="KeyError")) == 0
+    assert alert_due(engine, alert(block="other")) == 0
+    coordinator.client.delete(Keys.alert("test_crash", "RuntimeError"))  # the interval passed
+    assert alert_due(engine, alert()) == 2  # and says how many were held back
+    assert alert_due(engine_with(coordinator, alert_interval_seconds=0), alert()) == 0
+
+
+def test_system_alerts_are_limited_per_process_when_redis_is_down() -> None:
+    engine = engine_with(cast(Coordinator, DownAlerts()), alert_interval_seconds=60)
+    unique = f"block-{uuid.uuid4().hex}"
+    assert alert_due(engine, alert(block=unique)) == 0
+    assert alert_due(engine, alert(block=unique)) is None
+
+
+class DownAlerts:
+    def alert_due(self, block_id: str, error_type: str, seconds: float) -> int | None:
+        raise RedisConnectionError("Redis is down")
