@@ -258,6 +258,26 @@ def refund_unstarted(engine: Engine, session: Session, graph_exec_id: str) -> in
     return 0 if charges is None else charges.refund_unstarted()
 
 
+def child_budget(engine: Engine, session: Session, parent_exec_id: str) -> int | None:
+    """What a child run may spend: what its parent's budget has left (None: no budget)."""
+    charges = charges_for(engine, session, parent_exec_id)
+    if charges is None or charges.run.budget is None:
+        return None
+    return max(charges.run.budget - charges.run.spent, 0)
+
+
+def add_child_spend(
+    engine: Engine, session: Session, parent_exec_id: str, child_exec_id: str
+) -> None:
+    """Count an ended child's spend in its parent's, in the transaction that resumes the
+    parent's node (once: a node resumes once), so the parent's budget covers its children."""
+    charges = charges_for(engine, session, parent_exec_id)
+    if charges is not None:
+        spent = ledger.read_run_account(session, child_exec_id).spent
+        if spent:
+            ledger.add_spent(session, charges.run, spent)
+
+
 def _insufficient(node: NodeCharge, amount: int, user_id: str, balance: int) -> str:
     return str(
         f"{InsufficientBalanceError.__name__}: node {node.node_id!r} ({node.block_id}) costs "

@@ -14,6 +14,8 @@ from autoexec.store import credits as ledger
 from autoexec.store.credits import TOP_UP, Entry
 from autoexec.store.graphs import ensure_user
 
+MAX_KEY_CHARS = 60  # the ledger key column holds 200, with the user id (up to 128) in it
+
 
 class CreditTransactionView(BaseModel):
     """One row of a user's ledger: ``amount`` is signed (a charge is negative)."""
@@ -38,10 +40,13 @@ def top_up(engine: Engine, user_id: str, amount: int, key: str | None = None) ->
         raise InputValidationError(
             f"a top-up must be a whole number of credits above 0, got {amount!r}"
         )
+    if key is not None and not 0 < len(key) <= MAX_KEY_CHARS:
+        raise InputValidationError(f"a top-up key must have 1 to {MAX_KEY_CHARS} characters")
     with engine.db.session() as session:
         ensure_user(session, user_id)
         account = ledger.lock_account(session, user_id)
-        entry = Entry(user_id, TOP_UP, amount, f"top-up:{key or uuid.uuid4()}", reason="top-up")
+        ledger_key = f"top-up:{user_id}:{key or uuid.uuid4()}"  # one user's key is not another's
+        entry = Entry(user_id, TOP_UP, amount, ledger_key, reason="top-up")
         after = ledger.apply(session, account, entry)
         return account.balance if after is None else after
 

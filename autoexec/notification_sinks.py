@@ -35,9 +35,18 @@ MAX_BACKOFF_SECONDS = 300.0  # a countdown well under RabbitMQ's 30-minute consu
 RETRY_STATUSES = frozenset({408, 425, 429})
 
 
+# User values a log line leaves out (a run's outputs, an error's text): logs are read by more
+# people than a webhook's receiver; ids, statuses and numbers stay.
+NOT_LOGGED = ("outputs", "error")
+
+
 def log_notification(body: dict[str, Any]) -> None:
-    """The ``log`` sink: the notification as one line of JSON."""
-    log.info("notification %s %s", body["type"], json.dumps(body, default=str, ensure_ascii=False))
+    """The ``log`` sink: the notification as one line of JSON, without user values."""
+    data = body.get("data", {})
+    shown = {**body, "data": {k: v for k, v in data.items() if k not in NOT_LOGGED}}
+    if "outputs" in data:
+        shown["data"]["output_names"] = sorted(data["outputs"])
+    log.info("notification %s %s", body["type"], json.dumps(shown, default=str, ensure_ascii=False))
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):

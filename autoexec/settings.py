@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     notification_webhook_url: str | None = Field(default=None, validate_default=True)
     notification_webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     notification_webhook_retries: int = Field(default=5, ge=0)
-    notification_webhook_backoff_seconds: float = Field(default=2.0, ge=0)
+    notification_webhook_backoff_seconds: float = Field(default=2.0, ge=0, le=300)
     notification_webhook_threads: int = Field(default=4, ge=1)
     notification_max_output_bytes: int = Field(default=4096, ge=64)
     # At most one SYSTEM_ALERT per block and error type in this many seconds (0: no limit).

@@ -26,6 +26,7 @@ from enum import Enum
 
 from sqlalchemy.orm import Session
 
+from autoexec.billing import refund_unstarted
 from autoexec.engine.context import Engine
 from autoexec.engine.launch import launch, step_due
 from autoexec.statuses import ExecutionStatus
@@ -33,7 +34,7 @@ from autoexec.store import admission as store
 from autoexec.store import executions as repo
 from autoexec.store.admission import WaitingRun, lock_user
 from autoexec.store.tables import GraphExecution
-from autoexec.store.transitions import transition_graph
+from autoexec.store.transitions import terminate_nodes, transition_graph
 
 S = ExecutionStatus
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def _admit(engine: Engine, graph_exec_id: str, launching: bool) -> Admission:
         if execution.status is not S.QUEUED:
             return _already_started(session, execution, launching)
         run, user_id = _waiting(execution), execution.user_id
-        if _refuse_if_stopped(session, run):
+        if _refuse_if_stopped(engine, session, run):
             return Admission.WAITING
         if not run.is_child and not _slot_free(engine, session, user_id):
             log.info("graph execution %s waits for a free slot of user %s", graph_exec_id, user_id)
@@ -96,7 +97,7 @@ def _admit_locked(engine: Engine, run: WaitingRun, user_id: str, launching: bool
     with engine.db.session() as session:
         lock_user(session, user_id)
         if run.is_child:
-            mine = run if _moved_to_running(session, run) else None
+            mine = run if _moved_to_running(engine, session, run) else None
         else:
             admitted = {other.id: other for other in _admit_waiting(engine, session, user_id)}
             mine = admitted.pop(run.id, None)
@@ -158,7 +159,7 @@ def _admit_waiting(engine: Engine, session: Session, user_id: str) -> list[Waiti
     while waiting and len(admitted) < free:
         for run in waiting[: free - len(admitted)]:
             seen.add(run.id)
-            if _moved_to_running(session, run):
+            if _moved_to_running(engine, session, run):
                 admitted.append(run)
         # Fewer slots were filled than runs looked at only if some were refused: look on.
         waiting = [run for run in waiting if run.id not in seen]
@@ -167,13 +168,13 @@ def _admit_waiting(engine: Engine, session: Session, user_id: str) -> list[Waiti
     return admitted
 
 
-def _moved_to_running(session: Session, run: WaitingRun) -> bool:
-    if _refuse_if_stopped(session, run):
+def _moved_to_running(engine: Engine, session: Session, run: WaitingRun) -> bool:
+    if _refuse_if_stopped(engine, session, run):
         return False
     return transition_graph(session, run.id, S.RUNNING, allowed_from=frozenset({S.QUEUED}))
 
 
-def _refuse_if_stopped(session: Session, run: WaitingRun) -> bool:
+def _refuse_if_stopped(engine: Engine, session: Session, run: WaitingRun) -> bool:
     """End a waiting run that must not start (SPEC §5: cancelled, or its parent or root
     execution was terminated); True if it was refused."""
     if run.cancel_requested_at is not None:
@@ -182,5 +183,7 @@ def _refuse_if_stopped(session: Session, run: WaitingRun) -> bool:
         reason = "its parent execution was terminated"
     else:
         return False
-    transition_graph(session, run.id, S.TERMINATED, error=reason)
+    if transition_graph(session, run.id, S.TERMINATED, error=reason):
+        refund_unstarted(engine, session, run.id)  # its starting nodes, charged at submission
+        terminate_nodes(session, run.id, frozenset({S.QUEUED, S.INCOMPLETE}))
     return True

@@ -149,8 +149,7 @@ def _end(
         if record is not None:
             record(session)
         execution = repo.get_graph_execution(session, graph_exec_id)
-        if execution.status not in TERMINAL:  # it ends now: this transaction holds its row
-            refund_unstarted(engine, session, graph_exec_id)
+        refund_unstarted(engine, session, graph_exec_id)  # once per node: a repeat is a no-op
         session.expire(execution, ["credits_spent"])  # charged or refunded just now
         stats = graph_stats(execution, node_outcomes(session, graph_exec_id), stop.reason)
         ended = transition_graph(

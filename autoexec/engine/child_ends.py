@@ -13,6 +13,7 @@ import logging
 
 from sqlalchemy.orm import Session
 
+from autoexec.billing import add_child_spend
 from autoexec.engine.context import Engine
 from autoexec.engine.suspension import Resumption, resume_node
 from autoexec.errors import InvalidTransitionError, NotFoundError
@@ -31,11 +32,15 @@ def resume_parent(engine: Engine, child_exec_id: str) -> bool:
     if child is None or child.parent_execution_id is None or child.parent_node_exec_id is None:
         return False
 
+    parent_exec_id = child.parent_execution_id
+
     def resolve(session: Session) -> Resumption:
-        return child_resumption(session, child_exec_id)
+        resumption = child_resumption(session, child_exec_id)
+        add_child_spend(engine, session, parent_exec_id, child_exec_id)
+        return resumption
 
     try:
-        resume_node(engine, child.parent_execution_id, child.parent_node_exec_id, resolve)
+        resume_node(engine, parent_exec_id, child.parent_node_exec_id, resolve)
     except InvalidTransitionError as exc:
         # Resumed already (a retried end), or the parent run was stopped meanwhile.
         log.info("parent of child execution %s not resumed: %s", child_exec_id, exc)

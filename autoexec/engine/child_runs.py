@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from sqlalchemy.orm import Session
 
+from autoexec.billing import child_budget
 from autoexec.blocks.base import AwaitChild
 from autoexec.engine.context import Engine
 from autoexec.engine.submission import RunRequest, requested_graph, write_execution
@@ -46,7 +47,11 @@ def check_child(engine: Engine, parent: NodeRef, child: AwaitChild) -> AwaitChil
 
 def create_child(engine: Engine, session: Session, parent: NodeRef, child: AwaitChild) -> str:
     """Write the child execution, QUEUED, in the caller's transaction; its id."""
-    return write_execution(engine, session, _request(session, parent, child))
+    request = replace(
+        _request(session, parent, child),
+        credit_budget=child_budget(engine, session, parent.graph_exec_id),
+    )
+    return write_execution(engine, session, request)
 
 
 def _request(session: Session, parent: NodeRef, child: AwaitChild) -> RunRequest:

@@ -204,8 +204,8 @@ def _record(
         stats=outcome.stats,
         error=None if stopped else outcome.error,
     )
-    if moved is not None:
-        _charge_usage(engine, session, job, outcome.stats)
+    if moved is not None and not isinstance(outcome.suspension, AwaitFanOut):
+        _charge_usage(engine, session, job, outcome.stats)  # not a fan-out's: its elements ran
     if moved is not None and not stopped and outcome.suspension is not None:
         suspend(engine, session, moved, outcome.suspension)
     return moved is not None

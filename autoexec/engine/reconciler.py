@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from autoexec.billing import refund_unstarted
 from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.child_ends import resume_parent
 from autoexec.engine.context import Engine
@@ -150,6 +151,7 @@ def end_nodes_of_ended_runs(engine: Engine, limit: int, report: Report) -> None:
     with engine.db.session() as session:
         for run in repo.ended_runs_with_queued_nodes(session, limit):
             left = {S.QUEUED, S.INCOMPLETE} if run.status is S.TERMINATED else {S.QUEUED}
+            refund_unstarted(engine, session, run.id)
             report.terminated_nodes += terminate_nodes(
                 session, run.id, frozenset(left), error=ENDED_WITH_NODES_LEFT
             )

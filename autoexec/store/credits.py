@@ -168,6 +168,8 @@ def unstarted_charges(session: Session, graph_exec_id: str) -> list[tuple[int, s
             NodeExecution.started_at.is_(None),
         )
         .order_by(NodeExecution.id)
+        # A claim waits, then finds the node ended: nothing refunded ever starts.
+        .with_for_update(of=NodeExecution)
     )
     return [(int(row[0]), str(row[1]), int(row[2])) for row in session.execute(stmt)]
 

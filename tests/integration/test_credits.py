@@ -305,3 +305,36 @@ def test_a_fan_out_node_pays_for_each_run_of_its_block(flat_rate: Engine) -> Non
     assert api.get_balance(owner, engine=flat_rate) == 100 - (2 + 5 + 2)
     fanned = next(n for n in view.node_executions if n.node_id == "p")
     assert fanned.stats["cost"] == 9
+
+
+PRICED_CHILD = graph(
+    [node("x", "agent_input", name="x")] + [node(f"p{i}", "test_priced_run") for i in range(1, 5)],
+    [("x", "result", "p1", "text")] + [(f"p{i}", "text", f"p{i + 1}", "text") for i in range(1, 4)],
+)
+
+
+def test_a_budget_covers_the_runs_sub_graphs(flat_rate: Engine) -> None:
+    owner = user()
+    api.top_up(owner, 100, engine=flat_rate)
+    child_id, _ = api.save_graph(PRICED_CHILD, owner, engine=flat_rate)
+    parent = graph(
+        [
+            node("x", "agent_input", name="x", value="go"),
+            node("child", "agent_executor", graph_id=child_id),
+        ],
+        [("x", "result", "child", "inputs_#_x")],
+    )
+    view = run(flat_rate, owner, parent, credit_budget=5)
+    assert view.status is S.FAILED
+    assert view.error is not None and "credit_budget of 5" in view.error
+    assert view.stats["cost"] == 4  # the child's two nodes, counted in its parent's spend
+    assert api.get_balance(owner, engine=flat_rate) == 96
+
+
+def test_a_top_up_key_is_the_users_own(metered: Engine) -> None:
+    first, second = user(), user()
+    assert api.top_up(first, 10, key="invoice-1", engine=metered) == 10
+    assert api.top_up(first, 10, key="invoice-1", engine=metered) == 10  # a repeat
+    assert api.top_up(second, 7, key="invoice-1", engine=metered) == 7  # not the first's
+    with pytest.raises(InputValidationError, match="top-up key"):
+        api.top_up(second, 7, key="k" * 61, engine=metered)

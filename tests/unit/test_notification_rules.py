@@ -32,6 +32,7 @@ from autoexec.notification_sinks import (
     DeliveryThreads,
     Retries,
     Webhook,
+    log_notification,
 )
 from autoexec.notifications import (
     AGENT_RUN,
@@ -476,3 +477,16 @@ def test_system_alerts_are_limited_per_process_when_redis_is_down() -> None:
 class DownAlerts:
     def alert_due(self, block_id: str, error_type: str, seconds: float) -> int | None:
         raise RedisConnectionError("Redis is down")
+
+
+def test_the_log_sink_leaves_out_outputs_and_error_texts(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="autoexec.notifications")
+    body = {
+        "id": "AGENT_RUN:e1", "type": AGENT_RUN, "user_id": "u1", "attempt": 0,
+        "data": {"status": "FAILED", "error": "secret-ish", "outputs": {"b": [1], "a": [2]}},
+    }  # fmt: skip
+    log_notification(body)
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("notification")]
+    logged = json.loads(line.split(" ", 2)[2])
+    assert logged["data"] == {"status": "FAILED", "output_names": ["a", "b"]}
+    assert "secret-ish" not in line
