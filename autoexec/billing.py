@@ -25,8 +25,10 @@ from autoexec.engine.context import Engine
 from autoexec.errors import BudgetExceededError, InsufficientBalanceError
 from autoexec.fan_out_results import elements_of
 from autoexec.hooks import ChargeRefused, note
+from autoexec.node_runner import error_message
 from autoexec.store import credits as ledger
 from autoexec.store.credits import CHARGE, REFUND, Entry, NodeCharge, Refused, RunAccount
+from autoexec.store.tables import GraphExecution
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +74,20 @@ class Charges:
     """The charges of one transaction to one graph execution, whose row lock the caller
     holds: the run's budget, spend and halt are read once and kept in step here."""
 
-    def __init__(self, engine: Engine, session: Session, graph_exec_id: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        session: Session,
+        graph_exec_id: str,
+        loaded: GraphExecution | None = None,
+    ) -> None:
         self.engine, self.session = engine, session
-        self.run = _run_account(session, graph_exec_id)
+        self.graph_exec_id, self.loaded = graph_exec_id, loaded
+
+    @property
+    def run(self) -> RunAccount:
+        """Read on first use only: most node ends and deliveries charge nothing."""
+        return _run_account(self.session, self.graph_exec_id, self.loaded)
 
     @property
     def halted(self) -> str | None:
@@ -143,7 +156,7 @@ class Charges:
                 kind=REFUND,
                 amount=amount,
                 key=f"node:{node_exec_id}:refund",
-                reason=f"refund: node {node_id} was stopped before it ran",
+                reason=f"refund: node {node_id} was stopped before it started",
                 details={"graph_exec_id": self.run.graph_exec_id, "node_id": node_id},
                 graph_id=self.run.graph_id,
                 graph_exec_id=self.run.graph_exec_id,
@@ -153,7 +166,8 @@ class Charges:
             if after is not None:
                 account = ledger.Account(after, account.top_ups)
                 total += amount
-        ledger.add_spent(self.session, self.run, -total)
+        if total:
+            ledger.add_spent(self.session, self.run, -total)
         return total
 
     def _execution_cost(self) -> int:
@@ -231,24 +245,34 @@ class Charges:
         return Refused(error)
 
 
-def _run_account(session: Session, graph_exec_id: str) -> RunAccount:
-    """One read per transaction and run: the caller holds the run's row lock, so what this
-    transaction reads and writes of it stays true until it ends."""
+def _run_account(
+    session: Session, graph_exec_id: str, loaded: GraphExecution | None = None
+) -> RunAccount:
+    """One read per transaction and run (none if the caller ``loaded`` the run under its row
+    lock in this transaction): the caller holds the run's row lock, so what this transaction
+    reads and writes of it (through the account kept here) stays true until it ends."""
     transaction = session.get_transaction()
     cached = session.info.get(_RUNS)
     if cached is None or cached[0] is not transaction:
         cached = session.info[_RUNS] = (transaction, {})
     runs: dict[str, RunAccount] = cached[1]
     if graph_exec_id not in runs:
-        runs[graph_exec_id] = ledger.read_run_account(session, graph_exec_id)
+        runs[graph_exec_id] = (
+            ledger.read_run_account(session, graph_exec_id)
+            if loaded is None
+            else ledger.run_account_of(loaded)
+        )
     return runs[graph_exec_id]
 
 
-def charges_for(engine: Engine, session: Session, graph_exec_id: str) -> Charges | None:
-    """The charges of this transaction to the run, or None when metering is off."""
+def charges_for(
+    engine: Engine, session: Session, graph_exec_id: str, loaded: GraphExecution | None = None
+) -> Charges | None:
+    """The charges of this transaction to the run, or None when metering is off; ``loaded``:
+    the run as this transaction read it under its row lock, to read nothing more."""
     if not engine.settings.billing_enabled:
         return None
-    return Charges(engine, session, graph_exec_id)
+    return Charges(engine, session, graph_exec_id, loaded)
 
 
 def refund_unstarted(engine: Engine, session: Session, graph_exec_id: str) -> int:
@@ -279,16 +303,20 @@ def add_child_spend(
 
 
 def _insufficient(node: NodeCharge, amount: int, user_id: str, balance: int) -> str:
-    return str(
-        f"{InsufficientBalanceError.__name__}: node {node.node_id!r} ({node.block_id}) costs "
-        f"{amount} credits, but the balance of user {user_id!r} is {balance}; top up to go on"
+    return error_message(
+        InsufficientBalanceError(
+            f"node {node.node_id!r} ({node.block_id}) costs {amount} credits, but the balance "
+            f"of user {user_id!r} is {balance}; top up to go on"
+        )
     )
 
 
 def _over_budget(node: NodeCharge, amount: int, run: RunAccount) -> str:
-    return (
-        f"{BudgetExceededError.__name__}: node {node.node_id!r} ({node.block_id}) costs "
-        f"{amount} credits; the run has spent {run.spent} of its credit_budget of {run.budget}"
+    return error_message(
+        BudgetExceededError(
+            f"node {node.node_id!r} ({node.block_id}) costs {amount} credits; the run has "
+            f"spent {run.spent} of its credit_budget of {run.budget}"
+        )
     )
 
 

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from autoexec.blocks.base import Block, RunContext, Suspend, Yield
 from autoexec.dataflow import describe_validation_error
 from autoexec.errors import (
+    AutoexecError,
     BlockDisabledError,
     ExecutionStoppedError,
     InputValidationError,
@@ -225,6 +226,18 @@ async def _anext(agen: AsyncIterator[Yield]) -> Yield | None:
 def is_user_error(exc: BaseException) -> bool:
     """A mistake in the graph or its inputs (logged at info, no stack trace in alerts)."""
     return isinstance(exc, USER_ERRORS)
+
+
+# The node stat naming the type of an unexpected error: a bug, not the graph's or its inputs'
+# fault (it raises a system alert, autoexec.notifications).
+UNEXPECTED_ERROR = "unexpected_error"
+
+
+def unexpected_error_type(exc: BaseException) -> str | None:
+    """The type name of ``exc`` if it is an unexpected error, else None."""
+    if is_user_error(exc) or isinstance(exc, AutoexecError):
+        return None
+    return type(exc).__name__
 
 
 def error_message(exc: BaseException) -> str:

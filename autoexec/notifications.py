@@ -38,7 +38,6 @@ from redis.exceptions import RedisError
 
 from autoexec.coordination import Coordinator
 from autoexec.engine.context import Engine
-from autoexec.engine.node_execution import UNEXPECTED_ERROR
 from autoexec.errors import NotFoundError, NotificationDeliveryError
 from autoexec.events import cut_value
 from autoexec.hooks import (
@@ -48,6 +47,7 @@ from autoexec.hooks import (
     Hook,
     NodeExecutionChange,
 )
+from autoexec.node_runner import UNEXPECTED_ERROR
 from autoexec.notification_sinks import (
     LOG,
     WEBHOOK,

@@ -62,7 +62,7 @@ def deliver_pending(
         execution.id,
         _static_sinks_of(spec),
         dispatch_on_commit,
-        charges_for(engine, session, execution.id),
+        charges_for(engine, session, execution.id, loaded=execution),
     )
     for output in pending:
         deliver(spec, store, output.node_id, output.name, output.value)

@@ -40,7 +40,13 @@ from autoexec.fan_out_results import elements_of, empty_outputs
 from autoexec.graph import Node
 from autoexec.hooks import NodeRef
 from autoexec.logs import context_prefix
-from autoexec.node_runner import error_message, is_user_error, iterate_block
+from autoexec.node_runner import (
+    UNEXPECTED_ERROR,
+    error_message,
+    is_user_error,
+    iterate_block,
+    unexpected_error_type,
+)
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.credits import NodeCharge
@@ -60,8 +66,6 @@ DATABASE_EVERY = 4
 
 
 MAX_RETRY_BACKOFF = 60.0
-# The node stat naming the type of an unexpected error (a bug, not the graph's or its inputs').
-UNEXPECTED_ERROR = "unexpected_error"
 
 
 class RetryNode(Exception):
@@ -640,6 +644,7 @@ def _failed(run: _Run, exc: Exception) -> Outcome | None:
     except ExecutionStoppedError:
         pass  # past a limit a flush found: the error is recorded with the end, which ends the run
     stats = run.stats(error)
-    if not is_user_error(exc) and not isinstance(exc, AutoexecError):
-        stats[UNEXPECTED_ERROR] = type(exc).__name__  # a system alert (autoexec.notifications)
+    unexpected = unexpected_error_type(exc)
+    if unexpected is not None:
+        stats[UNEXPECTED_ERROR] = unexpected
     return Outcome(S.FAILED, error, stats, stop=run.buffer.stop)

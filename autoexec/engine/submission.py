@@ -134,7 +134,8 @@ def write_execution(
         check_can_start(engine, session, request.user_id)
     row = repo.create_graph_execution(session, _submission(graph, request), exec_id)
     spec = run_spec(engine, graph, row, with_inputs=True)
-    store = SqlDataflowStore(session, graph, row.id, charges=charges_for(engine, session, row.id))
+    charges = charges_for(engine, session, row.id, loaded=row)
+    store = SqlDataflowStore(session, graph, row.id, charges=charges)
     row.node_execution_count = len(start(spec, store))
     return row.id
 

@@ -216,6 +216,14 @@ def read_run_account(session: Session, graph_exec_id: str) -> RunAccount:
     )  # fmt: skip
 
 
+def run_account_of(execution: GraphExecution) -> RunAccount:
+    """The account of a run this transaction loaded under its row lock."""
+    return RunAccount(
+        execution.id, execution.user_id, execution.graph_id, execution.credit_budget,
+        execution.credits_spent, execution.charge_error,
+    )  # fmt: skip
+
+
 def add_spent(session: Session, run: RunAccount, amount: int) -> None:
     run.spent += amount
     session.execute(

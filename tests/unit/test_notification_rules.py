@@ -15,7 +15,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from autoexec.coordination import Coordinator, Keys, redis_client
 from autoexec.engine.context import Engine
-from autoexec.engine.node_execution import UNEXPECTED_ERROR
 from autoexec.engine.tasks import notify
 from autoexec.errors import ConfigurationError, NotificationDeliveryError
 from autoexec.hooks import (
@@ -27,6 +26,7 @@ from autoexec.hooks import (
     NodeRef,
     load_hook,
 )
+from autoexec.node_runner import UNEXPECTED_ERROR
 from autoexec.notification_sinks import (
     MAX_BACKOFF_SECONDS,
     DeliveryThreads,
