@@ -5,15 +5,26 @@ An event is what changed, never a whole state: a status, or one new output whose
 to ``AUTOEXEC_EVENT_MAX_VALUE_BYTES``. ``api.subscribe`` rebuilds the state from the database
 and these events. Publishing is best effort: if Redis fails, events are dropped for a few
 seconds and the run goes on at its normal pace.
+
+Events are handed, once committed, to one background thread per process (``EventSender``),
+which publishes them in order, many to a pipeline: a node task sends its successors without
+waiting on Redis. So events of one process keep their order, while those of two processes
+(a node's end, its successor's start) may arrive in either order; ``api.subscribe`` reads the
+database once more when the final event comes, so it misses none of them.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import os
+import queue
 import threading
 import time
 from typing import Any
+
+from celery import signals
 
 from autoexec.coordination import Keys, get_coordinator
 from autoexec.hooks import GraphExecutionChange, Hook, NodeExecutionChange, NodeOutput, NodeRef
@@ -25,6 +36,11 @@ log = logging.getLogger(__name__)
 GRAPH_EVENT = "graph_execution"
 NODE_EVENT = "node_execution"
 PAUSE_AFTER_FAILURE_SECONDS = 5.0
+# At most this many committed transactions' events wait for the sender; past it they are
+# dropped (a subscriber reads them from the database) rather than holding a run back.
+MAX_WAITING_TRANSACTIONS = 10_000
+EVENTS_PER_PIPELINE = 64
+FLUSH_AT_EXIT_SECONDS = 2.0
 
 
 def cut_value(value: Any, max_bytes: int) -> tuple[Any, bool]:
@@ -99,12 +115,101 @@ class Breaker:
         self.failing = False
 
 
+class EventSender:
+    """One daemon thread of this process publishing committed events, in the order they were
+    committed, up to ``EVENTS_PER_PIPELINE`` to a Redis pipeline."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.waiting: queue.Queue[list[dict[str, Any]]] = queue.Queue(MAX_WAITING_TRANSACTIONS)
+        self.breaker = Breaker()
+        self.dropping = False
+        self.thread = threading.Thread(target=self._loop, name="autoexec-events", daemon=True)
+        self.thread.start()
+
+    def send(self, events: list[dict[str, Any]]) -> None:
+        try:
+            self.waiting.put_nowait(events)
+        except queue.Full:
+            if not self.dropping:
+                log.warning(
+                    "live events are published slower than they come: dropping some "
+                    "(subscribers read them from the database)"
+                )
+            self.dropping = True
+        else:
+            self.dropping = False
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every event handed over so far was published (or given up on); False
+        if that took longer than ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self.waiting.all_tasks_done:
+            while self.waiting.unfinished_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.waiting.all_tasks_done.wait(left)
+        return True
+
+    def _loop(self) -> None:
+        while True:
+            events = self.waiting.get()
+            taken = 1
+            while len(events) < EVENTS_PER_PIPELINE:
+                try:
+                    events = events + self.waiting.get_nowait()
+                except queue.Empty:
+                    break
+                taken += 1
+            try:
+                self._publish(events)
+            finally:
+                for _ in range(taken):
+                    self.waiting.task_done()
+
+    def _publish(self, events: list[dict[str, Any]]) -> None:
+        if not self.breaker.allows():
+            return
+        try:
+            get_coordinator(get_settings().redis_url).publish_all(messages(events))
+        except Exception as exc:  # any failure: the run must not notice
+            self.breaker.failed(exc)
+        else:
+            self.breaker.succeeded()
+
+
+_senders: dict[str, EventSender] = {}
+_senders_lock = threading.Lock()
+
+
+def sender() -> EventSender:
+    """This process's sender (a forked worker child starts its own)."""
+    with _senders_lock:
+        current = _senders.get("sender")
+        if current is None or current.pid != os.getpid() or not current.thread.is_alive():
+            current = _senders["sender"] = EventSender()
+        return current
+
+
+def flush_events(timeout: float = FLUSH_AT_EXIT_SECONDS, **_: Any) -> bool:
+    """Publish what this process still holds (at its exit, and for tests)."""
+    current = _senders.get("sender")
+    if current is None or current.pid != os.getpid():
+        return True
+    return current.flush(timeout)
+
+
+atexit.register(flush_events)
+# A prefork pool process leaves with os._exit, which runs no atexit handler.
+signals.worker_process_shutdown.connect(flush_events, weak=False, dispatch_uid=__name__)
+
+
 class EventPublisher(Hook):
-    """The built-in hook that publishes live events: one pipeline per committed transaction."""
+    """The built-in hook that hands each committed transaction's events to the sender."""
 
     def __init__(self) -> None:
         self.max_value_bytes = get_settings().event_max_value_bytes
-        self.breaker = Breaker()
         self._local = threading.local()  # hooks of concurrent transactions share the instance
 
     @property
@@ -129,14 +234,8 @@ class EventPublisher(Hook):
 
     def committed(self) -> None:
         events, self._local.pending = self._pending, []
-        if not events or not self.breaker.allows():
-            return
-        try:
-            get_coordinator(get_settings().redis_url).publish_all(messages(events))
-        except Exception as exc:  # any failure: the run must not notice
-            self.breaker.failed(exc)
-        else:
-            self.breaker.succeeded()
+        if events:
+            sender().send(events)
 
 
 def messages(events: list[dict[str, Any]]) -> list[tuple[str, str]]:

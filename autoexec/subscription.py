@@ -23,7 +23,17 @@ from redis.exceptions import RedisError
 
 from autoexec.coordination import Keys
 from autoexec.engine.context import Engine
-from autoexec.live import Event, GraphEvent, NodeState, Output, Snapshot, Tracker
+from autoexec.events import GRAPH_EVENT
+from autoexec.live import (
+    Event,
+    GraphEvent,
+    NodeState,
+    Output,
+    Snapshot,
+    Tracker,
+    graph_from_wire,
+)
+from autoexec.statuses import TERMINAL
 from autoexec.store import executions as repo
 
 log = logging.getLogger(__name__)
@@ -160,11 +170,27 @@ class Subscription:
             yield from self.tracker.merge(self._snapshot())
             return
         assert isinstance(message, dict)
+        if _is_final_graph_event(message):
+            yield from self._final(message)
+            return
         event = self.tracker.apply(message)
         if self.tracker.stale:
             yield from self.tracker.merge(self._snapshot())
         elif event is not None:
             yield event
+
+    def _final(self, message: dict[str, Any]) -> Iterator[Event]:
+        """Events of other processes may still be on their way (``autoexec.events``) when
+        the final one comes: the database has them all by then, and the final event, as it
+        was received, comes last."""
+        final = graph_from_wire(message)
+        for merged in self.tracker.merge(self._snapshot()):
+            same = isinstance(merged, GraphEvent) and merged.status is final.status
+            yield final if same else merged
+        if not self.tracker.ended:  # the snapshot does not show the end yet: never seen
+            applied = self.tracker.apply(message)
+            if applied is not None:
+                yield applied
 
     def _wait(self) -> float:
         if self.deadline is None:
@@ -173,6 +199,13 @@ class Subscription:
         if left <= 0:
             raise TimeoutError(f"graph execution {self.graph_exec_id} has not ended")
         return min(left, IDLE_SECONDS)
+
+
+def _is_final_graph_event(message: dict[str, Any]) -> bool:
+    return message.get("type") == GRAPH_EVENT and message.get("status") in _FINAL
+
+
+_FINAL = frozenset(status.value for status in TERMINAL)
 
 
 def user_events(engine: Engine, user_id: str) -> Iterator[Event]:

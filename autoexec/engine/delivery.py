@@ -63,6 +63,7 @@ def deliver_pending(
         _static_sinks_of(spec),
         dispatch_on_commit,
         charges_for(engine, session, execution.id, loaded=execution),
+        execution.user_id,
     )
     for output in pending:
         deliver(spec, store, output.node_id, output.name, output.value)

@@ -16,7 +16,7 @@ from typing import Any
 
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
-from sqlalchemy import update
+from sqlalchemy import Row, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -52,7 +52,7 @@ from autoexec.store import executions as repo
 from autoexec.store.credits import NodeCharge
 from autoexec.store.graphs import load_run_graph
 from autoexec.store.tables import NodeExecution, utcnow
-from autoexec.store.transitions import move_node, transition_node
+from autoexec.store.transitions import move_node, start_queued_node, transition_node
 from autoexec.timeouts import Clock, alarm, time_limit
 
 S = ExecutionStatus
@@ -275,22 +275,18 @@ class Refused:
 def claim(
     engine: Engine, node_exec_id: int, rerun: bool, worker_lost: bool = False
 ) -> NodeJob | Refused:
-    """Move the node execution to RUNNING and load what it needs, or say why not: one read
-    of the node execution with its run's state, and one conditional UPDATE."""
+    """Move the node execution to RUNNING and load what it needs, or say why not: one
+    conditional UPDATE that returns the row when the node is QUEUED in a live run (the
+    usual case), else a read of why and the transition that follows from it."""
     with engine.db.session() as session:
-        view = repo.claim_view(session, node_exec_id)
-        if view.cancel_requested_at is not None or view.run_status in TERMINAL:
-            transition_node(session, node_exec_id, S.TERMINATED)
-            return Refused(S.TERMINATED, view.graph_exec_id, view.node_id)
-        attempt = view.attempt + 1
-        started = transition_node(
-            session, node_exec_id, S.RUNNING, allowed_from=_QUEUED, attempt=attempt
-        )
-        worker_lost = worker_lost and not _ended_in_retry(view)
-        restarted = not started and rerun and _restart(session, node_exec_id, attempt, worker_lost)
-        if not started and not restarted:
-            log.info("node execution %s is %s; not running it", node_exec_id, view.status)
-            return Refused(view.status, view.graph_exec_id, view.node_id)
+        started = start_queued_node(session, node_exec_id)
+        if started is not None:
+            view, losses = _view_of_started(started), 0
+        else:
+            claimed = _claim_after_all(session, node_exec_id, rerun, worker_lost)
+            if isinstance(claimed, Refused):
+                return claimed
+            view, losses = claimed
         graph = load_run_graph(session, view.graph_exec_id, view.graph_id, view.graph_version)
         node = graph.nodes_by_id.get(view.node_id)
         return NodeJob(
@@ -302,14 +298,59 @@ def claim(
             block_id=view.block_id,
             user_id=view.user_id,
             inputs=view.input_data or {},
-            attempt=attempt,
+            attempt=view.attempt + 1,
             deadline=deadline_of(view),
-            worker_losses=view.worker_losses + (1 if restarted and worker_lost else 0),
+            worker_losses=view.worker_losses + losses,
             retries=_retries_of(view),
             time_limit=_time_limit(engine, node, view.block_id),
             fan_out=node.fan_out if node else None,
             cost=int(view.stats.get("cost", 0)) if view.stats else 0,
         )
+
+
+def _claim_after_all(
+    session: Session, node_exec_id: int, rerun: bool, worker_lost: bool
+) -> tuple[repo.ClaimView, int] | Refused:
+    """The claim when the node execution was not QUEUED in a live run: refuse it (and end it
+    if its run is stopped or ended), or take over a RUNNING one whose message came again;
+    the view and how many worker losses the take-over adds."""
+    view = repo.claim_view(session, node_exec_id)
+    if view.cancel_requested_at is not None or view.run_status in TERMINAL:
+        transition_node(session, node_exec_id, S.TERMINATED)
+        return Refused(S.TERMINATED, view.graph_exec_id, view.node_id)
+    attempt = view.attempt + 1
+    started = transition_node(
+        session, node_exec_id, S.RUNNING, allowed_from=_QUEUED, attempt=attempt
+    )
+    worker_lost = worker_lost and not _ended_in_retry(view)
+    restarted = not started and rerun and _restart(session, node_exec_id, attempt, worker_lost)
+    if not started and not restarted:
+        log.info("node execution %s is %s; not running it", node_exec_id, view.status)
+        return Refused(view.status, view.graph_exec_id, view.node_id)
+    return view, 1 if restarted and worker_lost else 0
+
+
+def _view_of_started(row: Row[Any]) -> repo.ClaimView:
+    """The claim's view of a node execution ``start_queued_node`` moved to RUNNING, as it
+    was before (its attempt before the claim's)."""
+    return repo.ClaimView(
+        node_exec_id=row.id,
+        node_id=row.node_id,
+        block_id=row.block_id,
+        status=S.QUEUED,
+        attempt=row.attempt - 1,
+        worker_losses=row.worker_losses,
+        input_data=row.input_data,
+        stats=row.stats,
+        graph_exec_id=row.graph_exec_id,
+        graph_id=row.graph_id,
+        graph_version=row.graph_version,
+        user_id=row.user_id,
+        run_status=S.RUNNING,
+        cancel_requested_at=None,
+        max_run_seconds=row.max_run_seconds,
+        started_at=row.run_started_at,
+    )
 
 
 def _retries_of(view: repo.ClaimView) -> tuple[dict[str, Any], ...]:

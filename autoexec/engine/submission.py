@@ -135,7 +135,7 @@ def write_execution(
     row = repo.create_graph_execution(session, _submission(graph, request), exec_id)
     spec = run_spec(engine, graph, row, with_inputs=True)
     charges = charges_for(engine, session, row.id, loaded=row)
-    store = SqlDataflowStore(session, graph, row.id, charges=charges)
+    store = SqlDataflowStore(session, graph, row.id, charges=charges, user_id=request.user_id)
     row.node_execution_count = len(start(spec, store))
     return row.id
 

@@ -12,7 +12,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from autoexec.blocks.base import ERROR_PIN
-from autoexec.graph import Graph
+from autoexec.graph import Graph, Node
+from autoexec.hooks import NodeExecutionChange, NodeRef, note
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.credits import NodeCharge, Refused
 from autoexec.store.executions import NodeTask, append_output
@@ -48,6 +49,13 @@ class SqlDataflowStore:
     into it has no static inputs, and a node that is not a starting node and whose links all
     end on one pin never has an INCOMPLETE execution lacking that pin (every execution of it
     is created by a delivery on that pin).
+
+    An execution the rules create is written when they settle it (they always do, before the
+    next one is looked up): one that is ready at once, with no charge to make, is inserted
+    QUEUED in one statement, with its inputs in ``input_data`` and no input rows (those serve
+    only INCOMPLETE executions); until then ``create_execution``'s id is provisional
+    (negative) and its inputs are kept here. Knowing ``user_id`` (the run's owner) lets that
+    insert tell the hooks with no read.
     """
 
     def __init__(
@@ -58,6 +66,7 @@ class SqlDataflowStore:
         static_sinks: Collection[str] | None = None,
         dispatch_on_commit: bool = False,
         charges: DispatchCharges | None = None,
+        user_id: str | None = None,
     ) -> None:
         self.session = session
         self.graph = graph
@@ -65,6 +74,9 @@ class SqlDataflowStore:
         self.static_sinks = static_sinks
         self.dispatch_on_commit = dispatch_on_commit
         self.charges = charges
+        self.user_id = user_id
+        self._unwritten: dict[int, tuple[str, dict[str, Any]]] = {}
+        self._written_as: dict[int, int] = {}
         self._static: dict[str, dict[str, Any]] = {}
         self._fresh_inputs: dict[int, dict[str, Any]] = {}
         self.recorded_outputs = 0
@@ -103,6 +115,16 @@ class SqlDataflowStore:
         return list(self.session.scalars(self._lacking(node_id, pin)))
 
     def create_execution(self, node_id: str) -> int:
+        provisional = -(len(self._unwritten) + len(self._written_as) + 1)
+        self._unwritten[provisional] = (node_id, {})
+        return provisional
+
+    def _write(self, exec_id: int, stats: dict[str, Any] | None = None) -> int:
+        """The row of ``exec_id``: an unwritten execution is inserted INCOMPLETE, with its
+        input rows (and ``stats``)."""
+        if exec_id not in self._unwritten:
+            return self._written_as.get(exec_id, exec_id)
+        node_id, inputs = self._unwritten.pop(exec_id)
         now = utcnow()
         stmt = (
             insert(NodeExecution)
@@ -111,7 +133,7 @@ class SqlDataflowStore:
                 node_id=node_id,
                 block_id=self.graph.node(node_id).block_id,
                 status=S.INCOMPLETE,
-                stats={},
+                stats=stats or {},
                 attempt=0,
                 dispatched=False,
                 created_at=now,
@@ -119,11 +141,19 @@ class SqlDataflowStore:
             )
             .returning(NodeExecution.id)
         )
-        exec_id = int(self.session.execute(stmt).scalar_one())
-        self._fresh_inputs[exec_id] = {}
-        return exec_id
+        row_id = int(self.session.execute(stmt).scalar_one())
+        if inputs:
+            rows = [{"node_exec_id": row_id, "name": n, "value": v} for n, v in inputs.items()]
+            self.session.execute(insert(NodeExecutionInput), rows)
+        self._written_as[exec_id] = row_id
+        self._fresh_inputs[row_id] = dict(inputs)
+        return row_id
 
     def add_input(self, exec_id: int, pin: str, value: Any) -> None:
+        if exec_id in self._unwritten:
+            self._unwritten[exec_id][1][pin] = value
+            return
+        exec_id = self._written_as.get(exec_id, exec_id)
         self.session.execute(
             insert(NodeExecutionInput).values(node_exec_id=exec_id, name=pin, value=value)
         )
@@ -131,6 +161,9 @@ class SqlDataflowStore:
             self._fresh_inputs[exec_id][pin] = value
 
     def delivered_inputs(self, exec_id: int) -> dict[str, Any]:
+        if exec_id in self._unwritten:
+            return dict(self._unwritten[exec_id][1])
+        exec_id = self._written_as.get(exec_id, exec_id)
         if exec_id in self._fresh_inputs:  # created by this store: its inputs are all here
             return dict(self._fresh_inputs[exec_id])
         stmt = select(NodeExecutionInput.name, NodeExecutionInput.value).where(
@@ -161,6 +194,10 @@ class SqlDataflowStore:
 
     def mark_queued(self, exec_id: int, node_id: str, inputs: dict[str, Any]) -> None:
         node = self.graph.node(node_id)
+        if exec_id in self._unwritten and self.charges is None and self.user_id is not None:
+            self._insert_queued(exec_id, node, inputs)
+            return
+        exec_id = self._write(exec_id)
         cost = 0
         if self.charges is not None:
             if self.charges.halted is not None:
@@ -188,7 +225,37 @@ class SqlDataflowStore:
                 NodeTask(exec_id, self.graph_exec_id, task_id, node.id, node.block_id)
             )
 
+    def _insert_queued(self, exec_id: int, node: Node, inputs: dict[str, Any]) -> None:
+        """An execution ready as it is created: one INSERT, QUEUED with its task id."""
+        self._unwritten.pop(exec_id)
+        now, task_id = utcnow(), str(uuid.uuid4())
+        stmt = (
+            insert(NodeExecution)
+            .values(
+                graph_exec_id=self.graph_exec_id,
+                node_id=node.id,
+                block_id=node.block_id,
+                status=S.QUEUED,
+                input_data=inputs,
+                stats={},
+                attempt=0,
+                celery_task_id=task_id,
+                dispatched=self.dispatch_on_commit,
+                created_at=now,
+                queued_at=now,
+                updated_at=now,
+            )
+            .returning(NodeExecution.id)
+        )
+        row_id = int(self.session.execute(stmt).scalar_one())
+        self._written_as[exec_id] = row_id
+        assert self.user_id is not None
+        ref = NodeRef(self.graph_exec_id, self.user_id, row_id, node.id, node.block_id)
+        note(self.session, NodeExecutionChange(ref, S.QUEUED))
+        self.queued.append(NodeTask(row_id, self.graph_exec_id, task_id, node.id, node.block_id))
+
     def mark_skipped(self, exec_id: int) -> None:
+        exec_id = self._write(exec_id)
         transition_node(
             self.session,
             exec_id,
@@ -199,6 +266,10 @@ class SqlDataflowStore:
 
     def note_not_ready(self, exec_id: int, reason: str) -> None:
         stats = {"waiting": reason}
+        if exec_id in self._unwritten:
+            self._write(exec_id, stats)
+            return
+        exec_id = self._written_as.get(exec_id, exec_id)
         # Written only when the reason changed: most deliveries leave it as it was.
         self.session.execute(
             update(NodeExecution)
@@ -208,6 +279,7 @@ class SqlDataflowStore:
         )
 
     def mark_failed(self, exec_id: int, error: str, inputs: dict[str, Any]) -> None:
+        exec_id = self._write(exec_id)
         failed = move_node(
             self.session,
             exec_id,

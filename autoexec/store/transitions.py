@@ -111,6 +111,38 @@ def move_node(
     return None if row is None else _note_node(session, row, target, fields)
 
 
+def start_queued_node(session: Session, node_exec_id: int) -> Row[Any] | None:
+    """Claim a QUEUED node execution of a live run in one statement: RUNNING, next attempt;
+    the row the claim needs (node execution, with its run's identity and clock), or None if
+    it was not QUEUED or its run is stopped or ended (the caller then reads why)."""
+    now = utcnow()
+    run_is_live = (
+        select(GraphExecution.id)
+        .where(GraphExecution.id == NodeExecution.graph_exec_id)
+        .where(GraphExecution.cancel_requested_at.is_(None))
+        .where(GraphExecution.status.not_in(TERMINAL))
+        .exists()
+    )
+    stmt = (
+        update(NodeExecution)
+        .where(NodeExecution.id == node_exec_id)
+        .where(NodeExecution.status == S.QUEUED)
+        .where(run_is_live)
+        .values(
+            status=S.RUNNING,
+            attempt=NodeExecution.attempt + 1,
+            started_at=_first(NodeExecution.started_at, now),
+            updated_at=now,
+        )
+        .returning(*_NODE_COLUMNS, *_CLAIM_COLUMNS)
+        .execution_options(synchronize_session=False)
+    )
+    row = session.execute(stmt).first()
+    if row is not None:
+        _note_node(session, row, S.RUNNING, {})
+    return row
+
+
 def terminate_nodes(
     session: Session,
     graph_exec_id: str,
@@ -146,6 +178,28 @@ _NODE_COLUMNS = (
     .label("user_id"),
     NodeExecution.queued_at,
     NodeExecution.started_at,
+)
+
+
+def _of_run(column: Any, label: str) -> Any:
+    return (
+        select(column)
+        .where(GraphExecution.id == NodeExecution.graph_exec_id)
+        .scalar_subquery()
+        .label(label)
+    )
+
+
+# What claiming a node execution needs besides ``_NODE_COLUMNS``.
+_CLAIM_COLUMNS = (
+    NodeExecution.attempt,
+    NodeExecution.worker_losses,
+    NodeExecution.input_data,
+    NodeExecution.stats,
+    _of_run(GraphExecution.graph_id, "graph_id"),
+    _of_run(GraphExecution.graph_version, "graph_version"),
+    _of_run(GraphExecution.max_run_seconds, "max_run_seconds"),
+    _of_run(GraphExecution.started_at, "run_started_at"),
 )
 
 
