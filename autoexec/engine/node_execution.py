@@ -278,15 +278,17 @@ def claim(
     """Move the node execution to RUNNING and load what it needs, or say why not: one
     conditional UPDATE that returns the row when the node is QUEUED in a live run (the
     usual case), else a read of why and the transition that follows from it."""
-    with engine.db.session() as session:
+    with engine.db.single_statement() as session:
         started = start_queued_node(session, node_exec_id)
-        if started is not None:
-            view, losses = _view_of_started(started), 0
-        else:
+    if started is not None:
+        view, losses = _view_of_started(started), 0
+    else:
+        with engine.db.session() as session:
             claimed = _claim_after_all(session, node_exec_id, rerun, worker_lost)
-            if isinstance(claimed, Refused):
-                return claimed
-            view, losses = claimed
+        if isinstance(claimed, Refused):
+            return claimed
+        view, losses = claimed
+    with engine.db.session() as session:
         graph = load_run_graph(session, view.graph_exec_id, view.graph_id, view.graph_version)
         node = graph.nodes_by_id.get(view.node_id)
         return NodeJob(

@@ -21,11 +21,26 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._single_statements = self._sessions
+        self.autocommit_engine: Engine | None = None
+        if not is_sqlite(url):
+            # Its own small pool: switching a pooled connection to autocommit and back costs
+            # more than the round trips it saves.
+            self.autocommit_engine = make_engine(url, isolation_level="AUTOCOMMIT", pool_size=2)
+            self._single_statements = sessionmaker(self.autocommit_engine, expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on error."""
         with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def single_statement(self) -> Iterator[Session]:
+        """A session for one statement that is atomic by itself: on PostgreSQL it runs in
+        autocommit, with no BEGIN and COMMIT round trips; hooks see it as committed like any
+        session's transaction. (On SQLite it is a transaction like ``session``'s.)"""
+        with self._single_statements.begin() as session:
             yield session
 
     @contextmanager
@@ -42,19 +57,22 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.autocommit_engine is not None:
+            self.autocommit_engine.dispose()
 
 
 def is_sqlite(url: str | URL) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, **options: Any) -> Engine:
     if is_sqlite(url):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    engine = create_engine(url, pool_recycle=RECYCLE_SECONDS, pool_size=5, max_overflow=10)
+    options = {"pool_recycle": RECYCLE_SECONDS, "pool_size": 5, "max_overflow": 10, **options}
+    engine = create_engine(url, **options)
     event.listen(engine, "checkin", _note_checkin)
     event.listen(engine, "checkout", _ping_if_idle)
     return engine
