@@ -71,6 +71,6 @@ def deliver_pending(
     if stored:
         repo.mark_delivered(session, stored)
     # An execution the ready check failed counts too: its error output may loop back.
-    execution.node_execution_count += len(store.queued) + store.recorded_outputs
+    repo.count_node_executions(session, execution, len(store.queued) + store.recorded_outputs)
     stop = limit_stop(execution, engine.settings.max_node_executions_per_run)
     return Delivered(store.queued, store.recorded_outputs, stop)

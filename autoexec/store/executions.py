@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Row, Select, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm.attributes import set_committed_value
 
 from autoexec.dataflow import YieldedOutput, graph_outputs
 from autoexec.errors import NotFoundError
@@ -214,6 +215,20 @@ def undelivered_outputs_of_node(
         .limit(limit)
     )
     return [PendingOutput(*row) for row in session.execute(stmt)]
+
+
+def count_node_executions(session: Session, execution: GraphExecution, added: int) -> None:
+    """Add ``added`` to the locked ``execution``'s node-execution count: one UPDATE, and the
+    loaded object agrees with no flush of the unit of work at the commit."""
+    if not added:
+        return
+    session.execute(
+        update(GraphExecution)
+        .where(GraphExecution.id == execution.id)
+        .values(node_execution_count=GraphExecution.node_execution_count + added)
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(execution, "node_execution_count", execution.node_execution_count + added)
 
 
 def mark_delivered(session: Session, output_ids: Sequence[int]) -> None:
