@@ -28,6 +28,7 @@ from celery import signals
 
 from autoexec.coordination import Keys, get_coordinator
 from autoexec.hooks import GraphExecutionChange, Hook, NodeExecutionChange, NodeOutput, NodeRef
+from autoexec.per_process import PerProcess
 from autoexec.settings import get_settings
 from autoexec.statuses import ExecutionStatus
 
@@ -179,25 +180,18 @@ class EventSender:
             self.breaker.succeeded()
 
 
-_senders: dict[str, EventSender] = {}
-_senders_lock = threading.Lock()
+_sender = PerProcess(EventSender)
 
 
 def sender() -> EventSender:
     """This process's sender (a forked worker child starts its own)."""
-    with _senders_lock:
-        current = _senders.get("sender")
-        if current is None or current.pid != os.getpid() or not current.thread.is_alive():
-            current = _senders["sender"] = EventSender()
-        return current
+    return _sender.get()
 
 
 def flush_events(timeout: float = FLUSH_AT_EXIT_SECONDS, **_: Any) -> bool:
     """Publish what this process still holds (at its exit, and for tests)."""
-    current = _senders.get("sender")
-    if current is None or current.pid != os.getpid():
-        return True
-    return current.flush(timeout)
+    current = _sender.existing()
+    return True if current is None else current.flush(timeout)
 
 
 atexit.register(flush_events)

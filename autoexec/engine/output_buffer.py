@@ -23,6 +23,7 @@ from autoexec.engine import inline
 from autoexec.engine.cancellation import Stop
 from autoexec.engine.context import Engine
 from autoexec.engine.inline import Flushed, NodeAttempt, Yielded
+from autoexec.per_process import PerProcess
 
 # Small, because a batch is delivered under the run's row lock, which every node end of the
 # run waits for: 16 measured faster than 64 on stream_10k.
@@ -160,14 +161,9 @@ class Timer:
                 self._cond.wait(wait)
 
 
-_timers: dict[str, Timer] = {}
-_timers_lock = threading.Lock()
+_timer = PerProcess(Timer)
 
 
 def timer() -> Timer:
     """The timer of this process (a forked worker child starts its own)."""
-    with _timers_lock:
-        current = _timers.get("timer")
-        if current is None or current.pid != os.getpid() or not current.thread.is_alive():
-            current = _timers["timer"] = Timer()
-        return current
+    return _timer.get()
