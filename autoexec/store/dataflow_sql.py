@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Collection
 from typing import Any, Protocol
 
-from sqlalchemy import Text, cast, exists, insert, select, update
+from sqlalchemy import Insert, Text, cast, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -17,6 +18,7 @@ from autoexec.hooks import NodeExecutionChange, NodeRef, note
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.credits import NodeCharge, Refused
 from autoexec.store.executions import NodeTask, append_output
+from autoexec.store.statements import bound, run, table
 from autoexec.store.tables import NodeExecution, NodeExecutionInput, StaticInput, utcnow
 from autoexec.store.transitions import move_node, transition_node
 
@@ -229,25 +231,17 @@ class SqlDataflowStore:
         """An execution ready as it is created: one INSERT, QUEUED with its task id."""
         self._unwritten.pop(exec_id)
         now, task_id = utcnow(), str(uuid.uuid4())
-        stmt = (
-            insert(NodeExecution)
-            .values(
-                graph_exec_id=self.graph_exec_id,
-                node_id=node.id,
-                block_id=node.block_id,
-                status=S.QUEUED,
-                input_data=inputs,
-                stats={},
-                attempt=0,
-                celery_task_id=task_id,
-                dispatched=self.dispatch_on_commit,
-                created_at=now,
-                queued_at=now,
-                updated_at=now,
-            )
-            .returning(NodeExecution.id)
-        )
-        row_id = int(self.session.execute(stmt).scalar_one())
+        params = {
+            "p_graph_exec_id": self.graph_exec_id,
+            "p_node_id": node.id,
+            "p_block_id": node.block_id,
+            "p_input_data": inputs,
+            "p_stats": {},
+            "p_celery_task_id": task_id,
+            "p_dispatched": self.dispatch_on_commit,
+            "p_now": now,
+        }
+        row_id = int(run(self.session, _queued_insert(), params).scalar_one())
         self._written_as[exec_id] = row_id
         assert self.user_id is not None
         ref = NodeRef(self.graph_exec_id, self.user_id, row_id, node.id, node.block_id)
@@ -295,3 +289,24 @@ class SqlDataflowStore:
 
     def _dialect(self) -> str:
         return self.session.get_bind().dialect.name
+
+
+@functools.cache
+def _queued_insert() -> Insert:
+    """The INSERT of a node execution that is ready as it is created: QUEUED, with its inputs
+    and task id."""
+    nodes = table(NodeExecution)
+    named = ("graph_exec_id", "node_id", "block_id", "input_data", "stats", "celery_task_id")
+    now = bound(nodes.c.created_at, "now")
+    return (
+        insert(nodes)
+        .values(
+            **{name: bound(nodes.c[name]) for name in (*named, "dispatched")},
+            status=ExecutionStatus.QUEUED,
+            attempt=0,
+            created_at=now,
+            queued_at=now,
+            updated_at=now,
+        )
+        .returning(nodes.c.id)
+    )

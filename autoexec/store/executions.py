@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, exists, func, select, update
+from sqlalchemy import Insert, Integer, Row, Select, Update, bindparam, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import set_committed_value
@@ -18,6 +19,7 @@ from autoexec.errors import NotFoundError
 from autoexec.graph import GRAPH_OUTPUT_BLOCK, Graph
 from autoexec.hooks import GraphExecutionChange, NodeOutput, NodeRef, note
 from autoexec.statuses import HOLDING_A_SLOT, TERMINAL, ExecutionStatus
+from autoexec.store.statements import bound, run, table
 from autoexec.store.tables import (
     GraphExecution,
     GraphVersion,
@@ -26,6 +28,8 @@ from autoexec.store.tables import (
 )
 
 S = ExecutionStatus
+_RUNS = table(GraphExecution)
+_OUTPUTS = table(NodeExecutionOutput)
 ACTIVE_NODE_STATUSES = (S.QUEUED, S.RUNNING)
 
 
@@ -89,17 +93,23 @@ def get_execution_state(session: Session, graph_exec_id: str, lock: bool = False
     changes an execution's dataflow takes it first, so two steps (one of which may hold an
     expired Redis lock) can never deliver the same outputs twice.
     """
+    stmt = _execution_state(lock)
+    row = session.scalars(stmt, {"p_graph_exec_id": graph_exec_id}).first()
+    if row is None:
+        raise NotFoundError(f"graph execution {graph_exec_id!r} not found")
+    return row
+
+
+@functools.cache
+def _execution_state(lock: bool) -> Select[GraphExecution]:
     stmt = (
         select(GraphExecution)
-        .where(GraphExecution.id == graph_exec_id)
+        .where(GraphExecution.id == bindparam("p_graph_exec_id"))
         .options(defer(GraphExecution.inputs), defer(GraphExecution.stats))
     )
     if lock:
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    row = session.scalars(stmt).first()
-    if row is None:
-        raise NotFoundError(f"graph execution {graph_exec_id!r} not found")
-    return row
+    return stmt
 
 
 @dataclass(frozen=True)
@@ -222,13 +232,19 @@ def count_node_executions(session: Session, execution: GraphExecution, added: in
     loaded object agrees with no flush of the unit of work at the commit."""
     if not added:
         return
-    session.execute(
-        update(GraphExecution)
-        .where(GraphExecution.id == execution.id)
-        .values(node_execution_count=GraphExecution.node_execution_count + added)
-        .execution_options(synchronize_session=False)
-    )
+    params = {"p_graph_exec_id": execution.id, "p_added": added}
+    run(session, _count_node_executions(), params)
     set_committed_value(execution, "node_execution_count", execution.node_execution_count + added)
+
+
+@functools.cache
+def _count_node_executions() -> Update:
+    count = _RUNS.c.node_execution_count
+    return (
+        update(_RUNS)
+        .where(_RUNS.c.id == bindparam("p_graph_exec_id"))
+        .values(node_execution_count=count + bindparam("p_added", type_=Integer))
+    )
 
 
 def mark_delivered(session: Session, output_ids: Sequence[int]) -> None:
@@ -243,19 +259,29 @@ def append_output(
     session: Session, node: NodeRef, seq: int, name: str, value: Any, delivered: bool = False
 ) -> None:
     """Record the ``seq``-th yield of a node execution once (a replayed yield is ignored)."""
-    values = {
-        "node_exec_id": node.node_exec_id,
-        "graph_exec_id": node.graph_exec_id,
-        "seq": seq,
-        "name": name,
-        "value": value,
-        "delivered": delivered,
+    params = {
+        "p_node_exec_id": node.node_exec_id,
+        "p_graph_exec_id": node.graph_exec_id,
+        "p_seq": seq,
+        "p_name": name,
+        "p_value": value,
+        "p_delivered": delivered,
     }
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(NodeExecutionOutput).values(**values)
-    stmt = stmt.on_conflict_do_nothing(index_elements=["node_exec_id", "seq"])
-    if session.execute(stmt.returning(NodeExecutionOutput.seq)).first() is not None:
+    statement = _output_insert(session.get_bind().dialect.name)
+    if run(session, statement, params).first() is not None:
         note(session, NodeOutput(node, seq, name, value))
+
+
+@functools.cache
+def _output_insert(dialect: str) -> Insert:
+    """The INSERT of one output that a replayed yield leaves as it is."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    columns = ("node_exec_id", "graph_exec_id", "seq", "name", "value", "delivered")
+    values = {name: bound(_OUTPUTS.c[name]) for name in columns}
+    statement = insert(_OUTPUTS).values(**values)
+    return statement.on_conflict_do_nothing(index_elements=["node_exec_id", "seq"]).returning(
+        _OUTPUTS.c.seq
+    )
 
 
 def lock_running_attempt(session: Session, node_exec_id: int) -> int | None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select, true, update
+from sqlalchemy import Row, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from autoexec.hooks import GraphExecutionChange, NodeExecutionChange, NodeRef, note
@@ -16,9 +17,12 @@ from autoexec.statuses import (
     ExecutionStatus,
     sources_of,
 )
+from autoexec.store.statements import bound, run, table
 from autoexec.store.tables import GraphExecution, NodeExecution, utcnow
 
 S = ExecutionStatus
+_NODES = table(NodeExecution)
+_RUNS = table(GraphExecution)
 
 
 def transition_graph(
@@ -95,52 +99,71 @@ def move_node(
     values = _timestamps(target, fields)
     if target is S.QUEUED:
         values.setdefault("queued_at", values["updated_at"])
-    if target is S.RUNNING:
-        values.setdefault("started_at", _first(NodeExecution.started_at, values["updated_at"]))
-    stmt = (
-        update(NodeExecution)
-        .where(NodeExecution.id == node_exec_id)
-        .where(NodeExecution.status.in_(sources))
-        .where(NodeExecution.attempt == attempt_is if attempt_is is not None else true())
-        .values(status=target, **values)
-        .returning(*_NODE_COLUMNS)
-        # No ORM object needs refreshing: the engine reads node executions with fresh queries.
-        .execution_options(synchronize_session=False)
-    )
-    row = session.execute(stmt).first()
+    checks_attempt = attempt_is is not None
+    statement = _node_move(target, frozenset(sources), checks_attempt, tuple(sorted(values)))
+    params = {f"p_{name}": value for name, value in values.items()}
+    params["p_node_exec_id"] = node_exec_id
+    if checks_attempt:
+        params["p_attempt_is"] = attempt_is
+    row = run(session, statement, params).first()
     return None if row is None else _note_node(session, row, target, fields)
+
+
+@functools.cache
+def _node_move(
+    target: ExecutionStatus,
+    sources: frozenset[ExecutionStatus],
+    checks_attempt: bool,
+    names: tuple[str, ...],
+) -> Update:
+    """``move_node``'s UPDATE for one shape of change, built once: the node execution's id,
+    the attempt and the values named in ``names`` are bound when it runs."""
+    values: dict[str, Any] = {name: bound(_NODES.c[name]) for name in names}
+    if target is S.RUNNING and "started_at" not in names:
+        values["started_at"] = func.coalesce(_NODES.c.started_at, bound(_NODES.c.updated_at))
+    statement = (
+        update(_NODES)
+        .where(_NODES.c.id == bindparam("p_node_exec_id"))
+        .where(_NODES.c.status.in_(sources))
+    )
+    if checks_attempt:
+        statement = statement.where(_NODES.c.attempt == bindparam("p_attempt_is"))
+    return statement.values(status=target, **values).returning(*_NODE_COLUMNS)
 
 
 def start_queued_node(session: Session, node_exec_id: int) -> Row[Any] | None:
     """Claim a QUEUED node execution of a live run in one statement: RUNNING, next attempt;
     the row the claim needs (node execution, with its run's identity and clock), or None if
     it was not QUEUED or its run is stopped or ended (the caller then reads why)."""
-    now = utcnow()
-    run_is_live = (
-        select(GraphExecution.id)
-        .where(GraphExecution.id == NodeExecution.graph_exec_id)
-        .where(GraphExecution.cancel_requested_at.is_(None))
-        .where(GraphExecution.status.not_in(TERMINAL))
-        .exists()
-    )
-    stmt = (
-        update(NodeExecution)
-        .where(NodeExecution.id == node_exec_id)
-        .where(NodeExecution.status == S.QUEUED)
-        .where(run_is_live)
-        .values(
-            status=S.RUNNING,
-            attempt=NodeExecution.attempt + 1,
-            started_at=_first(NodeExecution.started_at, now),
-            updated_at=now,
-        )
-        .returning(*_NODE_COLUMNS, *_CLAIM_COLUMNS)
-        .execution_options(synchronize_session=False)
-    )
-    row = session.execute(stmt).first()
+    row = run(session, _claim(), {"p_node_exec_id": node_exec_id, "p_now": utcnow()}).first()
     if row is not None:
         _note_node(session, row, S.RUNNING, {})
     return row
+
+
+@functools.cache
+def _claim() -> Update:
+    now = bound(_NODES.c.updated_at, "now")
+    run_is_live = (
+        select(_RUNS.c.id)
+        .where(_RUNS.c.id == _NODES.c.graph_exec_id)
+        .where(_RUNS.c.cancel_requested_at.is_(None))
+        .where(_RUNS.c.status.not_in(TERMINAL))
+        .exists()
+    )
+    return (
+        update(_NODES)
+        .where(_NODES.c.id == bindparam("p_node_exec_id"))
+        .where(_NODES.c.status == S.QUEUED)
+        .where(run_is_live)
+        .values(
+            status=S.RUNNING,
+            attempt=_NODES.c.attempt + 1,
+            started_at=func.coalesce(_NODES.c.started_at, now),
+            updated_at=now,
+        )
+        .returning(*_NODE_COLUMNS, *_CLAIM_COLUMNS)
+    )
 
 
 def terminate_nodes(
