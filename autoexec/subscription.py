@@ -216,17 +216,32 @@ def user_events(engine: Engine, user_id: str) -> Iterator[Event]:
     return _user_stream(channel)
 
 
-def _user_stream(channel: Channel) -> Iterator[Event]:
-    tracker = Tracker(check_gaps=False)
+def _user_stream(channel: Channel, tracker: Tracker | None = None) -> Iterator[Event]:
+    tracker = tracker or Tracker(check_gaps=False)
+    # Each worker process sends its own events, so a node's last ones may come after its
+    # run's final event: they are passed on, and what they taught the tracker is dropped.
+    ended: dict[str, None] = {}
     try:
         while True:
             message = channel.receive(IDLE_SECONDS)
             if not isinstance(message, dict):
                 continue
             event = tracker.apply(message)
-            if event is not None:
-                yield event
+            if event is None:
+                continue
+            yield event
             if isinstance(event, GraphEvent) and event.is_final:
+                _remember(ended, event.graph_exec_id)
+            if event.graph_exec_id in ended:
                 tracker.forget(event.graph_exec_id)
     finally:
         channel.close()
+
+
+ENDED_RUNS_REMEMBERED = 1024
+
+
+def _remember(ended: dict[str, None], graph_exec_id: str) -> None:
+    ended[graph_exec_id] = None
+    if len(ended) > ENDED_RUNS_REMEMBERED:
+        del ended[next(iter(ended))]

@@ -50,7 +50,7 @@ from autoexec.node_runner import (
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.credits import NodeCharge
-from autoexec.store.graphs import load_run_graph
+from autoexec.store.graphs import cache_run_graph, load_run_graph
 from autoexec.store.tables import NodeExecution, utcnow
 from autoexec.store.transitions import move_node, start_queued_node, transition_node
 from autoexec.timeouts import Clock, alarm, time_limit
@@ -140,13 +140,18 @@ def node_logger(job: NodeJob) -> NodeLogAdapter:
 
 
 def execute_node(
-    engine: Engine, node_exec_id: int, rerun: bool = False, worker_lost: bool = False
+    engine: Engine,
+    node_exec_id: int,
+    rerun: bool = False,
+    worker_lost: bool = False,
+    graph_exec_id: str | None = None,
 ) -> ExecutionStatus | None:
     """Run one node execution to its end; None if it was not ours to run.
 
     ``rerun``: the message may have been handled before (re-delivered or retried);
-    ``worker_lost``: it was re-delivered, so a RUNNING node execution lost its worker."""
-    claimed = claim(engine, node_exec_id, rerun, worker_lost)
+    ``worker_lost``: it was re-delivered, so a RUNNING node execution lost its worker;
+    ``graph_exec_id``: its run, as the task message says (see ``claim``)."""
+    claimed = claim(engine, node_exec_id, rerun, worker_lost, graph_exec_id)
     if isinstance(claimed, Refused):
         _refused(engine, node_exec_id, claimed, rerun)
         return None
@@ -273,11 +278,22 @@ class Refused:
 
 
 def claim(
-    engine: Engine, node_exec_id: int, rerun: bool, worker_lost: bool = False
+    engine: Engine,
+    node_exec_id: int,
+    rerun: bool,
+    worker_lost: bool = False,
+    graph_exec_id: str | None = None,
 ) -> NodeJob | Refused:
     """Move the node execution to RUNNING and load what it needs, or say why not: one
     conditional UPDATE that returns the row when the node is QUEUED in a live run (the
-    usual case), else a read of why and the transition that follows from it."""
+    usual case), else a read of why and the transition that follows from it.
+
+    The claim commits at once, so the run's graph (``graph_exec_id``, from the task) is read
+    before it: a failure to read it leaves the node QUEUED for the message's retry or the
+    reconciler, not RUNNING with no task to run it."""
+    if graph_exec_id is not None:
+        with engine.db.session() as session:
+            cache_run_graph(session, graph_exec_id)
     with engine.db.single_statement() as session:
         started = start_queued_node(session, node_exec_id)
     if started is not None:

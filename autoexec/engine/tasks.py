@@ -230,13 +230,17 @@ def advance_graph(graph_exec_id: str) -> None:
 
 @app.task(name="autoexec.execute_node", bind=True, ignore_result=True, **RETRY_POLICY)
 def execute_node(self: Task[Any, Any], node_exec_id: int, graph_exec_id: str) -> str | None:
-    """Run one node execution (``graph_exec_id`` is carried for visibility in Flower)."""
+    """Run one node execution (``graph_exec_id``, its run, also shows in Flower)."""
     delivery = self.request.delivery_info or {}
     redelivered = bool(delivery.get("redelivered"))
     rerun = redelivered or self.request.retries > 0
     try:
         status = node_execution.execute_node(
-            get_engine(), int(node_exec_id), rerun=rerun, worker_lost=redelivered
+            get_engine(),
+            int(node_exec_id),
+            rerun=rerun,
+            worker_lost=redelivered,
+            graph_exec_id=str(graph_exec_id),
         )
     except node_execution.RetryNode as retry:
         raise self.retry(countdown=retry.countdown) from None

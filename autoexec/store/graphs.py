@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from autoexec.errors import NotFoundError
 from autoexec.graph import Graph, GraphDefinition
-from autoexec.store.tables import GraphVersion, User
+from autoexec.store.tables import GraphExecution, GraphVersion, User
 
 
 def ensure_user(session: Session, user_id: str) -> None:
@@ -111,6 +111,20 @@ def load_run_graph(session: Session, graph_exec_id: str, graph_id: str, version:
             _run_graphs.clear()
         _run_graphs[graph_exec_id] = graph
     return graph
+
+
+def cache_run_graph(session: Session, graph_exec_id: str) -> None:
+    """Keep the graph ``graph_exec_id`` runs in this process if it is not kept yet (one read
+    of the run's graph version, then ``load_run_graph``'s), so that a node task reads it before
+    its claim: nothing that can fail then stands between the claim and the node's run."""
+    if graph_exec_id in _run_graphs:
+        return
+    stmt = select(GraphExecution.graph_id, GraphExecution.graph_version).where(
+        GraphExecution.id == graph_exec_id
+    )
+    row = session.execute(stmt).first()
+    if row is not None:
+        load_run_graph(session, graph_exec_id, row.graph_id, row.graph_version)
 
 
 def list_graphs(session: Session, user_id: str) -> list[Graph]:

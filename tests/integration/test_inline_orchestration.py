@@ -21,6 +21,7 @@ from autoexec.engine.node_execution import execute_node
 from autoexec.engine.orchestrator import advance
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
+from autoexec.store import graphs as graph_store
 from autoexec.store.executions import NodeTask
 from autoexec.store.tables import NodeExecution, NodeExecutionInput, NodeExecutionOutput
 from tests.integration.conftest import Cluster, kill_worker, private_queues, worker_process
@@ -124,6 +125,36 @@ def test_a_node_killed_after_its_commit_before_sending_its_successor(
     view = api.get_execution(exec_id, owner, engine=engine)
     assert view.status is S.COMPLETED
     assert view.outputs == {"sum": [6]}
+    ran = sorted((n.node_id, n.status, n.attempt) for n in view.node_executions)
+    assert ran == [("calc", S.COMPLETED, 1), ("out", S.COMPLETED, 1), ("x", S.COMPLETED, 1)]
+
+
+def test_a_node_whose_graph_cannot_be_read_stays_queued_for_its_retry(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The claim commits at once: the run's graph is read before it, so a failed read leaves
+    # the node QUEUED (its message is retried), not RUNNING with no task to run it.
+    steps = StepByStep()
+    engine = replace(cluster.engine, dispatcher=steps)
+    exec_id, owner = start(engine, ADD_ONE, {"x": 5})
+    x = steps.nodes.pop()
+    graph_store._run_graphs.pop(exec_id, None)  # a worker process new to this run
+
+    def unreadable(*_args: Any) -> Any:
+        raise KilledHere()
+
+    monkeypatch.setattr(graph_store, "load_graph", unreadable)
+    with pytest.raises(KilledHere):
+        execute_node(engine, x, graph_exec_id=exec_id)
+    with engine.db.session() as session:
+        waiting = repo.get_node_execution(session, x)
+        assert (waiting.status, waiting.attempt) == (S.QUEUED, 0)
+
+    monkeypatch.undo()
+    assert execute_node(engine, x, rerun=True, graph_exec_id=exec_id) is S.COMPLETED
+    run_all(steps, engine)
+    view = api.get_execution(exec_id, owner, engine=engine)
+    assert (view.status, view.outputs) == (S.COMPLETED, {"sum": [6]})
     ran = sorted((n.node_id, n.status, n.attempt) for n in view.node_executions)
     assert ran == [("calc", S.COMPLETED, 1), ("out", S.COMPLETED, 1), ("x", S.COMPLETED, 1)]
 
