@@ -37,7 +37,7 @@ from autoexec.errors import (
     WorkerLostError,
 )
 from autoexec.fan_out_results import elements_of, empty_outputs
-from autoexec.graph import Node
+from autoexec.graph import Graph, Node
 from autoexec.hooks import NodeRef
 from autoexec.logs import context_prefix
 from autoexec.node_runner import (
@@ -50,7 +50,7 @@ from autoexec.node_runner import (
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.credits import NodeCharge
-from autoexec.store.graphs import cache_run_graph, load_run_graph
+from autoexec.store.graphs import load_run_graph, read_run_graph
 from autoexec.store.tables import NodeExecution, utcnow
 from autoexec.store.transitions import move_node, start_queued_node, transition_node
 from autoexec.timeouts import Clock, alarm, time_limit
@@ -291,9 +291,10 @@ def claim(
     The claim commits at once, so the run's graph (``graph_exec_id``, from the task) is read
     before it: a failure to read it leaves the node QUEUED for the message's retry or the
     reconciler, not RUNNING with no task to run it."""
+    graph = None
     if graph_exec_id is not None:
         with engine.db.session() as session:
-            cache_run_graph(session, graph_exec_id)
+            graph = read_run_graph(session, graph_exec_id)
     with engine.db.single_statement() as session:
         started = start_queued_node(session, node_exec_id)
     if started is not None:
@@ -304,26 +305,32 @@ def claim(
         if isinstance(claimed, Refused):
             return claimed
         view, losses = claimed
-    with engine.db.session() as session:
-        graph = load_run_graph(session, view.graph_exec_id, view.graph_id, view.graph_version)
-        node = graph.nodes_by_id.get(view.node_id)
-        return NodeJob(
-            node_exec_id=node_exec_id,
-            graph_exec_id=view.graph_exec_id,
-            graph_id=view.graph_id,
-            graph_version=view.graph_version,
-            node_id=view.node_id,
-            block_id=view.block_id,
-            user_id=view.user_id,
-            inputs=view.input_data or {},
-            attempt=view.attempt + 1,
-            deadline=deadline_of(view),
-            worker_losses=view.worker_losses + losses,
-            retries=_retries_of(view),
-            time_limit=_time_limit(engine, node, view.block_id),
-            fan_out=node.fan_out if node else None,
-            cost=int(view.stats.get("cost", 0)) if view.stats else 0,
-        )
+    if graph is None or view.graph_exec_id != graph_exec_id:
+        with engine.db.session() as session:
+            graph = load_run_graph(session, view.graph_exec_id, view.graph_id, view.graph_version)
+    return _job(engine, view, losses, graph)
+
+
+def _job(engine: Engine, view: repo.ClaimView, losses: int, graph: Graph) -> NodeJob:
+    """What running the claimed node execution needs."""
+    node = graph.nodes_by_id.get(view.node_id)
+    return NodeJob(
+        node_exec_id=view.node_exec_id,
+        graph_exec_id=view.graph_exec_id,
+        graph_id=view.graph_id,
+        graph_version=view.graph_version,
+        node_id=view.node_id,
+        block_id=view.block_id,
+        user_id=view.user_id,
+        inputs=view.input_data or {},
+        attempt=view.attempt + 1,
+        deadline=deadline_of(view),
+        worker_losses=view.worker_losses + losses,
+        retries=_retries_of(view),
+        time_limit=_time_limit(engine, node, view.block_id),
+        fan_out=node.fan_out if node else None,
+        cost=int(view.stats.get("cost", 0)) if view.stats else 0,
+    )
 
 
 def _claim_after_all(

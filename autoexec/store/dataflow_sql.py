@@ -296,12 +296,15 @@ def _queued_insert() -> Insert:
     """The INSERT of a node execution that is ready as it is created: QUEUED, with its inputs
     and task id."""
     nodes = table(NodeExecution)
-    named = ("graph_exec_id", "node_id", "block_id", "input_data", "stats", "celery_task_id")
+    named = (
+        "graph_exec_id", "node_id", "block_id", "input_data", "stats",
+        "celery_task_id", "dispatched",
+    )  # fmt: skip
     now = bound(nodes.c.created_at, "now")
     return (
         insert(nodes)
         .values(
-            **{name: bound(nodes.c[name]) for name in (*named, "dispatched")},
+            **{name: bound(nodes.c[name]) for name in named},
             status=ExecutionStatus.QUEUED,
             attempt=0,
             created_at=now,

@@ -113,18 +113,19 @@ def load_run_graph(session: Session, graph_exec_id: str, graph_id: str, version:
     return graph
 
 
-def cache_run_graph(session: Session, graph_exec_id: str) -> None:
-    """Keep the graph ``graph_exec_id`` runs in this process if it is not kept yet (one read
-    of the run's graph version, then ``load_run_graph``'s), so that a node task reads it before
-    its claim: nothing that can fail then stands between the claim and the node's run."""
-    if graph_exec_id in _run_graphs:
-        return
+def read_run_graph(session: Session, graph_exec_id: str) -> Graph | None:
+    """The graph ``graph_exec_id`` runs, as ``load_run_graph`` keeps it (a read of the run's
+    graph version when it is not kept yet); None if there is no such run."""
+    graph = _run_graphs.get(graph_exec_id)
+    if graph is not None:
+        return graph
     stmt = select(GraphExecution.graph_id, GraphExecution.graph_version).where(
         GraphExecution.id == graph_exec_id
     )
     row = session.execute(stmt).first()
-    if row is not None:
-        load_run_graph(session, graph_exec_id, row.graph_id, row.graph_version)
+    if row is None:
+        return None
+    return load_run_graph(session, graph_exec_id, row.graph_id, row.graph_version)
 
 
 def list_graphs(session: Session, user_id: str) -> list[Graph]:

@@ -6,7 +6,7 @@ import functools
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Update, bindparam, func, select, update
+from sqlalchemy import BindParameter, Row, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from autoexec.hooks import GraphExecutionChange, NodeExecutionChange, NodeRef, note
@@ -120,7 +120,7 @@ def _node_move(
     the attempt and the values named in ``names`` are bound when it runs."""
     values: dict[str, Any] = {name: bound(_NODES.c[name]) for name in names}
     if target is S.RUNNING and "started_at" not in names:
-        values["started_at"] = func.coalesce(_NODES.c.started_at, bound(_NODES.c.updated_at))
+        values["started_at"] = _first(_NODES.c.started_at, bound(_NODES.c.updated_at))
     statement = (
         update(_NODES)
         .where(_NODES.c.id == bindparam("p_node_exec_id"))
@@ -159,7 +159,7 @@ def _claim() -> Update:
         .values(
             status=S.RUNNING,
             attempt=_NODES.c.attempt + 1,
-            started_at=func.coalesce(_NODES.c.started_at, now),
+            started_at=_first(_NODES.c.started_at, now),
             updated_at=now,
         )
         .returning(*_NODE_COLUMNS, *_CLAIM_COLUMNS)
@@ -240,7 +240,7 @@ def _note_node(
     return ref
 
 
-def _first(column: Any, now: datetime) -> Any:
+def _first(column: Any, now: datetime | BindParameter[Any]) -> Any:
     """Keep a timestamp already set (a run resumed from REVIEW or WAITING keeps its start)."""
     return func.coalesce(column, now)
 
