@@ -5,15 +5,27 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck unit integration faults example bench
+.PHONY: venv lock test lint typecheck unit integration faults example bench
 
 venv: $(STAMP)
 
-# Reinstall only when the dependencies change.
-$(STAMP): pyproject.toml
+LOCK := requirements/dev.txt
+
+# Installs exactly what the lock file names (hashes checked), then the project itself without
+# resolving anything again; reinstalls only when the lock file changes.
+$(STAMP): $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
+
+# The one way to upgrade: every dependency to its newest release within pyproject.toml's ranges.
+# Commit the new lock file with a message that says what changed.
+lock: venv
+	$(BIN)/python -m pip install -q pip-tools
+	$(BIN)/pip-compile --quiet --upgrade --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links --extra dev --extra flower \
+		--output-file $(LOCK) pyproject.toml
 
 lint: venv
 	$(BIN)/ruff check autoexec tests

@@ -368,7 +368,7 @@ def wait(
     """Block until the execution ends (or ``timeout`` seconds pass: ``TimeoutError``)."""
     engine = _engine(engine)
     deadline = time.monotonic() + timeout
-    pubsub = engine.coordinator.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub = engine.coordinator.client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(Keys.events(graph_exec_id))
     try:
         while True:

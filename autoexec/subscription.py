@@ -54,7 +54,7 @@ class Channel:
         """Subscribe (again); False if Redis does not answer."""
         self.close()
         try:
-            self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             self.pubsub.subscribe(self.name)
             # redis-py re-subscribes by itself after a reconnect, silently: note that it did.
             self.pubsub.connection.register_connect_callback(self._on_reconnect)
