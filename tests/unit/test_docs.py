@@ -58,6 +58,12 @@ def test_the_readme_is_short_and_opens_with_its_two_commands() -> None:
     assert [line.split("#")[0].strip() for line in commands] == ["make example", "make test"]
 
 
+def test_the_readme_links_to_files_that_exist() -> None:
+    targets = re.findall(r"\]\(([^)#]+)[^)]*\)", README.read_text())
+    assert targets
+    assert [target for target in targets if not (ROOT / target).is_file()] == []
+
+
 def test_the_readme_shows_the_diagram_of_the_architecture_page() -> None:
     (diagram,) = mermaid_blocks(README)
     assert diagram in mermaid_blocks(DOCS / "architecture.md")
