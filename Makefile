@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv lock test lint typecheck unit integration faults example bench
+.PHONY: venv lock test lint typecheck unit integration faults docs example bench
 
 venv: $(STAMP)
 
@@ -43,9 +43,14 @@ integration: venv
 faults: venv
 	$(BIN)/pytest -q tests/faults
 
+# The docs site, strictly: a broken link or anchor fails the build (mkdocs.yml, validation).
+docs: venv
+	$(BIN)/mkdocs build --strict --site-dir site
+
 test: venv
 	$(BIN)/ruff check autoexec tests
 	$(BIN)/ruff format --check autoexec tests
+	$(MAKE) docs
 	$(BIN)/mypy --strict autoexec
 	$(BIN)/pytest -q
 

@@ -68,7 +68,7 @@ def test_watch_on_a_terminal_shows_a_live_table_then_the_final_status(
     assert TABLE_HEADER.search(live), live
     assert "status: COMPLETED\nexit=0" in ended, ended
     assert f"COMPLETED · done {ITEMS + 1}, running 0, queued 0, failed 0 · " in ended, ended
-    (tmp_path / "watch-live.txt").write_text(live)  # what the README shows
+    (tmp_path / "watch-live.txt").write_text(live)  # what docs/observability.md shows
 
 
 def watch_script(tmp_path: Path, env: dict[str, str], exec_id: str) -> Path:

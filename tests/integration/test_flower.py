@@ -1,5 +1,5 @@
 """Flower (``celery -A autoexec flower``) on the test cluster's broker: its HTTP API, opened as
-the README says, lists autoexec's tasks under their names."""
+docs/observability.md says, lists autoexec's tasks under their names."""
 
 from __future__ import annotations
 

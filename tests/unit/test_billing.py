@@ -137,7 +137,7 @@ def test_any_other_budget_is_refused(budget: object) -> None:
     )
 
 
-# --- the built-in blocks' prices (README "Credits") ---------------------------------------------
+# --- the built-in blocks' prices (docs/credits.md) ------------------------------------------------
 
 
 @pytest.mark.parametrize(
