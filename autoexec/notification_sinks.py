@@ -18,7 +18,9 @@ import queue
 import random
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +38,7 @@ MAX_PENDING_ATTEMPTS = 100  # per process, waiting for a delivery thread
 MAX_BACKOFF_SECONDS = 300.0  # a countdown well under RabbitMQ's 30-minute consumer timeout
 # Worth trying again: the receiver timed out, was rate-limited or failed.
 RETRY_STATUSES = frozenset({408, 425, 429})
+HEADERS = {"Content-Type": "application/json", "User-Agent": "autoexec"}
 
 
 # User values a log line leaves out (a run's outputs, an error's text): logs are read by more
@@ -50,6 +53,29 @@ def log_notification(body: dict[str, Any]) -> None:
     if "outputs" in data:
         shown["data"]["output_names"] = sorted(data["outputs"])
     log.info("notification %s %s", body["type"], json.dumps(shown, default=str, ensure_ascii=False))
+
+
+# httpx logs every request with its whole URL at INFO, and a webhook URL's path or query may
+# be a secret: the lines of webhook POSTs are left out (a failed one is logged with the scheme
+# and host only); other uses of httpx in the process keep theirs.
+_posting_webhook: ContextVar[bool] = ContextVar("posting_webhook", default=False)
+
+
+class _WithoutWebhookPosts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _posting_webhook.get()
+
+
+logging.getLogger("httpx").addFilter(_WithoutWebhookPosts())
+
+
+@contextmanager
+def _unlogged_by_httpx() -> Iterator[None]:
+    token = _posting_webhook.set(True)
+    try:
+        yield
+    finally:
+        _posting_webhook.reset(token)
 
 
 _clients: dict[int, httpx.Client] = {}
@@ -96,17 +122,14 @@ class Webhook:
         """POST ``body``; raise :class:`NotificationDeliveryError` unless it was taken (2xx).
         The ``Idempotency-Key`` header repeats the notification's id."""
         try:
-            response = http_client().post(
-                self.url,
-                content=json.dumps(body, default=str, ensure_ascii=False).encode(),
-                headers={
-                    "Content-Type": "application/json",
-                    "User-Agent": "autoexec",
-                    "Idempotency-Key": str(body["id"]),
-                },
-                # The limit for connecting, for each write and each read of the answer.
-                timeout=httpx.Timeout(self.timeout),
-            )
+            with _unlogged_by_httpx():
+                response = http_client().post(
+                    self.url,
+                    content=json.dumps(body, default=str, ensure_ascii=False).encode(),
+                    headers=HEADERS | {"Idempotency-Key": str(body["id"])},
+                    # The limit for connecting, for each write and each read of the answer.
+                    timeout=httpx.Timeout(self.timeout),
+                )
         except httpx.RequestError as exc:  # refused, reset, timed out, a broken answer
             error = f"{self.shown}: {type(exc).__name__}: {exc}"
             raise NotificationDeliveryError(error, retry=True) from None

@@ -11,6 +11,7 @@ import uuid
 from types import SimpleNamespace
 from typing import Any, cast
 
+import httpx
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -308,6 +309,20 @@ def test_a_hanging_or_absent_receiver_fails_an_attempt_in_its_timeout() -> None:
         Webhook(url, 2).post(BODY)
     assert hung.value.retry and absent.value.retry
     assert "secret" not in str(hung.value) + str(absent.value)  # no path or query in logs
+
+
+def test_httpx_logs_no_line_of_a_webhook_post_and_keeps_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with webhook_receiver(fail_first=1) as receiver:
+        with pytest.raises(NotificationDeliveryError):
+            Webhook(receiver.url, 5).post(BODY)
+        Webhook(receiver.url, 5).post(BODY)
+        assert "secret" not in caplog.text  # the URL's query
+        with httpx.Client() as own:  # a block's own client, say
+            own.post(receiver.url.replace("token=secret", "q=mine"), json=BODY)
+    assert "q=mine" in caplog.text
 
 
 def test_a_forked_child_posts_through_a_client_of_its_own() -> None:
