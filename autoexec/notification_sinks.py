@@ -1,28 +1,33 @@
 """Where notifications go (AUTOEXEC_NOTIFICATION_SINKS): ``log`` writes one log line per
 notification; ``webhook`` POSTs it as JSON to AUTOEXEC_NOTIFICATION_WEBHOOK_URL.
 
-A webhook attempt runs on one of a few daemon threads of the process
-(:class:`DeliveryThreads`), never on the thread of a task: a receiver that answers slowly or
-never holds a thread for at most AUTOEXEC_NOTIFICATION_WEBHOOK_TIMEOUT_SECONDS, and a worker
-slot not at all. Attempts waiting for a thread are bounded; past that, an attempt fails at once
-(and is retried later, like any failed attempt).
+A webhook attempt is one POST through this process's ``httpx`` client (:func:`http_client`)
+on one of a few daemon threads of the process (:class:`DeliveryThreads`), never on the thread
+of a task: a receiver that answers slowly or never holds a thread for at most
+AUTOEXEC_NOTIFICATION_WEBHOOK_TIMEOUT_SECONDS, and a worker slot not at all. Attempts waiting
+for a thread are bounded; past that, an attempt fails at once (and is retried later, like any
+failed attempt).
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import os
 import queue
+import random
+import ssl
 import threading
-import urllib.error
-import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
+
+from autoexec.backoff import backoff_delay
 from autoexec.errors import NotificationDeliveryError
 from autoexec.settings import Settings
 
@@ -33,6 +38,7 @@ MAX_PENDING_ATTEMPTS = 100  # per process, waiting for a delivery thread
 MAX_BACKOFF_SECONDS = 300.0  # a countdown well under RabbitMQ's 30-minute consumer timeout
 # Worth trying again: the receiver timed out, was rate-limited or failed.
 RETRY_STATUSES = frozenset({408, 425, 429})
+HEADERS = {"Content-Type": "application/json", "User-Agent": "autoexec"}
 
 
 # User values a log line leaves out (a run's outputs, an error's text): logs are read by more
@@ -49,14 +55,48 @@ def log_notification(body: dict[str, Any]) -> None:
     log.info("notification %s %s", body["type"], json.dumps(shown, default=str, ensure_ascii=False))
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirected POST would be re-sent as a GET without its body: refuse it instead."""
+# httpx logs every request with its whole URL at INFO, and a webhook URL's path or query may
+# be a secret: the lines of webhook POSTs are left out (a failed one is logged with the scheme
+# and host only); other uses of httpx in the process keep theirs.
+_posting_webhook: ContextVar[bool] = ContextVar("posting_webhook", default=False)
 
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
+
+class _WithoutWebhookPosts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _posting_webhook.get()
 
 
-_opener = urllib.request.build_opener(_NoRedirects)
+logging.getLogger("httpx").addFilter(_WithoutWebhookPosts())
+
+
+@contextmanager
+def _unlogged_by_httpx() -> Iterator[None]:
+    token = _posting_webhook.set(True)
+    try:
+        yield
+    finally:
+        _posting_webhook.reset(token)
+
+
+_clients: dict[int, httpx.Client] = {}
+_clients_lock = threading.Lock()
+
+
+def http_client() -> httpx.Client:
+    """This process's client for webhook POSTs, made on first use. Its delivery threads share
+    it (an ``httpx.Client`` may be shared between threads) and reuse its connections; a forked
+    child makes its own, so no two processes ever write to one connection.
+
+    It follows no redirect (a redirected POST would be re-sent as a GET without its body: a
+    3xx is a failure) and trusts the system's certificate authorities, not ``certifi``'s."""
+    pid = os.getpid()
+    with _clients_lock:
+        client = _clients.get(pid)
+        if client is None:
+            client = _clients[pid] = httpx.Client(
+                verify=ssl.create_default_context(), follow_redirects=False
+            )
+    return client
 
 
 @dataclass(frozen=True)
@@ -81,25 +121,22 @@ class Webhook:
     def post(self, body: dict[str, Any]) -> None:
         """POST ``body``; raise :class:`NotificationDeliveryError` unless it was taken (2xx).
         The ``Idempotency-Key`` header repeats the notification's id."""
-        request = urllib.request.Request(
-            self.url,
-            data=json.dumps(body, default=str, ensure_ascii=False).encode(),
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "User-Agent": "autoexec",
-                "Idempotency-Key": str(body["id"]),
-            },
-        )
         try:
-            with _opener.open(request, timeout=self.timeout) as response:
-                response.read()
-        except urllib.error.HTTPError as exc:
-            retry = exc.code >= 500 or exc.code in RETRY_STATUSES
-            raise NotificationDeliveryError(f"{self.shown} answered {exc.code}", retry) from None
-        except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out
+            with _unlogged_by_httpx():
+                response = http_client().post(
+                    self.url,
+                    content=json.dumps(body, default=str, ensure_ascii=False).encode(),
+                    headers=HEADERS | {"Idempotency-Key": str(body["id"])},
+                    # The limit for connecting, for each write and each read of the answer.
+                    timeout=httpx.Timeout(self.timeout),
+                )
+        except httpx.RequestError as exc:  # refused, reset, timed out, a broken answer
             error = f"{self.shown}: {type(exc).__name__}: {exc}"
             raise NotificationDeliveryError(error, retry=True) from None
+        if not response.is_success:
+            status = response.status_code
+            retry = status >= 500 or status in RETRY_STATUSES
+            raise NotificationDeliveryError(f"{self.shown} answered {status}", retry)
 
 
 @dataclass(frozen=True)
@@ -108,6 +145,7 @@ class Retries:
 
     limit: int
     backoff: float
+    jitter: Callable[[], float] = field(default=random.random, compare=False, repr=False)
 
     @classmethod
     def configured(cls, settings: Settings) -> Retries:
@@ -120,8 +158,9 @@ class Retries:
         return attempt < self.limit
 
     def delay(self, attempt: int) -> float:
-        """Seconds before the attempt after ``attempt``: doubling from ``backoff``, capped."""
-        return float(min(self.backoff * 2**attempt, MAX_BACKOFF_SECONDS))
+        """Seconds before the attempt after ``attempt``: doubling from ``backoff`` up to
+        ``MAX_BACKOFF_SECONDS``, of which a random half to all (:func:`backoff_delay`)."""
+        return backoff_delay(self.backoff, attempt, MAX_BACKOFF_SECONDS, self.jitter)
 
 
 class DeliveryThreads:

@@ -14,7 +14,8 @@ How one travels:
    per user and graph until a top-up (with Redis down, always); logs it (``log``); hands the
    POST to this process's delivery threads (``webhook``); and returns at once.
 3. A failed POST is tried again by a new task with a countdown, doubling from
-   AUTOEXEC_NOTIFICATION_WEBHOOK_BACKOFF_SECONDS, AUTOEXEC_NOTIFICATION_WEBHOOK_RETRIES times.
+   AUTOEXEC_NOTIFICATION_WEBHOOK_BACKOFF_SECONDS (with jitter, :mod:`autoexec.backoff`),
+   AUTOEXEC_NOTIFICATION_WEBHOOK_RETRIES times.
 
 Every notification's ``id`` is made from what it is about (a ledger row, a refused node
 execution, a graph execution), so a repeat carries the same id and a receiver can drop it.

@@ -82,6 +82,8 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             if receiver.hang:
                 receiver.released.wait()
             self.send_response(status)
+            if 300 <= status < 400:  # a redirect a client could follow
+                self.send_header("Location", "/hooks/elsewhere")
             self.send_header("Content-Length", "0")
             self.end_headers()
             with receiver.lock:

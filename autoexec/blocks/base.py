@@ -126,7 +126,8 @@ class Block(Generic[InputT]):
     disabled: ClassVar[bool] = False
     timeout_seconds: ClassVar[float | None] = None
     # Runs again after a TransientError (or one of ``transient_errors``) this many times,
-    # waiting ``retry_backoff_seconds``, doubled at each retry (at most a minute).
+    # waiting ``retry_backoff_seconds``, doubled at each retry (at most a minute); the
+    # actual wait is a random half to all of that (jitter).
     retries: ClassVar[int] = 0
     retry_backoff_seconds: ClassVar[float] = 1.0
     transient_errors: ClassVar[tuple[type[Exception], ...]] = ()

@@ -20,6 +20,7 @@ from sqlalchemy import Row, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from autoexec.backoff import backoff_delay
 from autoexec.billing import charges_for
 from autoexec.blocks.base import ERROR_PIN, AwaitFanOut, Block, RunContext, Suspend, Yield
 from autoexec.engine import fan_out
@@ -606,7 +607,7 @@ def _retry_left(block: type[Block[Any]], job: NodeJob, exc: Exception) -> bool:
 
 def _retry(run: _Run, block: type[Block[Any]], exc: Exception) -> Outcome:
     error = error_message(exc)
-    backoff = min(block.retry_backoff_seconds * 2 ** len(run.job.retries), MAX_RETRY_BACKOFF)
+    backoff = backoff_delay(block.retry_backoff_seconds, len(run.job.retries), MAX_RETRY_BACKOFF)
     run.logger.warning(
         "failed transiently (retry %d of %d in %g s): %s",
         len(run.job.retries) + 1,

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import uuid
 from types import SimpleNamespace
 from typing import Any, cast
 
+import httpx
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -32,6 +34,7 @@ from autoexec.notification_sinks import (
     DeliveryThreads,
     Retries,
     Webhook,
+    http_client,
     log_notification,
 )
 from autoexec.notifications import (
@@ -283,7 +286,8 @@ def test_the_webhook_posts_json_with_the_id_as_idempotency_key() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "retry"), [(503, True), (500, True), (429, True), (400, False), (302, False)]
+    ("status", "retry"),
+    [(503, True), (500, True), (429, True), (400, False), (302, False), (307, False)],
 )
 def test_a_refusal_says_whether_to_try_again(status: int, retry: bool) -> None:
     with (
@@ -293,6 +297,7 @@ def test_a_refusal_says_whether_to_try_again(status: int, retry: bool) -> None:
         Webhook(receiver.url, 5).post(BODY)
     assert caught.value.retry is retry
     assert str(caught.value) == f"{receiver.url.split('/hooks')[0]} answered {status}"
+    assert len(receiver.received) == 1  # a redirect is not followed
 
 
 def test_a_hanging_or_absent_receiver_fails_an_attempt_in_its_timeout() -> None:
@@ -306,11 +311,52 @@ def test_a_hanging_or_absent_receiver_fails_an_attempt_in_its_timeout() -> None:
     assert "secret" not in str(hung.value) + str(absent.value)  # no path or query in logs
 
 
-def test_retries_double_from_the_backoff_up_to_a_cap() -> None:
-    retries = Retries(limit=3, backoff=2)
-    assert [retries.delay(attempt) for attempt in range(3)] == [2, 4, 8]
-    assert Retries(limit=30, backoff=2).delay(20) == MAX_BACKOFF_SECONDS
-    assert [retries.allow(attempt) for attempt in range(5)] == [True, True, True, False, False]
+def test_httpx_logs_no_line_of_a_webhook_post_and_keeps_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with webhook_receiver(fail_first=1) as receiver:
+        with pytest.raises(NotificationDeliveryError):
+            Webhook(receiver.url, 5).post(BODY)
+        Webhook(receiver.url, 5).post(BODY)
+        assert "secret" not in caplog.text  # the URL's query
+        with httpx.Client() as own:  # a block's own client, say
+            own.post(receiver.url.replace("token=secret", "q=mine"), json=BODY)
+    assert "q=mine" in caplog.text
+
+
+def test_a_forked_child_posts_through_a_client_of_its_own() -> None:
+    # A prefork worker's children must not write to connections their parent holds.
+    with webhook_receiver() as receiver:
+        webhook = Webhook(receiver.url, 5)
+        webhook.post({**BODY, "id": "parent, before"})
+        parents = http_client()
+        child = os.fork()
+        if child == 0:
+            code = 1
+            try:
+                webhook.post({**BODY, "id": "child"})
+                code = 0 if http_client() is not parents else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(child, 0)
+        webhook.post({**BODY, "id": "parent, after"})
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert [body["id"] for body in receiver.received] == [
+        "parent, before",
+        "child",
+        "parent, after",
+    ]
+
+
+def test_retries_double_from_the_backoff_up_to_a_cap_with_jitter_in_the_upper_half() -> None:
+    longest, shortest = Retries(3, 2, jitter=lambda: 1.0), Retries(3, 2, jitter=lambda: 0.0)
+    assert [longest.delay(attempt) for attempt in range(3)] == [2, 4, 8]
+    assert [shortest.delay(attempt) for attempt in range(3)] == [1, 2, 4]
+    assert longest.delay(20) == MAX_BACKOFF_SECONDS == 2 * shortest.delay(20)
+    drawn = [Retries(limit=3, backoff=2).delay(2) for _ in range(20)]
+    assert all(4 <= delay <= 8 for delay in drawn) and len(set(drawn)) > 1
+    assert [longest.allow(attempt) for attempt in range(5)] == [True, True, True, False, False]
 
 
 def test_a_failed_attempt_sends_the_next_with_a_countdown_until_none_is_left(
@@ -318,7 +364,7 @@ def test_a_failed_attempt_sends_the_next_with_a_countdown_until_none_is_left(
 ) -> None:
     request = NotificationRequest(kind=AGENT_RUN, id="AGENT_RUN:e1", user_id="u1", at=0.0)
     sent = Sent()
-    retries = Retries(limit=2, backoff=0.5)
+    retries = Retries(limit=2, backoff=0.5, jitter=lambda: 1.0)  # the longest wait
     failure = NotificationDeliveryError("answered 503", retry=True)
     for attempt in range(3):
         retry_later(request, attempt, retries, failure, sent)
