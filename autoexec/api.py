@@ -20,7 +20,7 @@ from autoexec.credits import CreditTransactionView
 from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine
 from autoexec.engine.submission import RunRequest, create_execution, fail_unpublished
-from autoexec.engine.suspension import Decision, decide_review
+from autoexec.engine.suspensions.review import Decision, decide_review
 from autoexec.engine.tasks import get_engine
 from autoexec.errors import AutoexecError, GraphWarning, InputValidationError
 from autoexec.events import GRAPH_EVENT
