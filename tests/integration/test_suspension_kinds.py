@@ -31,6 +31,8 @@ from tests.integration.test_reviews import node_status, wait_for_status
 
 S = ExecutionStatus
 SIGNAL_KEY = "signal"
+# This file as the worker imports it (pytest imports it as a top-level module).
+THIS_MODULE = "tests.integration.test_suspension_kinds"
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def test_a_kind_defined_in_a_test_suspends_a_node_on_a_worker_and_resumes_it(
 ) -> None:
     owner = user()
     with private_queues(cluster) as queues:
-        blocks = f"{queues.env['AUTOEXEC_BLOCK_MODULES']},{__name__}"
+        blocks = f"{queues.env['AUTOEXEC_BLOCK_MODULES']},{THIS_MODULE}"
         env = {**queues.env, "AUTOEXEC_BLOCK_MODULES": blocks}
         with environment(env) as engine, worker_process(env, 1, tmp_path / "w.log", "kind"):
             graph_id, _ = api.save_graph(SIGNALLED, owner, engine=engine)

@@ -21,7 +21,6 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from autoexec.blocks.base import ERROR_PIN, Block, RunContext, Suspend, Yield
@@ -42,8 +41,8 @@ from autoexec.hooks import NodeRef
 from autoexec.node_runner import error_message, iterate_block
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
+from autoexec.store import suspended
 from autoexec.store.graphs import load_run_graph
-from autoexec.store.tables import NodeExecution
 from autoexec.timeouts import Clock, alarm, time_limit
 
 S = ExecutionStatus
@@ -184,16 +183,11 @@ def publish_again(engine: Engine, node_exec_id: int) -> None:
 
 def element_task_ids(session: Session, graph_exec_id: str) -> list[str]:
     """The element tasks of every fan-out node of the run, to revoke on a cancel."""
-    rows = session.execute(
-        select(NodeExecution.id, NodeExecution.stats).where(
-            NodeExecution.graph_exec_id == graph_exec_id,
-            NodeExecution.status.in_((S.WAITING, S.TERMINATED)),
-        )
-    )
+    waiting = suspended.stats_of_waiting_nodes(session, graph_exec_id)
     return [
         element_task_id(node_exec_id, index)
-        for node_exec_id, stats in rows
-        if stats and STATS_KEY in stats
+        for node_exec_id, stats in waiting
+        if STATS_KEY in stats
         for index in range(int(stats[STATS_KEY]["elements"]))
     ]
 

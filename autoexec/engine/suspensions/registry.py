@@ -209,7 +209,3 @@ KINDS = SuspensionKinds()
 def register(kind: SuspensionKind[Any]) -> None:
     """Register ``kind`` in this process (call it where the kind is defined)."""
     KINDS.register(kind)
-
-
-def kind_of(suspension: Suspend) -> SuspensionKind[Any]:
-    return KINDS.of(suspension)

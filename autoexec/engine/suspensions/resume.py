@@ -16,7 +16,7 @@ from autoexec.engine.context import Engine
 from autoexec.errors import InvalidTransitionError
 from autoexec.statuses import SUSPENDED, ExecutionStatus
 from autoexec.store import executions as repo
-from autoexec.store import reviews
+from autoexec.store import suspended
 from autoexec.store.transitions import transition_graph, transition_node
 
 S = ExecutionStatus
@@ -58,7 +58,7 @@ def resume_node(
 def _resume(
     engine: Engine, session: Session, node_exec_id: int, resumption: Resumption
 ) -> inline.Flushed:
-    node, status, attempt = reviews.lock_node(session, node_exec_id)
+    node, status, attempt = suspended.lock_node(session, node_exec_id)
     if status not in SUSPENDED:
         raise InvalidTransitionError(
             f"node execution {node_exec_id} is {status.value}, not waiting to be resumed"
@@ -67,7 +67,7 @@ def _resume(
     outputs = list(resumption.outputs)
     if resumption.error is not None:
         outputs.append((ERROR_PIN, resumption.error))
-    first = reviews.next_output_seq(session, node_exec_id)
+    first = suspended.next_output_seq(session, node_exec_id)
     yielded = [inline.Yielded(first + n, pin, value) for n, (pin, value) in enumerate(outputs)]
     ended = S.COMPLETED if resumption.error is None else S.FAILED
 

@@ -16,7 +16,6 @@ from autoexec.engine.suspensions.resume import Resumption, resume_node
 from autoexec.hooks import NodeRef
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import reviews
-from autoexec.store.tables import Review
 
 
 class ReviewKind(Kind[AwaitReview]):
@@ -44,21 +43,23 @@ class Decision:
     reason: str = ""  # rejected: why
 
 
-def decide_review(engine: Engine, review_id: str, user_id: str, decision: Decision) -> Review:
+def decide_review(
+    engine: Engine, review_id: str, user_id: str, decision: Decision
+) -> reviews.ReviewRecord:
     """Approve or reject a pending review of ``user_id`` and resume its node: it yields
     ``approved_data`` or ``rejected`` and the run goes on. A review is decided once; one whose
     run was cancelled cannot be."""
     with engine.db.session() as session:
         review = reviews.find_review(session, review_id, user_id)
-    decided: list[Review] = []
+    decided: list[reviews.ReviewRecord] = []
 
     def decide(session: Session) -> Resumption:
         locked = reviews.find_review(session, review_id, user_id, lock=True)
         approved = decision.approved
         data = locked.data if decision.data is None else decision.data
         status = reviews.ReviewStatus.APPROVED if approved else reviews.ReviewStatus.REJECTED
-        reviews.decide(session, locked, status, data if approved else None, decision.reason or None)
-        decided.append(locked)
+        reason = decision.reason or None
+        decided.append(reviews.decide(session, locked, status, data if approved else None, reason))
         return Resumption(
             [("approved_data", data)] if approved else [("rejected", decision.reason)]
         )
