@@ -29,7 +29,6 @@ from autoexec.hooks import NodeRef
 from autoexec.statuses import ExecutionStatus
 
 SuspendT = TypeVar("SuspendT", bound=Suspend)
-SuspendT_co = TypeVar("SuspendT_co", bound=Suspend, covariant=True)
 
 BUILTIN_KINDS = (
     "autoexec.engine.suspensions.review:KIND",
