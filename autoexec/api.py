@@ -20,7 +20,7 @@ from autoexec.credits import CreditTransactionView
 from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine
 from autoexec.engine.submission import RunRequest, create_execution, fail_unpublished
-from autoexec.engine.suspension import Decision, decide_review
+from autoexec.engine.suspensions.review import Decision, decide_review
 from autoexec.engine.tasks import get_engine
 from autoexec.errors import AutoexecError, GraphWarning, InputValidationError
 from autoexec.events import GRAPH_EVENT
@@ -36,7 +36,7 @@ from autoexec.statuses import GRAPH_STATUSES, TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store import graphs as graph_store
 from autoexec.store import reviews as review_store
-from autoexec.store.tables import GraphExecution, NodeExecution, Review
+from autoexec.store.tables import GraphExecution, NodeExecution
 from autoexec.subscription import Subscription, user_events
 
 log = logging.getLogger(__name__)
@@ -488,5 +488,5 @@ def reject(review_id: str, user_id: str, reason: str, engine: Engine | None = No
     return _review_view(decide_review(_engine(engine), review_id, user_id, decision))
 
 
-def _review_view(review: Review) -> ReviewView:
+def _review_view(review: review_store.ReviewRecord) -> ReviewView:
     return ReviewView.model_validate(review, from_attributes=True)

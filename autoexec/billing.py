@@ -21,9 +21,9 @@ from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
 from autoexec.blocks.base import Block, BlockCost, CostType
+from autoexec.dataflow import elements_of
 from autoexec.engine.context import Engine
 from autoexec.errors import BudgetExceededError, InsufficientBalanceError
-from autoexec.fan_out_results import elements_of
 from autoexec.hooks import ChargeRefused, note
 from autoexec.node_runner import error_message
 from autoexec.store import credits as ledger

@@ -6,7 +6,7 @@ reference interpreter over memory (``reference``). Both must give the same resul
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -205,6 +205,15 @@ def check_ready(
     if node.fan_out is not None:
         return validate_fan_out_inputs(spec.block_of(node), raw, node.fan_out)
     return validate_inputs(spec.block_of(node), raw)
+
+
+def elements_of(inputs: Mapping[str, Any], pin: str) -> list[Any]:
+    """The list a fan-out node fans out over (SPEC §8.3); a ValueError (the node fails) if it
+    is not one."""
+    value = inputs.get(pin)
+    if not isinstance(value, list):
+        raise ValueError(f"fan_out input {pin!r} must be a list, not {type(value).__name__}")
+    return value
 
 
 def validate_fan_out_inputs(block: type[Block[Any]], raw: dict[str, Any], pin: str) -> Readiness:

@@ -25,7 +25,7 @@ from autoexec.dataflow import (
     start,
     unhandled_failures,
 )
-from autoexec.fan_out_results import elements_of, empty_outputs, failed_element_error, gathered
+from autoexec.engine.suspensions.registry import KINDS, ReferenceNode
 from autoexec.graph import Graph
 from autoexec.node_runner import error_message, iterate_block
 from autoexec.statuses import ExecutionStatus
@@ -150,22 +150,15 @@ class ChildGraphError(RuntimeError):
 
 @dataclass(frozen=True)
 class Resumer:
-    """How the reference resumes a suspended node at once."""
+    """What the reference gives a suspension kind to resume a node at once with: the review
+    decider, the child graphs and a nested run."""
 
     blocks: BlockLookup
     decide: ReviewDecider
     children: ChildGraphs | None = None
     depth: int = 0  # of the graph being run: 0 for the top-level one
 
-    def resumed(self, suspension: Suspend) -> list[tuple[str, Any]]:
-        """What the suspended node yields; raises what it fails with."""
-        if isinstance(suspension, AwaitReview):
-            return [self.decide(suspension)]
-        if isinstance(suspension, AwaitChild):
-            return self._child_outputs(suspension)
-        raise TypeError(f"the reference cannot resume {type(suspension).__name__}")
-
-    def _child_outputs(self, child: AwaitChild) -> list[tuple[str, Any]]:
+    def child_outputs(self, child: AwaitChild) -> list[tuple[str, Any]]:
         """Run the child graph inline: each of its outputs, name by name, as the node's."""
         if self.depth + 1 > MAX_CHILD_DEPTH:
             raise ChildGraphError(f"graph {child.graph_id!r}: child graphs nest too deep")
@@ -259,44 +252,15 @@ def node_outputs(
     """What the node execution yields, in order (a suspension resolved at once); raises what
     it fails with."""
     node = spec.graph.node(execution.node_id)
-    if node.fan_out is not None:
-        yield from _fan_out_outputs(spec, execution, node.fan_out)
-        return
-    for item in iterate_block(spec.block_of(node), execution.inputs or {}, _ctx(spec, execution)):
-        yield from resumer.resumed(item) if isinstance(item, Suspend) else [item]
-
-
-class FanOutElementError(ValueError):
-    """An element of a fan-out node failed: the node fails naming the element's index."""
-
-
-def _fan_out_outputs(spec: RunSpec, execution: MemoryExecution, pin: str) -> list[tuple[str, Any]]:
-    """SPEC §8.3, as the engine does it: the block runs once per element of the list on
-    ``pin``, and the node yields each output pin gathered in element order, once."""
-    block = spec.block_of(spec.graph.node(execution.node_id))
-    inputs = execution.inputs or {}
-    elements = elements_of(inputs, pin)
-    if not elements:
-        return empty_outputs(block)
-    results = []
-    for index, element in enumerate(elements):
-        try:
-            results.append(_element_outputs(spec, execution, {**inputs, pin: element}))
-        except Exception as exc:
-            raise FanOutElementError(failed_element_error(index, error_message(exc))) from exc
-    return gathered(results)
-
-
-def _element_outputs(
-    spec: RunSpec, execution: MemoryExecution, inputs: dict[str, Any]
-) -> list[tuple[str, Any]]:
-    block = spec.block_of(spec.graph.node(execution.node_id))
-    outputs = []
-    for item in iterate_block(block, inputs, _ctx(spec, execution)):
+    block, inputs, ctx = spec.block_of(node), execution.inputs or {}, _ctx(spec, execution)
+    launch = KINDS.launch_for(node)
+    items = launch(block, inputs, None) if launch else iterate_block(block, inputs, ctx)
+    for item in items:
         if isinstance(item, Suspend):
-            raise ValueError("a fan-out element cannot suspend")
-        outputs.append(item)
-    return outputs
+            resumed = ReferenceNode(block, dict(inputs), ctx, resumer)
+            yield from KINDS.of(item).in_reference(item, resumed)
+        else:
+            yield item
 
 
 def _ctx(spec: RunSpec, execution: MemoryExecution) -> RunContext:

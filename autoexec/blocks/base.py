@@ -72,7 +72,8 @@ class Suspend:
     """Yielded by a block, instead of an output, to end its run suspended: its node execution
     frees the worker slot and waits; the engine resumes it from the database later, writing
     the outputs the resumption gives, as if the block had yielded them. Nothing the block
-    yields after it runs."""
+    yields after it runs. Each subclass is handled by a suspension kind
+    (``autoexec.engine.suspensions``): ``AwaitReview`` and ``AwaitChild`` are built in."""
 
 
 @dataclass(frozen=True)
@@ -92,15 +93,6 @@ class AwaitChild(Suspend):
     graph_id: str
     graph_version: int | None = None  # None: the latest version
     inputs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class AwaitFanOut(Suspend):
-    """Set by the engine, never a block, on a fan-out node (SPEC §8.3): it waits in WAITING
-    while its block runs once per element of its ``pin`` input (``elements`` runs)."""
-
-    pin: str
-    elements: int
 
 
 Yield = tuple[str, Any] | Suspend

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from autoexec.billing import refund_unstarted
 from autoexec.engine.admission import admit_next, fill_free_slots
 from autoexec.engine.context import Engine
-from autoexec.engine.fan_out import element_task_ids
 from autoexec.engine.finalize import graph_stats, resume_parent_of
+from autoexec.engine.suspensions.registry import KINDS
 from autoexec.statuses import SUSPENDED, TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.admission import lock_user
@@ -126,7 +126,7 @@ def _revoke_in_flight(engine: Engine, graph_exec_id: str) -> None:
                 )
             )
         )
-        task_ids += element_task_ids(session, graph_exec_id)
+        task_ids += KINDS.task_ids(session, graph_exec_id)
     if not task_ids:
         return
     try:

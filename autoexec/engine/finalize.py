@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from autoexec.dataflow import FailedNode, unhandled_failures
 from autoexec.engine.admission import fill_free_slots
 from autoexec.engine.context import Engine
+from autoexec.engine.suspensions.registry import KINDS
 from autoexec.statuses import SUSPENDED, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.admission import lock_user
@@ -47,10 +48,8 @@ def finalize(engine: Engine, graph_exec_id: str) -> ExecutionStatus | None:
 
 
 def resume_parent_of(engine: Engine, child_exec_id: str) -> None:
-    # Imported here: resuming a parent delivers its outputs, which may finalize it.
-    from autoexec.engine.child_ends import resume_parent
-
-    resume_parent(engine, child_exec_id)
+    """After the commit that ends a run: what waits for it (a parent's node) resumes."""
+    KINDS.after_run_end(engine, child_exec_id)
 
 
 def _suspend_run(session: Session, graph_exec_id: str) -> ExecutionStatus | None:

@@ -22,22 +22,19 @@ from sqlalchemy.orm import Session
 
 from autoexec.backoff import backoff_delay
 from autoexec.billing import charges_for
-from autoexec.blocks.base import ERROR_PIN, AwaitFanOut, Block, RunContext, Suspend, Yield
-from autoexec.engine import fan_out
+from autoexec.blocks.base import ERROR_PIN, Block, RunContext, Suspend, Yield
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
-from autoexec.engine.child_runs import start_child
 from autoexec.engine.context import Engine
 from autoexec.engine.inline import NodeAttempt, Yielded, resend_queued
 from autoexec.engine.limits import deadline_of, limit_stop
 from autoexec.engine.output_buffer import OutputBuffer, timer
-from autoexec.engine.suspension import after_suspend, prepare, suspend, suspended_status
+from autoexec.engine.suspensions.registry import KINDS, Launch
 from autoexec.errors import (
     AutoexecError,
     BlockNotRegisteredError,
     ExecutionStoppedError,
     WorkerLostError,
 )
-from autoexec.fan_out_results import elements_of, empty_outputs
 from autoexec.graph import Graph, Node
 from autoexec.hooks import NodeRef
 from autoexec.logs import context_prefix
@@ -48,7 +45,7 @@ from autoexec.node_runner import (
     iterate_block,
     unexpected_error_type,
 )
-from autoexec.statuses import TERMINAL, ExecutionStatus
+from autoexec.statuses import SUSPENDED, TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.credits import NodeCharge
 from autoexec.store.graphs import load_run_graph, read_run_graph
@@ -98,7 +95,7 @@ class NodeJob:
     worker_losses: int = 0
     time_limit: float | None = None
     retries: tuple[dict[str, Any], ...] = ()  # the earlier runs that failed transiently
-    fan_out: str | None = None  # the input pin the node fans out over (SPEC §8.3)
+    launch: Launch | None = None  # what runs instead of the block (a suspension kind's)
     cost: int = 0  # credits charged before it was dispatched
 
 
@@ -113,6 +110,7 @@ class Outcome:
     retry_in: float | None = None
     # Set when the block suspended its node (status REVIEW or WAITING): what it waits for.
     suspension: Suspend | None = None
+    metered: bool = True  # the run's usage is charged with its end
 
 
 class NodeLogAdapter(logging.LoggerAdapter[logging.Logger]):
@@ -179,7 +177,7 @@ def execute_node(
         return outcome.status
     flushed = run.buffer.close(end)
     if outcome.suspension is not None:
-        after_suspend(engine, claimed.graph_exec_id, claimed.node_exec_id, outcome.suspension)
+        KINDS.of(outcome.suspension).after_commit(engine, run.node, outcome.suspension)
     if run.buffer.step_owed:
         # A failed flush may have queued successors after its commit without sending them.
         resend_queued(engine, claimed.graph_exec_id, claimed.node_id)
@@ -190,13 +188,12 @@ def execute_node(
 
 def _refused(engine: Engine, node_exec_id: int, refused: Refused, rerun: bool) -> None:
     """The refused message may be the re-delivery of a run killed after it ended but before
-    it sent its successors, its child's run or its fan-out, or finalized the run: do what
-    is left."""
+    it sent its successors or what its suspension sends (a child's run, a fan-out), or
+    finalized the run: do what is left."""
     if rerun:
         resend_queued(engine, refused.graph_exec_id, refused.node_id)
-    if rerun and refused.status is S.WAITING:
-        start_child(engine, node_exec_id)
-        fan_out.publish_again(engine, node_exec_id)
+    if rerun and refused.status in SUSPENDED:
+        KINDS.send_again(engine, node_exec_id)
     engine.wake(refused.graph_exec_id, force=rerun)
 
 
@@ -214,10 +211,10 @@ def _record(
         stats=outcome.stats,
         error=None if stopped else outcome.error,
     )
-    if moved is not None and not isinstance(outcome.suspension, AwaitFanOut):
-        _charge_usage(engine, session, job, outcome.stats)  # not a fan-out's: its elements ran
+    if moved is not None and outcome.metered:
+        _charge_usage(engine, session, job, outcome.stats)
     if moved is not None and not stopped and outcome.suspension is not None:
-        suspend(engine, session, moved, outcome.suspension)
+        KINDS.of(outcome.suspension).persist(engine, session, moved, outcome.suspension)
     return moved is not None
 
 
@@ -329,7 +326,7 @@ def _job(engine: Engine, view: repo.ClaimView, losses: int, graph: Graph) -> Nod
         worker_losses=view.worker_losses + losses,
         retries=_retries_of(view),
         time_limit=_time_limit(engine, node, view.block_id),
-        fan_out=node.fan_out if node else None,
+        launch=KINDS.launch_for(node) if node else None,
         cost=int(view.stats.get("cost", 0)) if view.stats else 0,
     )
 
@@ -542,8 +539,8 @@ def run_job(run: _Run) -> Outcome | None:
     block = engine.registry.get(job.block_id)
     if job.worker_losses >= engine.settings.max_worker_losses:
         return _failed(run, _lost_too_often(job, engine.settings.max_worker_losses))
-    if job.fan_out is not None:
-        return _fan_out(run, block, job.fan_out)
+    if job.launch is not None:
+        return _launched(run, block, job.launch)
     run.logger.info("started")
     run.start_watch()
     try:
@@ -619,45 +616,28 @@ def _retry(run: _Run, block: type[Block[Any]], exc: Exception) -> Outcome:
 
 
 def _suspended(run: _Run, suspension: Suspend) -> Outcome:
-    suspension = prepare(run.engine, run.node, suspension)
-    status = suspended_status(suspension)
-    run.logger.info("suspended in %s", status.value)
-    return Outcome(status, None, run.stats(None), suspension=suspension)
+    kind = KINDS.of(suspension)
+    suspension = kind.prepare(run.engine, run.node, suspension)
+    run.logger.info("suspended in %s", kind.status.value)
+    stats = {**run.stats(None), **kind.stats(suspension)}
+    return Outcome(kind.status, None, stats, suspension=suspension, metered=kind.meters_run)
 
 
-def _fan_out(run: _Run, block: type[Block[Any]], pin: str) -> Outcome | None:
-    """A fan-out node runs no block here: it waits while a chord runs its elements, or
-    over no element yields an empty list on each output pin at once."""
+def _launched(run: _Run, block: type[Block[Any]], launch: Launch) -> Outcome | None:
+    """A suspension kind runs the node instead of its block (a fan-out): what it yields is
+    recorded as the block's would be, and a ``Suspend`` suspends the node."""
     try:
-        elements = len(elements_of(run.job.inputs, pin))
-        _check_chords_possible(run.engine)
-    except ValueError as exc:
+        for item in launch(block, run.job.inputs, run.engine):
+            if isinstance(item, Suspend):
+                return _suspended(run, item)
+            run.emit(*item)
+    except INFRASTRUCTURE_ERRORS:
+        raise
+    except (SupersededError, ExecutionStoppedError) as exc:
+        return _outcome_of(run, block, exc)
+    except Exception as exc:
         return _failed(run, exc)
-    if elements == 0:
-        try:
-            for output_pin, empty in empty_outputs(block):
-                run.emit(output_pin, empty)
-        except (SupersededError, ExecutionStoppedError) as exc:
-            return _outcome_of(run, block, exc)
-        return Outcome(S.COMPLETED, None, run.stats(None))
-    outcome = _suspended(run, AwaitFanOut(pin, elements))
-    outcome.stats[fan_out.STATS_KEY] = {"pin": pin, "elements": elements}
-    return outcome
-
-
-# Result backends that keep results in one process's memory: a chord's parts never reach
-# its callback there (seen on the embedded stack, whose worker is a thread of the process).
-IN_PROCESS_BACKENDS = ("cache+memory://",)
-
-
-def _check_chords_possible(engine: Engine) -> None:
-    backend = engine.settings.effective_result_backend
-    if backend.startswith(IN_PROCESS_BACKENDS):
-        raise ValueError(
-            f"fan_out needs a result backend the workers share (AUTOEXEC_RESULT_BACKEND, by "
-            f"default the Redis of AUTOEXEC_REDIS_URL); {backend!r} (the embedded stack's) "
-            "cannot gather a chord: run this graph on a cluster"
-        )
+    return Outcome(S.COMPLETED, None, run.stats(None))
 
 
 def _lost_too_often(job: NodeJob, limit: int) -> WorkerLostError:

@@ -36,9 +36,9 @@ from sqlalchemy.orm import Session
 
 from autoexec.billing import refund_unstarted
 from autoexec.engine.cancellation import cancel_execution
-from autoexec.engine.child_ends import resume_parent
 from autoexec.engine.context import Engine
 from autoexec.engine.inline import publish, send
+from autoexec.engine.suspensions.child_run import resume_parent
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.children import ended_children_of_suspended_nodes, orphaned_children

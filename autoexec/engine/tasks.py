@@ -25,18 +25,12 @@ from sqlalchemy.exc import OperationalError
 
 from autoexec import notifications
 from autoexec.celery_app import app, celery_config
-from autoexec.engine import (
-    fan_out,
-    fan_out_element,
-    fan_out_gather,
-    node_execution,
-    orchestrator,
-    reconciler,
-)
+from autoexec.engine import node_execution, orchestrator, reconciler
 from autoexec.engine.admission import start_run
 from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine, build_engine
 from autoexec.engine.submission import RunRequest, create_execution
+from autoexec.engine.suspensions import fan_out
 from autoexec.errors import AutoexecError, InputValidationError
 from autoexec.hooks import reset_hooks
 from autoexec.settings import get_settings
@@ -250,13 +244,13 @@ def execute_node(self: Task[Any, Any], node_exec_id: int, graph_exec_id: str) ->
 @app.task(name="autoexec.fan_out_element", **RETRY_POLICY)
 def fan_out_element_task(node_exec_id: int, index: int) -> dict[str, Any]:
     """Run one element of a WAITING fan-out node; its outputs go to the chord's callback."""
-    return fan_out_element.run_element(get_engine(), int(node_exec_id), int(index))
+    return fan_out.run_element(get_engine(), int(node_exec_id), int(index))
 
 
 @app.task(name="autoexec.gather_fan_out", ignore_result=True, **RETRY_POLICY)
 def gather_fan_out(results: list[dict[str, Any]], node_exec_id: int, graph_exec_id: str) -> None:
     """The fan-out's chord callback: the node yields the gathered outputs once."""
-    fan_out_gather.gather(get_engine(), results, int(node_exec_id), graph_exec_id)
+    fan_out.gather(get_engine(), results, int(node_exec_id), graph_exec_id)
 
 
 # A task callable by name from any app must not bypass the user scope: the caller names the

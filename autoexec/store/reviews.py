@@ -4,22 +4,49 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from autoexec.errors import InvalidTransitionError, NotFoundError
 from autoexec.hooks import NodeRef
-from autoexec.statuses import ExecutionStatus
-from autoexec.store.tables import (
-    GraphExecution,
-    NodeExecution,
-    NodeExecutionOutput,
-    Review,
-    utcnow,
-)
+from autoexec.store.tables import Review, utcnow
+
+
+@dataclass(frozen=True)
+class ReviewRecord:
+    """A review as it is stored."""
+
+    id: str
+    graph_exec_id: str
+    node_exec_id: int
+    user_id: str
+    status: str
+    data: Any
+    message: str
+    decided_data: Any
+    reason: str | None
+    created_at: datetime
+    decided_at: datetime | None
+
+
+def record_of(review: Review) -> ReviewRecord:
+    return ReviewRecord(
+        id=review.id,
+        graph_exec_id=review.graph_exec_id,
+        node_exec_id=review.node_exec_id,
+        user_id=review.user_id,
+        status=review.status,
+        data=review.data,
+        message=review.message,
+        decided_data=review.decided_data,
+        reason=review.reason,
+        created_at=review.created_at,
+        decided_at=review.decided_at,
+    )
 
 
 class ReviewStatus(enum.StrEnum):
@@ -59,7 +86,7 @@ def find_review(session: Session, review_id: str, user_id: str, lock: bool = Fal
 
 def decide(
     session: Session, review: Review, status: ReviewStatus, data: Any, reason: str | None
-) -> None:
+) -> ReviewRecord:
     """Record the decision on a review locked by ``find_review``: a review is decided once
     (a second decision is refused)."""
     if review.status != ReviewStatus.PENDING:
@@ -67,6 +94,7 @@ def decide(
     review.status, review.decided_data, review.reason = status, data, reason
     review.decided_at = utcnow()
     session.flush()
+    return record_of(review)
 
 
 def cancel_reviews(session: Session, graph_exec_id: str) -> None:
@@ -79,38 +107,11 @@ def cancel_reviews(session: Session, graph_exec_id: str) -> None:
     )
 
 
-def pending_reviews(session: Session, user_id: str) -> Sequence[Review]:
+def pending_reviews(session: Session, user_id: str) -> list[ReviewRecord]:
     """The user's undecided reviews, oldest first."""
     stmt = (
         select(Review)
         .where(Review.user_id == user_id, Review.status == ReviewStatus.PENDING)
         .order_by(Review.created_at, Review.id)
     )
-    return session.scalars(stmt).all()
-
-
-def next_output_seq(session: Session, node_exec_id: int) -> int:
-    """The seq the node execution's next output takes."""
-    stmt = select(func.coalesce(func.max(NodeExecutionOutput.seq) + 1, 0)).where(
-        NodeExecutionOutput.node_exec_id == node_exec_id
-    )
-    return int(session.scalar(stmt) or 0)
-
-
-def lock_node(session: Session, node_exec_id: int) -> tuple[NodeRef, ExecutionStatus, int]:
-    """The node execution a review resumes, locked: which it is, its status and attempt."""
-    row = session.execute(
-        select(
-            NodeExecution.graph_exec_id,
-            GraphExecution.user_id,
-            NodeExecution.node_id,
-            NodeExecution.block_id,
-            NodeExecution.status,
-            NodeExecution.attempt,
-        )
-        .join(GraphExecution, GraphExecution.id == NodeExecution.graph_exec_id)
-        .where(NodeExecution.id == node_exec_id)
-        .with_for_update(of=NodeExecution)
-    ).one()
-    node = NodeRef(row.graph_exec_id, row.user_id, node_exec_id, row.node_id, row.block_id)
-    return node, row.status, row.attempt
+    return [record_of(review) for review in session.scalars(stmt)]
