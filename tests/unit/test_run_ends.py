@@ -7,8 +7,9 @@ back), the reviews and the slot handed to the next run.
 And metering is an interface the engine is given: a metering written here, in the test file
 alone, is called by a real run.
 
-In-process on SQLite and the in-memory Redis stand-in, with the credit ledger on; node tasks
-are run here, in the order they were sent."""
+In-process on SQLite (and on PostgreSQL: tests/integration/test_run_ends_on_postgres.py) and
+the in-memory Redis stand-in, with the credit ledger on; node tasks are run here, in the order
+they were sent."""
 
 from __future__ import annotations
 
@@ -127,13 +128,18 @@ def sent() -> Sent:
 
 
 @pytest.fixture
-def make_engine(sqlite_url: str, sent: Sent) -> Iterator[Callable[..., Engine]]:
+def database_url(sqlite_url: str) -> str:
+    return sqlite_url  # tests/integration/test_run_ends_on_postgres.py: on PostgreSQL
+
+
+@pytest.fixture
+def make_engine(database_url: str, sent: Sent) -> Iterator[Callable[..., Engine]]:
     databases: list[Database] = []
 
     def make(metering: Metering | None = None, **overrides: Any) -> Engine:
         redis_url = f"memory://lifecycle-{uuid.uuid4().hex}"
         settings = load_settings(
-            database_url=sqlite_url,
+            database_url=database_url,
             redis_url=redis_url,
             max_concurrent_runs_per_user=1,
             billing_enabled=True,
@@ -143,7 +149,7 @@ def make_engine(sqlite_url: str, sent: Sent) -> Iterator[Callable[..., Engine]]:
         registry = load_registry()
         registry.register(PricedBlock)
         coordinator = get_coordinator(redis_url)
-        databases.append(Database(sqlite_url))
+        databases.append(Database(database_url))
         chosen = metering or metering_for(settings, registry, coordinator)
         return Engine(settings, databases[-1], coordinator, registry, sent, chosen)
 
