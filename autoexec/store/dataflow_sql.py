@@ -209,8 +209,9 @@ class SqlDataflowStore:
             return
         if cost is None:
             return  # left INCOMPLETE: the run ends FAILED and terminates it
+        stats = {"cost": cost} if cost else {}
         if exec_id in self._unwritten and self.user_id is not None:
-            self._insert_queued(exec_id, node, inputs)  # written by no charge: one INSERT
+            self._insert_queued(exec_id, node, inputs, stats)  # the meter wrote no row
             return
         exec_id = self._write(exec_id)
         task_id = str(uuid.uuid4())
@@ -220,7 +221,7 @@ class SqlDataflowStore:
             S.QUEUED,
             allowed_from=_INCOMPLETE_ONLY,
             input_data=inputs,
-            stats={"cost": cost} if cost else {},
+            stats=stats,
             celery_task_id=task_id,
             dispatched=self.dispatch_on_commit,
         )
@@ -229,7 +230,9 @@ class SqlDataflowStore:
                 NodeTask(exec_id, self.graph_exec_id, task_id, node.id, node.block_id)
             )
 
-    def _insert_queued(self, exec_id: int, node: Node, inputs: dict[str, Any]) -> None:
+    def _insert_queued(
+        self, exec_id: int, node: Node, inputs: dict[str, Any], stats: dict[str, Any]
+    ) -> None:
         """An execution ready as it is created: one INSERT, QUEUED with its task id."""
         self._unwritten.pop(exec_id)
         now, task_id = utcnow(), str(uuid.uuid4())
@@ -238,7 +241,7 @@ class SqlDataflowStore:
             "p_node_id": node.id,
             "p_block_id": node.block_id,
             "p_input_data": inputs,
-            "p_stats": {},
+            "p_stats": stats,
             "p_celery_task_id": task_id,
             "p_dispatched": self.dispatch_on_commit,
             "p_now": now,
