@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
 from autoexec.blocks.base import Block, BlockCost, CostType
+from autoexec.blocks.registry import BlockRegistry
+from autoexec.coordination import Coordinator
 from autoexec.dataflow import elements_of
-from autoexec.engine.context import Engine
 from autoexec.errors import BudgetExceededError, InsufficientBalanceError
 from autoexec.hooks import ChargeRefused, note
+from autoexec.metering import NO_METERING, Metering
 from autoexec.node_runner import error_message
+from autoexec.settings import Settings
 from autoexec.store import credits as ledger
 from autoexec.store.credits import CHARGE, REFUND, Entry, NodeCharge, Refused, RunAccount
 from autoexec.store.tables import GraphExecution
@@ -76,12 +79,12 @@ class Charges:
 
     def __init__(
         self,
-        engine: Engine,
+        metering: CreditMetering,
         session: Session,
         graph_exec_id: str,
         loaded: GraphExecution | None = None,
     ) -> None:
-        self.engine, self.session = engine, session
+        self.metering, self.session = metering, session
         self.graph_exec_id, self.loaded = graph_exec_id, loaded
 
     @property
@@ -89,14 +92,14 @@ class Charges:
         """Read on first use only: most node ends and deliveries charge nothing."""
         return _run_account(self.session, self.graph_exec_id, self.loaded)
 
-    @property
-    def halted(self) -> str | None:
-        return self.run.halted
-
-    def before_dispatch(self, node: NodeCharge) -> int:
-        """Charge the node's run cost and the execution cost; the amount charged. Refused
-        (the node must fail with its error) if the budget or the balance cannot pay."""
-        block = self.engine.registry.get(node.block_id)
+    def before_dispatch(self, written: Callable[[], NodeCharge]) -> int | None:
+        """Charge the node's run cost and the execution cost; the amount charged, or None if
+        the run was halted (it dispatches nothing more). Refused (the node must fail with its
+        error) if the budget or the balance cannot pay."""
+        node = written()
+        if self.run.halted is not None:
+            return None
+        block = self.metering.registry.get(node.block_id)
         runs = block_runs(node)
         cost = applicable_cost(block, runs[0]) if runs else None
         block_cost = sum(dispatch_amount(applicable_cost(block, inputs)) for inputs in runs)
@@ -126,7 +129,7 @@ class Charges:
     def after_run(self, node: NodeCharge, stats: Mapping[str, Any]) -> int:
         """Charge what the node's run used (BYTE, SECOND); the amount charged. It ran
         already, so the charge takes what the balance has: a shortfall stops the run."""
-        cost = applicable_cost(self.engine.registry.get(node.block_id), node.inputs)
+        cost = applicable_cost(self.metering.registry.get(node.block_id), node.inputs)
         amount = usage_amount(cost, stats)
         if amount == 0:
             return 0
@@ -174,11 +177,11 @@ class Charges:
         """Every ``AUTOEXEC_EXECUTION_COST_COUNT_THRESHOLD``-th node execution of the user
         costs ``AUTOEXEC_EXECUTION_COST_PER_THRESHOLD``. The count is a meter, not money: if
         Redis is down or lost it, this node pays no execution cost (never one twice)."""
-        settings = self.engine.settings
+        settings = self.metering.settings
         if settings.execution_cost_per_threshold == 0:
             return 0
         try:
-            count = self.engine.coordinator.count_node_execution(self.run.user_id)
+            count = self.metering.coordinator.count_node_execution(self.run.user_id)
         except RedisError:
             log.warning("execution cost not counted: Redis is unavailable", exc_info=True)
             return 0
@@ -265,41 +268,75 @@ def _run_account(
     return runs[graph_exec_id]
 
 
-def charges_for(
-    engine: Engine, session: Session, graph_exec_id: str, loaded: GraphExecution | None = None
-) -> Charges | None:
-    """The charges of this transaction to the run, or None when metering is off; ``loaded``:
-    the run as this transaction read it under its row lock, to read nothing more."""
-    if not engine.settings.billing_enabled:
-        return None
-    return Charges(engine, session, graph_exec_id, loaded)
+class CreditMetering:
+    """Metering on the credit ledger (``autoexec.metering.Metering``)."""
+
+    def __init__(
+        self, settings: Settings, registry: BlockRegistry, coordinator: Coordinator
+    ) -> None:
+        self.settings, self.registry, self.coordinator = settings, registry, coordinator
+
+    def check_budget(self, credit_budget: int | None) -> None:
+        return None  # every node's charge is held to it
+
+    def check_can_start(self, session: Session, user_id: str) -> None:
+        """SPEC §6: a user whose balance is 0 or less cannot submit a run."""
+        balance = ledger.balance_of(session, user_id)
+        if balance <= 0:
+            raise InsufficientBalanceError(
+                f"user {user_id!r} has a balance of {balance} credits: top up before running "
+                "a graph (autoexec credits top-up N, or api.top_up)"
+            )
+
+    def dispatch_meter(
+        self, session: Session, graph_exec_id: str, loaded: GraphExecution | None = None
+    ) -> Charges:
+        return Charges(self, session, graph_exec_id, loaded)
+
+    def charge_usage(
+        self, session: Session, graph_exec_id: str, node: NodeCharge, stats: Mapping[str, Any]
+    ) -> int:
+        return Charges(self, session, graph_exec_id).after_run(node, stats)
+
+    def refund_unstarted(self, session: Session, graph_exec_id: str) -> int:
+        return Charges(self, session, graph_exec_id).refund_unstarted()
+
+    def child_budget(self, session: Session, parent_exec_id: str) -> int | None:
+        run = Charges(self, session, parent_exec_id).run
+        return None if run.budget is None else max(run.budget - run.spent, 0)
+
+    def add_child_spend(self, session: Session, parent_exec_id: str, child_exec_id: str) -> None:
+        """In the transaction that resumes the parent's node (once: a node resumes once), so
+        the parent's budget covers its children."""
+        spent = ledger.read_run_account(session, child_exec_id).spent
+        if spent:
+            ledger.add_spent(session, Charges(self, session, parent_exec_id).run, spent)
 
 
-def refund_unstarted(engine: Engine, session: Session, graph_exec_id: str) -> int:
-    """``Charges.refund_unstarted`` when metering is on, in the transaction that stopped the
-    run (the caller holds its row lock)."""
-    charges = charges_for(engine, session, graph_exec_id)
-    return 0 if charges is None else charges.refund_unstarted()
+def metering_for(settings: Settings, registry: BlockRegistry, coordinator: Coordinator) -> Metering:
+    """The metering the settings ask for: the credit ledger, or none."""
+    if not settings.billing_enabled:
+        return NO_METERING
+    return CreditMetering(settings, registry, coordinator)
 
 
-def child_budget(engine: Engine, session: Session, parent_exec_id: str) -> int | None:
+class Metered(Protocol):
+    """What the helpers below need of an engine."""
+
+    @property
+    def metering(self) -> Metering: ...
+
+
+def child_budget(engine: Metered, session: Session, parent_exec_id: str) -> int | None:
     """What a child run may spend: what its parent's budget has left (None: no budget)."""
-    charges = charges_for(engine, session, parent_exec_id)
-    if charges is None or charges.run.budget is None:
-        return None
-    return max(charges.run.budget - charges.run.spent, 0)
+    return engine.metering.child_budget(session, parent_exec_id)
 
 
 def add_child_spend(
-    engine: Engine, session: Session, parent_exec_id: str, child_exec_id: str
+    engine: Metered, session: Session, parent_exec_id: str, child_exec_id: str
 ) -> None:
-    """Count an ended child's spend in its parent's, in the transaction that resumes the
-    parent's node (once: a node resumes once), so the parent's budget covers its children."""
-    charges = charges_for(engine, session, parent_exec_id)
-    if charges is not None:
-        spent = ledger.read_run_account(session, child_exec_id).spent
-        if spent:
-            ledger.add_spent(session, charges.run, spent)
+    """Count an ended child's spend in its parent's (``Metering.add_child_spend``)."""
+    engine.metering.add_child_spend(session, parent_exec_id, child_exec_id)
 
 
 def _insufficient(node: NodeCharge, amount: int, user_id: str, balance: int) -> str:
@@ -318,15 +355,3 @@ def _over_budget(node: NodeCharge, amount: int, run: RunAccount) -> str:
             f"spent {run.spent} of its credit_budget of {run.budget}"
         )
     )
-
-
-def check_can_start(engine: Engine, session: Session, user_id: str) -> None:
-    """SPEC §6: a user whose balance is 0 or less cannot submit a run."""
-    if not engine.settings.billing_enabled:
-        return
-    balance = ledger.balance_of(session, user_id)
-    if balance <= 0:
-        raise InsufficientBalanceError(
-            f"user {user_id!r} has a balance of {balance} credits: top up before running "
-            "a graph (autoexec credits top-up N, or api.top_up)"
-        )

@@ -26,15 +26,20 @@ from enum import Enum
 
 from sqlalchemy.orm import Session
 
-from autoexec.billing import refund_unstarted
 from autoexec.engine.context import Engine
 from autoexec.engine.launch import launch, step_due
+from autoexec.engine.lifecycle import (
+    admit_waiting,
+    fill_free_slots,
+    move_to_running,
+    refuse_if_stopped,
+    start_admitted,
+)
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import admission as store
 from autoexec.store import executions as repo
 from autoexec.store.admission import WaitingRun, lock_user
 from autoexec.store.tables import GraphExecution
-from autoexec.store.transitions import terminate_nodes, transition_graph
 
 S = ExecutionStatus
 log = logging.getLogger(__name__)
@@ -65,7 +70,7 @@ def _admit(engine: Engine, graph_exec_id: str, launching: bool) -> Admission:
         if execution.status is not S.QUEUED:
             return _already_started(session, execution, launching)
         run, user_id = _waiting(execution), execution.user_id
-        if _refuse_if_stopped(engine, session, run):
+        if refuse_if_stopped(engine, session, run):
             return Admission.WAITING
         if not run.is_child and not _slot_free(engine, session, user_id):
             log.info("graph execution %s waits for a free slot of user %s", graph_exec_id, user_id)
@@ -97,12 +102,12 @@ def _admit_locked(engine: Engine, run: WaitingRun, user_id: str, launching: bool
     with engine.db.session() as session:
         lock_user(session, user_id)
         if run.is_child:
-            mine = run if _moved_to_running(engine, session, run) else None
+            mine = run if move_to_running(engine, session, run) else None
         else:
-            admitted = {other.id: other for other in _admit_waiting(engine, session, user_id)}
+            admitted = {other.id: other for other in admit_waiting(engine, session, user_id)}
             mine = admitted.pop(run.id, None)
             for other in admitted.values():
-                _start(engine, session, other)
+                start_admitted(engine, session, other)
         if mine is None:
             return Admission.WAITING
         if launching and launch(engine, session, mine):
@@ -133,57 +138,3 @@ def admit_next(engine: Engine, user_id: str) -> None:
     with engine.db.session() as session:
         lock_user(session, user_id)
         fill_free_slots(engine, session, user_id)
-
-
-def fill_free_slots(engine: Engine, session: Session, user_id: str) -> None:
-    """Move the user's oldest waiting runs to RUNNING while slots are free, under the user's
-    lock (taken by the caller), and start each before the caller commits: its starting nodes
-    are sent (``launch``), or else its ``run_graph``, whose step does the rest."""
-    for run in _admit_waiting(engine, session, user_id):
-        _start(engine, session, run)
-
-
-def _start(engine: Engine, session: Session, run: WaitingRun) -> None:
-    if not launch(engine, session, run):
-        engine.dispatcher.run_graph(run.id)
-
-
-def _admit_waiting(engine: Engine, session: Session, user_id: str) -> list[WaitingRun]:
-    """Move the oldest waiting runs that may start into the free slots; those moved, oldest
-    first."""
-    limit = engine.settings.max_concurrent_runs_per_user
-    fetched, running = store.waiting_and_running(session, user_id, limit)
-    free, waiting = limit - running, fetched
-    admitted: list[WaitingRun] = []
-    seen: set[str] = set()
-    while waiting and len(admitted) < free:
-        for run in waiting[: free - len(admitted)]:
-            seen.add(run.id)
-            if _moved_to_running(engine, session, run):
-                admitted.append(run)
-        # Fewer slots were filled than runs looked at only if some were refused: look on.
-        waiting = [run for run in waiting if run.id not in seen]
-        if not waiting and len(admitted) < free and len(fetched) == limit:
-            waiting = fetched = store.oldest_waiting(session, user_id, limit, exclude=seen)
-    return admitted
-
-
-def _moved_to_running(engine: Engine, session: Session, run: WaitingRun) -> bool:
-    if _refuse_if_stopped(engine, session, run):
-        return False
-    return transition_graph(session, run.id, S.RUNNING, allowed_from=frozenset({S.QUEUED}))
-
-
-def _refuse_if_stopped(engine: Engine, session: Session, run: WaitingRun) -> bool:
-    """End a waiting run that must not start (SPEC §5: cancelled, or its parent or root
-    execution was terminated); True if it was refused."""
-    if run.cancel_requested_at is not None:
-        reason = "cancelled before it started"
-    elif store.any_terminated(session, run.ancestors):
-        reason = "its parent execution was terminated"
-    else:
-        return False
-    if transition_graph(session, run.id, S.TERMINATED, error=reason):
-        refund_unstarted(engine, session, run.id)  # its starting nodes, charged at submission
-        terminate_nodes(session, run.id, frozenset({S.QUEUED, S.INCOMPLETE}))
-    return True

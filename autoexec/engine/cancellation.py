@@ -8,24 +8,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from autoexec.billing import refund_unstarted
-from autoexec.engine.admission import admit_next, fill_free_slots
+from autoexec.engine.admission import admit_next
 from autoexec.engine.context import Engine
 from autoexec.engine.finalize import graph_stats, resume_parent_of
+from autoexec.engine.lifecycle import STOPPED_NODES, end_run
 from autoexec.engine.suspensions.registry import KINDS
-from autoexec.statuses import SUSPENDED, TERMINAL, ExecutionStatus
+from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
-from autoexec.store.admission import lock_user
 from autoexec.store.children import active_children, descendants
 from autoexec.store.outcomes import node_outcomes
-from autoexec.store.reviews import cancel_reviews
 from autoexec.store.tables import GraphExecution, NodeExecution, utcnow
-from autoexec.store.transitions import terminate_nodes, transition_graph
 
 S = ExecutionStatus
 log = logging.getLogger(__name__)
@@ -139,24 +137,26 @@ def _revoke_in_flight(engine: Engine, graph_exec_id: str) -> None:
 def _end(
     engine: Engine, graph_exec_id: str, stop: Stop, record: Callable[[Session], object] | None
 ) -> bool:
-    """Record the stopping node's outcome, end the execution, mark its QUEUED, INCOMPLETE and
-    suspended node executions TERMINATED (closing their reviews, refunding the charges of
-    those that never started) and hand the user's free slots on, in one transaction; True if
-    this call ended it."""
+    """End the execution as ``stop`` says, with the stopping node's outcome (``record``), in
+    one transaction (``end_run``: what it left ends TERMINATED, charges of what never started
+    are refunded, its slot is handed on); True if this call ended it."""
     with engine.db.session() as session:
-        lock_user(session, repo.get_execution_state(session, graph_exec_id).user_id)
-        repo.get_execution_state(session, graph_exec_id, lock=True)  # waits for a delivery
-        if record is not None:
-            record(session)
-        execution = repo.get_graph_execution(session, graph_exec_id)
-        refund_unstarted(engine, session, graph_exec_id)  # once per node: a repeat is a no-op
-        session.expire(execution, ["credits_spent"])  # charged or refunded just now
-        stats = graph_stats(execution, node_outcomes(session, graph_exec_id), stop.reason)
-        ended = transition_graph(
-            session, graph_exec_id, stop.status, stats=stats, error=stop.reason
+        user_id = repo.get_execution_state(session, graph_exec_id).user_id
+        ended = end_run(
+            engine,
+            session,
+            graph_exec_id,
+            stop.status,
+            error=stop.reason,
+            stats=lambda: _stop_stats(session, graph_exec_id, stop),
+            left=STOPPED_NODES,
+            record=record,
+            user_id=user_id,
         )
-        if ended:
-            terminate_nodes(session, graph_exec_id, frozenset({S.QUEUED, S.INCOMPLETE, *SUSPENDED}))
-            cancel_reviews(session, graph_exec_id)
-        fill_free_slots(engine, session, execution.user_id)
-        return ended
+        return ended is not None
+
+
+def _stop_stats(session: Session, graph_exec_id: str, stop: Stop) -> dict[str, Any]:
+    execution = repo.get_graph_execution(session, graph_exec_id)
+    session.expire(execution, ["credits_spent"])  # charged or refunded just now
+    return graph_stats(execution, node_outcomes(session, graph_exec_id), stop.reason)

@@ -6,11 +6,13 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from autoexec.billing import metering_for
 from autoexec.blocks.registry import BlockRegistry, load_registry
 from autoexec.coordination import Coordinator, get_coordinator
 from autoexec.dataflow import RunSpec
 from autoexec.graph import Graph
 from autoexec.hooks import installed_hooks
+from autoexec.metering import NO_METERING, Metering
 from autoexec.settings import Settings, get_settings
 from autoexec.store.db import Database, get_database
 from autoexec.store.executions import NodeTask
@@ -40,6 +42,7 @@ class Engine:
     coordinator: Coordinator
     registry: BlockRegistry
     dispatcher: Dispatcher
+    metering: Metering = NO_METERING  # what runs cost: the credit ledger, or nothing
 
     def wake(self, graph_exec_id: str, force: bool = False) -> None:
         """Make sure one orchestrator step will run for this graph (wake-ups coalesce).
@@ -59,12 +62,15 @@ class Engine:
 def build_engine(dispatcher: Dispatcher, settings: Settings | None = None) -> Engine:
     settings = settings or get_settings()
     installed_hooks()  # a hook that cannot be loaded stops the process at its start
+    coordinator = get_coordinator(settings.redis_url)
+    registry = load_registry(settings.block_module_names)
     return Engine(
         settings=settings,
         db=get_database(settings.database_url),
-        coordinator=get_coordinator(settings.redis_url),
-        registry=load_registry(settings.block_module_names),
+        coordinator=coordinator,
+        registry=registry,
         dispatcher=dispatcher,
+        metering=metering_for(settings, registry, coordinator),
     )
 
 

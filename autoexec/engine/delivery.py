@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from autoexec.billing import charges_for
 from autoexec.dataflow import RunSpec, deliver, static_sinks
 from autoexec.engine.cancellation import Stop
 from autoexec.engine.context import Engine
@@ -62,7 +61,7 @@ def deliver_pending(
         execution.id,
         _static_sinks_of(spec),
         dispatch_on_commit,
-        charges_for(engine, session, execution.id, loaded=execution),
+        engine.metering.dispatch_meter(session, execution.id, loaded=execution),
         execution.user_id,
     )
     for output in pending:

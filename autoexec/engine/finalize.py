@@ -10,16 +10,15 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from autoexec.dataflow import FailedNode, unhandled_failures
-from autoexec.engine.admission import fill_free_slots
 from autoexec.engine.context import Engine
+from autoexec.engine.lifecycle import end_run
 from autoexec.engine.suspensions.registry import KINDS
 from autoexec.statuses import SUSPENDED, ExecutionStatus
 from autoexec.store import executions as repo
-from autoexec.store.admission import lock_user
 from autoexec.store.graphs import load_graph
 from autoexec.store.outcomes import NodeOutcome, node_outcomes
 from autoexec.store.tables import GraphExecution, utcnow
-from autoexec.store.transitions import terminate_nodes, transition_graph
+from autoexec.store.transitions import transition_graph
 
 S = ExecutionStatus
 log = logging.getLogger(__name__)
@@ -34,13 +33,20 @@ def finalize(engine: Engine, graph_exec_id: str) -> ExecutionStatus | None:
         if {node.status for node in nodes} & SUSPENDED:
             return _suspend_run(session, graph_exec_id)
         status, error = _outcome(session, execution, nodes)
-        stats = graph_stats(execution, nodes, error)
-        lock_user(session, execution.user_id)  # as late as can be: it serializes the user's runs
-        if not transition_graph(session, graph_exec_id, status, stats=stats, error=error):
+        # A halted run (a refused charge) ends the ready nodes it kept back, left INCOMPLETE.
+        left = frozenset({S.INCOMPLETE}) if execution.charge_error is not None else frozenset()
+        ended = end_run(
+            engine,
+            session,
+            graph_exec_id,
+            status,
+            error=error,
+            stats=lambda: graph_stats(execution, nodes, error),
+            left=left,
+            user_id=execution.user_id,  # locked as late as can be: it serializes the user's runs
+        )
+        if ended is None:
             return None
-        if execution.charge_error is not None:  # ready nodes a refused charge kept back
-            terminate_nodes(session, graph_exec_id, frozenset({S.INCOMPLETE}))
-        fill_free_slots(engine, session, execution.user_id)  # the freed slot, in this commit
     log.info("graph execution %s ended %s", graph_exec_id, status.value)
     if execution.parent_execution_id is not None:
         resume_parent_of(engine, graph_exec_id)

@@ -21,7 +21,6 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from autoexec.backoff import backoff_delay
-from autoexec.billing import charges_for
 from autoexec.blocks.base import ERROR_PIN, Block, RunContext, Suspend, Yield
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.context import Engine
@@ -220,11 +219,8 @@ def _record(
 
 def _charge_usage(engine: Engine, session: Session, job: NodeJob, stats: dict[str, Any]) -> None:
     """Charge the run's BYTE or SECOND cost with its end, and count it in the node's cost."""
-    charges = charges_for(engine, session, job.graph_exec_id)
-    if charges is None:
-        return
     node = NodeCharge(job.node_exec_id, job.node_id, job.block_id, job.inputs)
-    used = charges.after_run(node, stats)
+    used = engine.metering.charge_usage(session, job.graph_exec_id, node, stats)
     if used:
         cost = int(stats.get("cost", 0)) + used
         session.execute(

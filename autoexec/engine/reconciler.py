@@ -34,16 +34,15 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from autoexec.billing import refund_unstarted
 from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine
 from autoexec.engine.inline import publish, send
+from autoexec.engine.lifecycle import UNSTARTED_NODES, end_run
 from autoexec.engine.suspensions.child_run import resume_parent
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.children import ended_children_of_suspended_nodes, orphaned_children
 from autoexec.store.tables import utcnow
-from autoexec.store.transitions import terminate_nodes
 
 S = ExecutionStatus
 log = logging.getLogger(__name__)
@@ -150,11 +149,17 @@ def resume_run(engine: Engine, graph_exec_id: str, report: Report) -> None:
 def end_nodes_of_ended_runs(engine: Engine, limit: int, report: Report) -> None:
     with engine.db.session() as session:
         for run in repo.ended_runs_with_queued_nodes(session, limit):
-            left = {S.QUEUED, S.INCOMPLETE} if run.status is S.TERMINATED else {S.QUEUED}
-            refund_unstarted(engine, session, run.id)
-            report.terminated_nodes += terminate_nodes(
-                session, run.id, frozenset(left), error=ENDED_WITH_NODES_LEFT
+            left = UNSTARTED_NODES if run.status is S.TERMINATED else frozenset({S.QUEUED})
+            ended = end_run(
+                engine,
+                session,
+                run.id,
+                run.status,
+                error=ENDED_WITH_NODES_LEFT,
+                left=left,
+                ended_before=True,
             )
+            report.terminated_nodes += 0 if ended is None else ended.terminated_nodes
 
 
 def resume_parents_of_ended_children(engine: Engine, limit: int, report: Report) -> None:

@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from autoexec.billing import charges_for, check_can_start, refund_unstarted
 from autoexec.blocks.registry import get_registry
 from autoexec.dataflow import BlockLookup, RunSpec, graph_input_problems, start
 from autoexec.engine.context import Engine, run_spec
+from autoexec.engine.lifecycle import UNSTARTED_NODES, end_run
 from autoexec.engine.limits import check_max_run_seconds
 from autoexec.errors import InputValidationError
 from autoexec.graph import Graph
@@ -21,7 +21,6 @@ from autoexec.store import executions as repo
 from autoexec.store.dataflow_sql import SqlDataflowStore
 from autoexec.store.graphs import ensure_user, latest_version_number, load_graph
 from autoexec.store.tables import GraphExecution
-from autoexec.store.transitions import terminate_nodes, transition_graph
 
 
 @dataclass(frozen=True)
@@ -125,17 +124,13 @@ def write_execution(
     after the commit)."""
     graph = requested_graph(engine, session, request)
     ensure_user(session, request.user_id)
-    if request.credit_budget is not None and not engine.settings.billing_enabled:
-        raise InputValidationError(
-            "credit_budget needs metering on (AUTOEXEC_BILLING_ENABLED=true): with it off "
-            "nothing costs credits, so a budget would never stop the run"
-        )
+    engine.metering.check_budget(request.credit_budget)
     if request.parent_execution_id is None:  # a child's parent node was charged already
-        check_can_start(engine, session, request.user_id)
+        engine.metering.check_can_start(session, request.user_id)
     row = repo.create_graph_execution(session, _submission(graph, request), exec_id)
     spec = run_spec(engine, graph, row, with_inputs=True)
-    charges = charges_for(engine, session, row.id, loaded=row)
-    store = SqlDataflowStore(session, graph, row.id, charges=charges, user_id=request.user_id)
+    meter = engine.metering.dispatch_meter(session, row.id, loaded=row)
+    store = SqlDataflowStore(session, graph, row.id, meter=meter, user_id=request.user_id)
     row.node_execution_count = len(start(spec, store))
     return row.id
 
@@ -172,12 +167,13 @@ def fail_unpublished(engine: Engine, graph_exec_id: str, reason: str) -> bool:
     failed. One that a worker already moved on did get its message: it goes on."""
     S = ExecutionStatus
     with engine.db.session() as session:
-        still_queued = frozenset({S.QUEUED})
-        failed = transition_graph(
-            session, graph_exec_id, S.FAILED, allowed_from=still_queued, error=reason
+        ended = end_run(
+            engine,
+            session,
+            graph_exec_id,
+            S.FAILED,
+            error=reason,
+            allowed_from=frozenset({S.QUEUED}),
+            left=UNSTARTED_NODES,
         )
-        if not failed:
-            return False
-        refund_unstarted(engine, session, graph_exec_id)  # its starting nodes' charges
-        terminate_nodes(session, graph_exec_id, frozenset({S.QUEUED, S.INCOMPLETE}))
-    return True
+    return ended is not None

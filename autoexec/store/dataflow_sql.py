@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 from sqlalchemy import Insert, Text, cast, exists, insert, select, update
@@ -26,15 +26,17 @@ S = ExecutionStatus
 _INCOMPLETE_ONLY = frozenset({S.INCOMPLETE})
 
 
-class DispatchCharges(Protocol):
-    """Charges a node before it is queued (``autoexec.billing.Charges``)."""
+class DispatchMeter(Protocol):
+    """Charges a node before it is queued (``autoexec.metering.DispatchMeter``)."""
 
-    @property
-    def halted(self) -> str | None:
-        """Why the run dispatches nothing more, if a charge was refused."""
+    def before_dispatch(self, node: Callable[[], NodeCharge]) -> int | None:
+        """The amount charged (``node`` writes the node execution and describes it), or None
+        if the run dispatches nothing more; raises ``Refused`` if it cannot be paid."""
 
-    def before_dispatch(self, node: NodeCharge) -> int:
-        """The amount charged; raises ``Refused`` if it cannot be paid."""
+
+class _Free:
+    def before_dispatch(self, node: Callable[[], NodeCharge]) -> int | None:
+        return 0
 
 
 class SqlDataflowStore:
@@ -67,7 +69,7 @@ class SqlDataflowStore:
         graph_exec_id: str,
         static_sinks: Collection[str] | None = None,
         dispatch_on_commit: bool = False,
-        charges: DispatchCharges | None = None,
+        meter: DispatchMeter = _Free(),  # noqa: B008 (stateless)
         user_id: str | None = None,
     ) -> None:
         self.session = session
@@ -75,7 +77,7 @@ class SqlDataflowStore:
         self.graph_exec_id = graph_exec_id
         self.static_sinks = static_sinks
         self.dispatch_on_commit = dispatch_on_commit
-        self.charges = charges
+        self.meter = meter
         self.user_id = user_id
         self._unwritten: dict[int, tuple[str, dict[str, Any]]] = {}
         self._written_as: dict[int, int] = {}
@@ -196,21 +198,22 @@ class SqlDataflowStore:
 
     def mark_queued(self, exec_id: int, node_id: str, inputs: dict[str, Any]) -> None:
         node = self.graph.node(node_id)
-        if exec_id in self._unwritten and self.charges is None and self.user_id is not None:
-            self._insert_queued(exec_id, node, inputs)
+        try:
+            cost = self.meter.before_dispatch(
+                lambda: NodeCharge(
+                    self._write(exec_id), node_id, node.block_id, inputs, node.fan_out
+                )
+            )
+        except Refused as refused:
+            self.mark_failed(exec_id, refused.error, inputs)
+            return
+        if cost is None:
+            return  # left INCOMPLETE: the run ends FAILED and terminates it
+        stats = {"cost": cost} if cost else {}
+        if exec_id in self._unwritten and self.user_id is not None:
+            self._insert_queued(exec_id, node, inputs, stats)  # the meter wrote no row
             return
         exec_id = self._write(exec_id)
-        cost = 0
-        if self.charges is not None:
-            if self.charges.halted is not None:
-                return  # left INCOMPLETE: the run ends FAILED and terminates it
-            try:
-                cost = self.charges.before_dispatch(
-                    NodeCharge(exec_id, node_id, node.block_id, inputs, node.fan_out)
-                )
-            except Refused as refused:
-                self.mark_failed(exec_id, refused.error, inputs)
-                return
         task_id = str(uuid.uuid4())
         queued = transition_node(
             self.session,
@@ -218,7 +221,7 @@ class SqlDataflowStore:
             S.QUEUED,
             allowed_from=_INCOMPLETE_ONLY,
             input_data=inputs,
-            stats={"cost": cost} if cost else {},
+            stats=stats,
             celery_task_id=task_id,
             dispatched=self.dispatch_on_commit,
         )
@@ -227,7 +230,9 @@ class SqlDataflowStore:
                 NodeTask(exec_id, self.graph_exec_id, task_id, node.id, node.block_id)
             )
 
-    def _insert_queued(self, exec_id: int, node: Node, inputs: dict[str, Any]) -> None:
+    def _insert_queued(
+        self, exec_id: int, node: Node, inputs: dict[str, Any], stats: dict[str, Any]
+    ) -> None:
         """An execution ready as it is created: one INSERT, QUEUED with its task id."""
         self._unwritten.pop(exec_id)
         now, task_id = utcnow(), str(uuid.uuid4())
@@ -236,7 +241,7 @@ class SqlDataflowStore:
             "p_node_id": node.id,
             "p_block_id": node.block_id,
             "p_input_data": inputs,
-            "p_stats": {},
+            "p_stats": stats,
             "p_celery_task_id": task_id,
             "p_dispatched": self.dispatch_on_commit,
             "p_now": now,
