@@ -1,0 +1,30 @@
+"""Waiting in tests: poll a condition until it holds, failing with what was awaited."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT_SECONDS = 60.0
+POLL_SECONDS = 0.05
+
+
+def wait_until(
+    condition: Callable[[], T],
+    what: str,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    interval: float = POLL_SECONDS,
+) -> T:
+    """Call ``condition`` until it returns something true, and return that; ``AssertionError``
+    naming ``what`` was awaited if it has not after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"waited {timeout:g}s for {what}; it did not happen")
+        time.sleep(interval)
