@@ -92,6 +92,18 @@ class Job:
     def node_id(self) -> str | None:
         return self.node.node_id if self.node else None
 
+    def __str__(self) -> str:
+        """The kind and what it is about, e.g. ``execute_node calc <task id>``."""
+        if self.node is not None:
+            return f"{self.kind} {self.node.node_id} {self.task_id}"
+        if self.kind == FAN_OUT_ELEMENT:
+            return f"{self.kind} {self.node_exec_id} {self.index}"
+        if self.kind == GATHER_FAN_OUT:
+            return f"{self.kind} {self.node_exec_id}"
+        if self.notification is not None:
+            return f"{self.kind} {self.notification.kind} {self.notification.id}"
+        return f"{self.kind} {self.graph_exec_id}"
+
 
 @dataclass
 class _Chord:
@@ -213,6 +225,23 @@ class InMemoryDispatcher:
         """The node tasks queued now, oldest first."""
         with self._lock:
             return [job.node for job in self.queued if job.node is not None]
+
+    def take_nodes(self) -> list[int]:
+        """The node executions queued now, oldest first, taken off the queue: for a test
+        that runs each node itself."""
+        with self._lock:
+            taken = [job.node.node_exec_id for job in self.queued if job.node is not None]
+            self.queued = deque(job for job in self.queued if job.node is None)
+        return taken
+
+    def take_node(self) -> int:
+        """The oldest queued node execution, taken off the queue (``LookupError`` if none)."""
+        with self._lock:
+            job = next((job for job in self.queued if job.node is not None), None)
+            if job is None or job.node is None:
+                raise LookupError("no node task is queued")
+            self.queued.remove(job)
+            return job.node.node_exec_id
 
 
 def _task_id() -> str:

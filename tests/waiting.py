@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -28,3 +29,17 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise AssertionError(f"waited {timeout:g}s for {what}; it did not happen")
         time.sleep(interval)
+
+
+def wait_for_text(
+    read: Callable[[], str],
+    pattern: str,
+    what: str,
+    after: int = 0,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+) -> int:
+    """Wait until the regular expression ``pattern`` shows in ``read()`` (a log, say) past
+    offset ``after``; where the match ends."""
+    compiled = re.compile(pattern)
+    found = wait_until(lambda: compiled.search(read(), after), f"{pattern!r} in {what}", timeout)
+    return found.end()

@@ -37,14 +37,6 @@ def start(t: TestEngine, definition: dict[str, Any], inputs: dict[str, Any]) -> 
     return exec_id
 
 
-def take_node(t: TestEngine) -> int:
-    """The oldest queued node execution, taken off the queue (the test runs it)."""
-    job = next(job for job in t.dispatcher.queued if job.kind == EXECUTE_NODE)
-    t.dispatcher.queued.remove(job)
-    assert job.node is not None
-    return job.node.node_exec_id
-
-
 def node_exec_id(t: TestEngine, exec_id: str, node_id: str) -> int:
     [found] = [n.id for n in t.execution(exec_id).node_executions if n.node_id == node_id]
     return found
@@ -56,7 +48,7 @@ def test_a_node_killed_after_its_commit_before_sending_its_successor(
     # x's output waits for x's end, so that one transaction records both and queues calc.
     monkeypatch.setattr(output_buffer, "WINDOW_SECONDS", 60.0)
     exec_id = start(t, ADD_ONE, {"x": 5})
-    x = take_node(t)
+    x = t.dispatcher.take_node()
 
     t.dispatcher.on_send = killed_here
     with pytest.raises(KilledHere):
@@ -85,7 +77,7 @@ def test_a_node_whose_graph_cannot_be_read_stays_queued_for_its_retry(
     # The claim commits at once: the run's graph is read before it, so a failed read leaves
     # the node QUEUED (its message is retried), not RUNNING with no task to run it.
     exec_id = start(t, ADD_ONE, {"x": 5})
-    x = take_node(t)
+    x = t.dispatcher.take_node()
     graph_store._run_graphs.pop(exec_id, None)  # a worker process new to this run
 
     def unreadable(*_args: Any) -> Any:
@@ -121,7 +113,7 @@ def test_a_slow_stream_is_not_held_back_by_batching(t: TestEngine) -> None:
     """The stream yields one item, then blocks before the next: the item's successor is sent
     while the stream still runs."""
     exec_id = start(t, SLOW_PAIR, {})
-    stream = take_node(t)
+    stream = t.dispatcher.take_node()
     stream_when_sent: list[S] = []
 
     def note_the_stream(job: Job) -> None:
@@ -143,7 +135,7 @@ def test_a_timer_flush_that_could_not_send_its_successor_leaves_it_to_a_step(
     """The timer records the first item and queues its calc, then sending calc fails (a broker
     blip): the stream's end must leave an orchestrator step to send it."""
     exec_id = start(t, SLOW_PAIR, {})
-    stream = take_node(t)
+    stream = t.dispatcher.take_node()
     t.dispatcher.queued.clear()
     failed: list[Job] = []
 
@@ -184,7 +176,7 @@ def test_a_limit_the_timer_finds_stops_a_blocked_node_and_the_run(
     t = make_engine(max_node_executions_per_run=1)
     exec_id = start(t, yield_then_wait(fail=False), {})
 
-    assert execute_node(t.engine, take_node(t)) is S.TERMINATED
+    assert execute_node(t.engine, t.dispatcher.take_node()) is S.TERMINATED
 
     view = t.execution(exec_id)
     assert (view.status, view.error) == (S.FAILED, LIMIT_ERROR)
@@ -201,7 +193,7 @@ def test_a_block_failing_after_the_timer_found_a_limit_ends_the_run(
     t = make_engine(max_node_executions_per_run=1)
     exec_id = start(t, yield_then_wait(fail=True), {})
 
-    assert execute_node(t.engine, take_node(t)) is S.FAILED
+    assert execute_node(t.engine, t.dispatcher.take_node()) is S.FAILED
 
     view = t.execution(exec_id)
     assert (view.status, view.error) == (S.FAILED, LIMIT_ERROR)
@@ -226,7 +218,7 @@ def test_a_superseded_attempt_records_and_delivers_nothing_more(
         [("stream", "item", "calc", "a"), ("calc", "result", "out", "value")],
     )
     exec_id = start(t, definition, {})
-    stream = take_node(t)
+    stream = t.dispatcher.take_node()
     calcs_sent: list[Job] = []
 
     def take_over_at_the_second_send(job: Job) -> None:
@@ -276,12 +268,12 @@ def test_the_output_timer_survives_an_error_escaping_a_flush(
 
     monkeypatch.setattr(output_buffer.OutputBuffer, "flush_due", fails_once)
     start(t, SLOW_PAIR, {})
-    assert execute_node(t.engine, take_node(t)) is S.COMPLETED
+    assert execute_node(t.engine, t.dispatcher.take_node()) is S.COMPLETED
     assert failures == []
     t.dispatcher.queued.clear()
 
     exec_id = start(t, SLOW_PAIR, {})
-    stream = take_node(t)
+    stream = t.dispatcher.take_node()
     stream_when_sent: list[S] = []
 
     def note_the_stream(job: Job) -> None:

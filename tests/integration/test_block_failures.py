@@ -5,9 +5,7 @@ cannot be sent."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
 from kombu import Connection
 from sqlalchemy import select
@@ -18,6 +16,7 @@ from autoexec.store.tables import NodeExecution
 from tests.integration.conftest import Cluster, private_queues, worker_process
 from tests.integration.tcp_proxy import TcpProxy
 from tests.integration.test_engine import graph, node, user
+from tests.waiting import wait_until
 
 S = ExecutionStatus
 
@@ -72,13 +71,6 @@ def test_a_transient_error_past_the_retries_fails_the_node(
     assert flaky.error == "TransientError: rate limited (run 4)"
     assert len(flaky.stats["retries"]) == 3
     assert view.outputs == {"e": [flaky.error]}
-
-
-def wait_until(condition: Any, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not {what} after {timeout}s"
-        time.sleep(0.02)
 
 
 def runs_started(directory: Path) -> int:

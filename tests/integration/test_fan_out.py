@@ -50,39 +50,6 @@ def test_twenty_elements_are_gathered_in_element_order(cluster: Cluster) -> None
     assert (calc.status, calc.outputs) == (S.COMPLETED, {"result": [[2 * b for b in range(20)]]})
 
 
-def test_one_failed_element_of_two_hundred_fails_the_node_naming_its_index(
-    cluster: Cluster,
-) -> None:
-    divisors = [1 + b for b in range(200)]
-    divisors[137] = 0
-
-    view = run(cluster.engine, fanned("divide"), {"b": divisors})
-
-    assert view.status is S.FAILED, cluster.worker_log()[-3000:]
-    calc = calc_node(view)
-    assert calc.status is S.FAILED
-    assert calc.error is not None and calc.error.startswith("fan-out element 137 failed: ")
-    assert calc.outputs == {"error": [calc.error]}  # no gathered result on a failure
-    assert view.error == calc.error
-
-
-def test_a_failed_element_on_a_linked_error_pin_lets_the_run_complete(cluster: Cluster) -> None:
-    view = run(cluster.engine, fanned("divide", error_handled=True), {"b": [1, 0, 2]})
-
-    assert view.status is S.COMPLETED, cluster.worker_log()[-3000:]
-    [error] = view.outputs["error"]
-    assert error.startswith("fan-out element 1 failed: ")
-    assert "r" not in view.outputs
-
-
-def test_an_empty_list_yields_an_empty_list_on_each_output_pin(cluster: Cluster) -> None:
-    view = run(cluster.engine, fanned("multiply"), {"b": []})
-
-    assert view.status is S.COMPLETED, cluster.worker_log()[-3000:]
-    assert view.outputs == {"r": [[]]}
-    assert calc_node(view).outputs == {"result": [[]]}
-
-
 def touching(gate: Path, markers: Path) -> dict[str, Any]:
     touch = node("touch", "test_gated_touch", gate=str(gate), marker_dir=str(markers))
     return graph(

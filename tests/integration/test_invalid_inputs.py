@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,8 @@ from autoexec.engine.node_execution import execute_node
 from autoexec.engine.orchestrator import advance
 from autoexec.errors import GraphValidationError, GraphWarning, InputValidationError
 from autoexec.statuses import ExecutionStatus
-from autoexec.store.executions import NodeTask
 from autoexec.store.tables import GraphExecution, NodeExecution
+from autoexec.testing import InMemoryDispatcher
 from tests.integration.conftest import Cluster
 from tests.integration.test_engine import graph, node, run, user
 
@@ -115,31 +115,12 @@ def test_invalid_value_handled_by_a_link_from_the_error_pin_completes_the_graph(
     assert view.stats["node_error_count"] == 1
 
 
-@dataclass
-class StepByStep:
-    """A dispatcher that sends nothing: the test runs each step itself, in this process."""
-
-    nodes: list[int] = field(default_factory=list)
-
-    def run_graph(self, graph_exec_id: str) -> None:
-        pass
-
-    def advance_graph(self, graph_exec_id: str, countdown: float | None = None) -> None:
-        pass
-
-    def execute_node(self, task: NodeTask) -> None:
-        self.nodes.append(task.node_exec_id)
-
-    def revoke(self, task_ids: list[str]) -> None:
-        pass
-
-
 def test_error_recorded_by_the_last_delivery_is_delivered_without_another_wake_up(
     cluster: Cluster,
 ) -> None:
     """Every node finishes before the one orchestrator step their wake-ups coalesce into;
     that step fails ``calc`` and records its error, which nobody else will wake it for."""
-    steps = StepByStep()
+    steps = InMemoryDispatcher()
     engine = replace(cluster.engine, dispatcher=steps)
     owner = user()
     graph_id, _ = api.save_graph(text_into_calculator(handled=True), owner, engine=engine)
@@ -147,10 +128,9 @@ def test_error_recorded_by_the_last_delivery_is_delivered_without_another_wake_u
     assert admit(engine, exec_id)
 
     advance(engine, exec_id)
-    while steps.nodes:
-        for node_exec_id in steps.nodes:
+    while nodes := steps.take_nodes():
+        for node_exec_id in nodes:
             execute_node(engine, node_exec_id)
-        steps.nodes.clear()
         advance(engine, exec_id)
 
     view = api.get_execution(exec_id, owner, engine=engine)
