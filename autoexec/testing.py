@@ -46,7 +46,7 @@ from autoexec.engine.admission import start_run
 from autoexec.engine.context import Engine, build_engine
 from autoexec.graph import GraphDefinition
 from autoexec.hooks import installed_hooks, reset_hooks
-from autoexec.settings import ENV_PREFIX, get_settings, load_settings
+from autoexec.settings import ENV_PREFIX, Settings, get_settings, load_settings
 from autoexec.statuses import TERMINAL
 from autoexec.store import executions as repo
 from autoexec.store.executions import NodeTask
@@ -263,7 +263,7 @@ class TestEngine:
         self._draining = threading.Lock()
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         return self.engine.settings
 
     # --- graphs and runs ------------------------------------------------------------------
