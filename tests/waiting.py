@@ -1,4 +1,5 @@
-"""Waiting in tests: poll a condition until it holds, failing with what was awaited."""
+"""Waiting in tests: poll a condition until it holds, failing with what was awaited; wait
+for a text in a log; wait for a run to reach a status."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
+
+from autoexec import api
+from autoexec.engine.context import Engine
+from autoexec.statuses import TERMINAL, ExecutionStatus
 
 T = TypeVar("T")
 
@@ -43,3 +48,22 @@ def wait_for_text(
     compiled = re.compile(pattern)
     found = wait_until(lambda: compiled.search(read(), after), f"{pattern!r} in {what}", timeout)
     return found.end()
+
+
+def wait_for_status(
+    engine: Engine,
+    graph_exec_id: str,
+    user_id: str,
+    status: ExecutionStatus,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+) -> api.ExecutionView:
+    """Wait until the graph execution is in ``status``; fail at once if it ends in another."""
+
+    def reached() -> api.ExecutionView | None:
+        view = api.get_execution(graph_exec_id, user_id, engine=engine)
+        if view.status is status:
+            return view
+        assert view.status not in TERMINAL, f"ended {view.status}, not {status}: {view.error}"
+        return None
+
+    return wait_until(reached, f"graph execution {graph_exec_id} in {status}", timeout)

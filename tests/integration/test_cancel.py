@@ -10,6 +10,7 @@ from autoexec import api
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from tests.integration.conftest import Cluster
 from tests.integration.test_engine import graph, node
+from tests.waiting import wait_for_status
 
 S = ExecutionStatus
 
@@ -27,10 +28,7 @@ def start(cluster: Cluster) -> tuple[str, str]:
     owner = f"user-{uuid.uuid4().hex[:8]}"
     graph_id, _ = api.save_graph(SLOW, owner, engine=cluster.engine)
     exec_id = api.execute_graph(graph_id, owner, {}, engine=cluster.engine)
-    deadline = time.monotonic() + 30
-    while api.get_execution(exec_id, owner, engine=cluster.engine).status is not S.RUNNING:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_for_status(cluster.engine, exec_id, owner, S.RUNNING, timeout=30)
     return owner, exec_id
 
 

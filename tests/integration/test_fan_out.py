@@ -3,7 +3,6 @@ element as one Celery chord, and yields each output pin gathered in element orde
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,8 @@ from autoexec.engine.context import Engine
 from autoexec.statuses import ExecutionStatus
 from tests.integration.conftest import Cluster, private_queues, worker_process
 from tests.integration.test_engine import graph, node, user
-from tests.integration.test_reviews import node_status, wait_for_status
+from tests.integration.test_reviews import node_status
+from tests.waiting import wait_for_status, wait_until
 
 S = ExecutionStatus
 
@@ -83,10 +83,7 @@ def test_a_cancelled_fan_out_ends_terminated_and_runs_no_element_afterwards(
         # A worker started after the cancel never heard of the revocation: the elements
         # still queued reach it, and must not run the block either.
         with worker_process(queues.env, 2, tmp_path / "b.log", "fan-out-b"):
-            deadline = time.monotonic() + 60
-            while node_queue_length(engine) > 0:
-                assert time.monotonic() < deadline, "element tasks left in the queue"
-                time.sleep(0.2)
+            wait_until(lambda: node_queue_length(engine) == 0, "the element tasks consumed")
         assert node_queue_length(engine) == 0  # the worker's stop requeued nothing
         view = api.get_execution(exec_id, owner, engine=engine)
     assert view.status is S.TERMINATED

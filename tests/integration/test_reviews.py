@@ -15,7 +15,7 @@ from autoexec.errors import InvalidTransitionError, NotFoundError
 from autoexec.statuses import ExecutionStatus
 from tests.integration.conftest import Cluster, private_queues, worker_process
 from tests.integration.test_engine import graph, node, user
-from tests.waiting import wait_until
+from tests.waiting import wait_for_status
 
 S = ExecutionStatus
 
@@ -36,17 +36,6 @@ REVIEWED = graph(
         ("side", "output", "side_out", "value"),
     ],
 )
-
-
-def wait_for_status(engine: Engine, exec_id: str, owner: str, status: S) -> api.ExecutionView:
-    def reached() -> api.ExecutionView | None:
-        view = api.get_execution(exec_id, owner, engine=engine)
-        if view.status is status:
-            return view
-        assert view.status not in {S.COMPLETED, S.FAILED, S.TERMINATED}, view
-        return None
-
-    return wait_until(reached, f"graph execution {exec_id} in {status}")
 
 
 def start_reviewed_run(engine: Engine, owner: str, value: Any) -> str:

@@ -3,7 +3,6 @@ no admission slot, while its child execution runs; the child's end resumes it.""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,8 +15,7 @@ from autoexec.store.children import descendants
 from tests.integration.conftest import Cluster, private_queues, worker_process
 from tests.integration.test_cancel_running import ended, node_of
 from tests.integration.test_engine import graph, node, user
-from tests.integration.test_reviews import wait_for_status
-from tests.waiting import wait_until
+from tests.waiting import wait_for_status, wait_until
 
 S = ExecutionStatus
 MAX_DEPTH = 2
@@ -141,11 +139,10 @@ def test_cancelling_the_root_terminates_every_level(engine: Engine) -> None:
 
 
 def _wait_for_running_leaf(engine: Engine, owner: str, root_id: str) -> str:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    def running_leaf() -> str | None:
         views = family(engine, owner, root_id)
         leaf_nodes = views[-1].node_executions if len(views) == MAX_DEPTH + 1 else []
-        if any(n.node_id == "wait" and n.status is S.RUNNING for n in leaf_nodes):
-            return views[-1].id
-        time.sleep(0.1)
-    pytest.fail("the leaf's wait node never ran")
+        running = any(n.node_id == "wait" and n.status is S.RUNNING for n in leaf_nodes)
+        return views[-1].id if running else None
+
+    return wait_until(running_leaf, "the leaf's wait node running")
