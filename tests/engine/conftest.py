@@ -4,6 +4,9 @@ with the in-memory dispatcher and coordinator; no services, no worker processes.
 - ``database``: a migrated SQLite file of the test's own (copied from one migrated per session).
 - ``t``: a :class:`autoexec.testing.TestEngine` with the test blocks registered.
 - ``make_engine(**settings)``: the same with settings overridden (one per test).
+
+Nodes run in the test's main thread, where autoexec stops a node at its time limit with
+SIGALRM: pytest-timeout watches these tests from a thread instead of with the same signal.
 """
 
 from __future__ import annotations
@@ -21,6 +24,13 @@ from autoexec.store.migrate import upgrade_database
 from tests.integration import blocks_for_tests
 
 MakeEngine = Callable[..., testing.TestEngine]
+ENGINE_DIR = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(ENGINE_DIR):
+            item.add_marker(pytest.mark.timeout(method="thread"))
 
 
 @pytest.fixture(scope="session")
