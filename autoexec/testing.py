@@ -53,7 +53,13 @@ from autoexec.store.executions import NodeTask
 from autoexec.store.migrate import upgrade_database
 
 __all__ = [
+    "ADVANCE_GRAPH",
     "DEFAULT_USER",
+    "EXECUTE_NODE",
+    "FAN_OUT_ELEMENT",
+    "GATHER_FAN_OUT",
+    "NOTIFY",
+    "RUN_GRAPH",
     "InMemoryDispatcher",
     "Job",
     "TestEngine",
