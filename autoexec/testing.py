@@ -185,7 +185,7 @@ class InMemoryDispatcher:
 
     def put(self, job: Job, countdown: float | None = None) -> None:
         if countdown:
-            job = _replace(job, due=time.monotonic() + countdown)
+            job = replace(job, due=time.monotonic() + countdown)
         with self._lock:
             if self.on_send is not None:
                 self.on_send(job)
@@ -252,10 +252,6 @@ class InMemoryDispatcher:
 
 def _task_id() -> str:
     return secrets.token_hex(8)
-
-
-def _replace(job: Job, **changes: Any) -> Job:
-    return replace(job, **changes)
 
 
 class TestEngine:
@@ -416,7 +412,7 @@ class TestEngine:
             )
         except node_execution.RetryNode as retry:
             # The task's retry: the same message again after the backoff, known as a rerun.
-            self.dispatcher.put(_replace(job, rerun=True, due=0.0), retry.countdown)
+            self.dispatcher.put(replace(job, rerun=True, due=0.0), retry.countdown)
 
     def _worth_waiting_for(self, job: Job) -> bool:
         """False for a delayed step of a run that has ended: it would do nothing."""
