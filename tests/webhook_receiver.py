@@ -6,23 +6,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-WAIT_SECONDS = 60.0
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Return once ``condition()`` holds; fail after a minute."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {WAIT_SECONDS}s for {what}")
-        time.sleep(0.05)
+from tests.waiting import wait_until
 
 
 @dataclass

@@ -3,8 +3,6 @@ before the task body is inside its retry policy, so the run waits for Redis and 
 
 from __future__ import annotations
 
-import re
-import time
 from pathlib import Path
 
 from celery import Celery
@@ -14,6 +12,7 @@ from autoexec.statuses import ExecutionStatus
 from tests.faults.conftest import FaultWorker, PrivateRedis, fault_worker
 from tests.integration.conftest import Cluster
 from tests.integration.test_engine import ADD_ONE, user
+from tests.waiting import wait_for_text
 
 S = ExecutionStatus
 
@@ -34,11 +33,7 @@ def send_run(worker: FaultWorker, graph_id: str, owner: str, x: int) -> str:
 
 def wait_for_log(worker: FaultWorker, pattern: str, after: int = 0, timeout: float = 60) -> int:
     """Wait until ``pattern`` shows in the worker log past offset ``after``; where it ends."""
-    deadline = time.monotonic() + timeout
-    while not (found := re.compile(pattern).search(worker.log(), after)):
-        assert time.monotonic() < deadline, f"no {pattern!r} in the worker log"
-        time.sleep(0.2)
-    return found.end()
+    return wait_for_text(worker.log, pattern, "the worker log", after, timeout)
 
 
 def test_a_run_consumed_while_redis_is_down_completes_once_redis_is_back(

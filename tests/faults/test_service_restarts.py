@@ -25,6 +25,7 @@ from autoexec.store.tables import NodeExecution, NodeExecutionOutput
 from tests.faults.conftest import FaultWorker, PrivateRedis, fault_worker, free_port
 from tests.integration.conftest import Cluster
 from tests.integration.test_engine import graph, node, user
+from tests.waiting import wait_until
 
 S = ExecutionStatus
 ITEMS = 80
@@ -52,10 +53,7 @@ def outputs_so_far(engine: Engine, exec_id: str) -> int:
 
 
 def wait_for_outputs(engine: Engine, exec_id: str, at_least: int) -> None:
-    deadline = time.monotonic() + 60
-    while outputs_so_far(engine, exec_id) < at_least:
-        assert time.monotonic() < deadline, "the stream did not start"
-        time.sleep(0.1)
+    wait_until(lambda: outputs_so_far(engine, exec_id) >= at_least, "the stream starting")
 
 
 def assert_exact(engine: Engine, exec_id: str, owner: str) -> None:

@@ -4,7 +4,6 @@ events (what Flower displays)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from autoexec.store.tables import GraphExecution
 from tests.integration.conftest import Cluster
 from tests.integration.test_engine import ADD_ONE, graph, node, user
 from tests.integration.test_task_events import send_from_plain_celery, task_events
+from tests.waiting import wait_for_status
 
 S = ExecutionStatus
 SECRET = 918273645  # an input value that must not leave the run
@@ -35,10 +35,7 @@ def start_stream(cluster: Cluster) -> tuple[str, str]:
     owner = user()
     graph_id, _ = api.save_graph(STREAM, owner, engine=cluster.engine)
     exec_id = api.execute_graph(graph_id, owner, {}, engine=cluster.engine)
-    deadline = time.monotonic() + 30
-    while api.get_execution(exec_id, owner, engine=cluster.engine).status is not S.RUNNING:
-        assert time.monotonic() < deadline, "the run did not start"
-        time.sleep(0.1)
+    wait_for_status(cluster.engine, exec_id, owner, S.RUNNING, timeout=30)
     return owner, exec_id
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +27,7 @@ from tests.integration.conftest import (
     worker_process,
 )
 from tests.integration.test_engine import graph, node, user
+from tests.waiting import wait_until
 
 S = ExecutionStatus
 # Far longer than any test waits: a block not interrupted makes the test time out.
@@ -37,13 +37,6 @@ LONG = 300.0
 def submit(engine: Engine, definition: dict[str, Any], owner: str) -> str:
     graph_id, _ = api.save_graph(definition, owner, engine=engine)
     return api.execute_graph(graph_id, owner, {}, engine=engine)
-
-
-def wait_until(condition: Any, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not {what} after {timeout}s"
-        time.sleep(0.05)
 
 
 def node_of(engine: Engine, exec_id: str, owner: str, node_id: str) -> Any:

@@ -1,221 +1,22 @@
-"""Inputs that can never validate (SPEC §3.3) on a real worker, RabbitMQ, Redis and PostgreSQL:
-refused at submission when they are graph inputs; a FAILED node with the validation error on its
-``error`` pin when they arrive inside a run. And what ``save_graph`` says about graphs whose
-nodes can never start."""
+"""Inputs that can never validate (SPEC §3.3) on a real worker: a refused submission leaves the
+worker running graphs. What is refused, and how a run fails, is tested in-process in
+tests/engine/test_invalid_inputs_in_process.py."""
 
 from __future__ import annotations
 
 import json
-import logging
 import uuid
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
 from autoexec import api
-from autoexec.engine.admission import admit
-from autoexec.engine.node_execution import execute_node
-from autoexec.engine.orchestrator import advance
-from autoexec.errors import GraphValidationError, GraphWarning, InputValidationError
+from autoexec.errors import InputValidationError
 from autoexec.statuses import ExecutionStatus
-from autoexec.store.executions import NodeTask
-from autoexec.store.tables import GraphExecution, NodeExecution
 from tests.integration.conftest import Cluster
-from tests.integration.test_engine import graph, node, run, user
 
 S = ExecutionStatus
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-CALC_A_INVALID = (
-    "invalid input for node 'calc' (calculator): "
-    "a: Input should be a valid number, unable to parse string as a number"
-)
-
-
-def count_rows(cluster: Cluster, table: Any, owner: str) -> int:
-    stmt = select(func.count()).select_from(table)
-    if table is GraphExecution:
-        stmt = stmt.where(GraphExecution.user_id == owner)
-    else:
-        stmt = stmt.join(GraphExecution, GraphExecution.id == NodeExecution.graph_exec_id).where(
-            GraphExecution.user_id == owner
-        )
-    with cluster.engine.db.session() as session:
-        return int(session.scalar(stmt) or 0)
-
-
-def test_graph_input_that_cannot_feed_its_pin_is_refused_and_nothing_is_written(
-    cluster: Cluster,
-) -> None:
-    owner = user()
-    definition = json.loads((EXAMPLES / "hello.json").read_text())
-    graph_id, _ = api.save_graph(definition, owner, engine=cluster.engine)
-
-    with pytest.raises(InputValidationError) as refused:
-        api.execute_graph(graph_id, owner, {"x": "abc"}, engine=cluster.engine)
-
-    assert str(refused.value) == (
-        "graph input 'x' = 'abc' cannot feed pin 'a' of node 'add' (calculator): "
-        "Input should be a valid number, unable to parse string as a number"
-    )
-    assert count_rows(cluster, GraphExecution, owner) == 0
-    assert count_rows(cluster, NodeExecution, owner) == 0
-
-
-def text_into_calculator(*, handled: bool) -> dict[str, Any]:
-    """x -> "n={x}" -> calculator.a: the text can never be a number."""
-    nodes = [
-        node("x", "agent_input", name="x"),
-        node("text", "fill_text_template", format="n={x}"),
-        node("calc", "calculator", operation="add", b=1),
-        node("sum", "agent_output", name="sum"),
-    ]
-    links = [
-        ("x", "result", "text", "values_#_x"),
-        ("text", "output", "calc", "a"),
-        ("calc", "result", "sum", "value"),
-    ]
-    if handled:
-        nodes.append(node("problem", "agent_output", name="problem"))
-        links.append(("calc", "error", "problem", "value"))
-    return graph(nodes, links)
-
-
-def test_upstream_value_invalid_for_a_pin_fails_that_node_and_the_graph(
-    cluster: Cluster,
-) -> None:
-    view = run(cluster, text_into_calculator(handled=False), {"x": 3})
-
-    assert view.status is S.FAILED, cluster.worker_log()[-3000:]
-    assert view.error == CALC_A_INVALID
-    (calc,) = [n for n in view.node_executions if n.node_id == "calc"]
-    assert calc.status is S.FAILED
-    assert calc.error == CALC_A_INVALID
-    assert calc.outputs == {"error": [CALC_A_INVALID]}
-    assert calc.inputs == {"operation": "add", "b": 1, "a": "n=3"}
-    assert calc.stats["error"] == CALC_A_INVALID
-    assert view.stats["node_error_count"] == 1
-    assert view.stats["error"] == CALC_A_INVALID
-    assert view.outputs == {}
-    assert [n.node_id for n in view.node_executions if n.node_id == "sum"] == []
-
-
-def test_invalid_value_handled_by_a_link_from_the_error_pin_completes_the_graph(
-    cluster: Cluster,
-) -> None:
-    view = run(cluster, text_into_calculator(handled=True), {"x": 3})
-
-    assert view.status is S.COMPLETED, cluster.worker_log()[-3000:]
-    assert view.error is None
-    assert view.outputs == {"problem": [CALC_A_INVALID]}
-    (calc,) = [n for n in view.node_executions if n.node_id == "calc"]
-    assert calc.status is S.FAILED
-    assert view.stats["node_error_count"] == 1
-
-
-@dataclass
-class StepByStep:
-    """A dispatcher that sends nothing: the test runs each step itself, in this process."""
-
-    nodes: list[int] = field(default_factory=list)
-
-    def run_graph(self, graph_exec_id: str) -> None:
-        pass
-
-    def advance_graph(self, graph_exec_id: str, countdown: float | None = None) -> None:
-        pass
-
-    def execute_node(self, task: NodeTask) -> None:
-        self.nodes.append(task.node_exec_id)
-
-    def revoke(self, task_ids: list[str]) -> None:
-        pass
-
-
-def test_error_recorded_by_the_last_delivery_is_delivered_without_another_wake_up(
-    cluster: Cluster,
-) -> None:
-    """Every node finishes before the one orchestrator step their wake-ups coalesce into;
-    that step fails ``calc`` and records its error, which nobody else will wake it for."""
-    steps = StepByStep()
-    engine = replace(cluster.engine, dispatcher=steps)
-    owner = user()
-    graph_id, _ = api.save_graph(text_into_calculator(handled=True), owner, engine=engine)
-    exec_id = api.execute_graph(graph_id, owner, {"x": 3}, engine=engine)
-    assert admit(engine, exec_id)
-
-    advance(engine, exec_id)
-    while steps.nodes:
-        for node_exec_id in steps.nodes:
-            execute_node(engine, node_exec_id)
-        steps.nodes.clear()
-        advance(engine, exec_id)
-
-    view = api.get_execution(exec_id, owner, engine=engine)
-    assert view.status is S.COMPLETED
-    assert view.outputs == {"problem": [CALC_A_INVALID]}
-
-
-def test_starting_node_with_an_invalid_default_fails_and_its_error_is_delivered(
-    cluster: Cluster,
-) -> None:
-    definition = graph(
-        [
-            node("calc", "calculator", operation="add", a="abc", b=1),
-            node("problem", "agent_output", name="problem"),
-        ],
-        [("calc", "error", "problem", "value")],
-    )
-    view = run(cluster, definition, {})
-
-    assert view.status is S.COMPLETED, cluster.worker_log()[-3000:]
-    assert view.outputs == {"problem": [CALC_A_INVALID]}
-    assert [n.status for n in view.node_executions if n.node_id == "calc"] == [S.FAILED]
-
-
-def closed_cycle_nodes() -> tuple[list[dict[str, Any]], list[tuple[str, str, str, str]]]:
-    nodes = [
-        node("ping", "calculator", operation="add", b=1),
-        node("pong", "calculator", operation="add", b=1),
-    ]
-    return nodes, [("ping", "result", "pong", "a"), ("pong", "result", "ping", "a")]
-
-
-def test_save_graph_refuses_a_graph_where_no_node_can_start(cluster: Cluster) -> None:
-    nodes, links = closed_cycle_nodes()
-
-    with pytest.raises(GraphValidationError, match="no node can start") as refused:
-        api.save_graph(graph(nodes, links), user(), engine=cluster.engine)
-
-    assert "('ping', 'pong')" in str(refused.value)
-
-
-def test_save_graph_warns_about_nodes_no_start_reaches(
-    cluster: Cluster, caplog: pytest.LogCaptureFixture
-) -> None:
-    nodes, links = closed_cycle_nodes()
-    definition = graph(
-        [node("x", "agent_input", name="x"), node("out", "agent_output", name="x"), *nodes],
-        [("x", "result", "out", "value"), *links],
-    )
-    expected = (
-        f"graph {definition['name']!r}: node(s) 'ping', 'pong' can never run: no starting node "
-        "(an 'agent_input' node or a node with no incoming link) reaches them through links"
-    )
-
-    with (
-        caplog.at_level(logging.WARNING, logger="autoexec.graph"),
-        pytest.warns(GraphWarning) as warned,
-    ):
-        graph_id, version = api.save_graph(definition, user(), engine=cluster.engine)
-
-    assert [str(w.message) for w in warned] == [expected]
-    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
-        ("autoexec.graph", logging.WARNING, expected)
-    ]
-    assert version == 1 and graph_id
 
 
 def test_worker_keeps_running_graphs_after_refusals(cluster: Cluster) -> None:

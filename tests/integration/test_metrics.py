@@ -19,8 +19,9 @@ from autoexec.statuses import ExecutionStatus
 from autoexec.store.tables import NodeExecutionOutput
 from tests.conftest import Services, migrated_database
 from tests.integration.conftest import Cluster, environment, private_queues, worker_process
-from tests.integration.test_cancel_running import running, submit, wait_until
+from tests.integration.test_cancel_running import running, submit
 from tests.integration.test_engine import graph, node, user
+from tests.waiting import wait_until
 
 S = ExecutionStatus
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

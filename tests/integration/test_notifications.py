@@ -17,7 +17,8 @@ from autoexec.engine.context import Engine
 from autoexec.statuses import ExecutionStatus
 from tests.integration.conftest import Cluster, billing_worker
 from tests.integration.test_engine import graph, node, user
-from tests.webhook_receiver import Receiver, wait_until, webhook_receiver
+from tests.waiting import wait_until
+from tests.webhook_receiver import Receiver, webhook_receiver
 
 S = ExecutionStatus
 WAIT = 60

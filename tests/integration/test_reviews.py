@@ -4,7 +4,6 @@ worker runs, resumes it where it was."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,8 @@ from autoexec.engine.context import Engine
 from autoexec.errors import InvalidTransitionError, NotFoundError
 from autoexec.statuses import ExecutionStatus
 from tests.integration.conftest import Cluster, private_queues, worker_process
-from tests.integration.test_engine import ADD_ONE, graph, node, user
+from tests.integration.test_engine import graph, node, user
+from tests.waiting import wait_for_status
 
 S = ExecutionStatus
 
@@ -36,17 +36,6 @@ REVIEWED = graph(
         ("side", "output", "side_out", "value"),
     ],
 )
-
-
-def wait_for_status(engine: Engine, exec_id: str, owner: str, status: S) -> api.ExecutionView:
-    deadline = time.monotonic() + 60
-    while True:
-        view = api.get_execution(exec_id, owner, engine=engine)
-        if view.status is status:
-            return view
-        assert view.status not in {S.COMPLETED, S.FAILED, S.TERMINATED}, view
-        assert time.monotonic() < deadline, f"not {status} after 60s: {view.status}"
-        time.sleep(0.1)
 
 
 def start_reviewed_run(engine: Engine, owner: str, value: Any) -> str:
@@ -93,26 +82,3 @@ def test_a_decided_review_resumes_the_run_from_another_process_after_a_worker_re
         assert final.outputs == {"approved": [{"to": "bob"}], "side": [{"to": "alice"}]}
     else:
         assert final.outputs == {"rejected": ["wrong person"], "side": [{"to": "alice"}]}
-
-
-def test_a_run_in_review_holds_no_worker_and_a_cancel_ends_it(
-    cluster: Cluster, tmp_path: Path
-) -> None:
-    owner = user()
-    with private_queues(cluster) as queues:
-        engine = queues.engine
-        with worker_process(queues.env, 1, tmp_path / "w.log", "review-slot"):
-            exec_id = start_reviewed_run(engine, owner, 1)
-            wait_for_status(engine, exec_id, owner, S.REVIEW)
-            # The worker's only slot is free: another run completes meanwhile.
-            graph_id, _ = api.save_graph(ADD_ONE, owner, engine=engine)
-            other = api.execute_graph(graph_id, owner, {"x": 1}, engine=engine)
-            assert api.wait(other, owner, timeout=60, engine=engine).status is S.COMPLETED
-            [pending] = api.list_reviews(owner, engine=engine)
-            assert "cancelled" in api.cancel(exec_id, owner, engine=engine)
-            view = api.get_execution(exec_id, owner, engine=engine)
-    assert view.status is S.TERMINATED
-    assert node_status(view, "review") is S.TERMINATED
-    assert api.list_reviews(owner, engine=engine) == []
-    with pytest.raises(InvalidTransitionError, match="cancelled"):
-        api.approve(pending.id, owner, engine=engine)

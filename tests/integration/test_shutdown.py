@@ -5,13 +5,13 @@ it, and the run completes with exact outputs. Nothing is left RUNNING without an
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 from autoexec import api
 from autoexec.statuses import ExecutionStatus
 from tests.integration.conftest import Cluster, private_queues, worker_process
 from tests.integration.test_engine import graph, node, user
+from tests.waiting import wait_until
 
 S = ExecutionStatus
 
@@ -34,13 +34,13 @@ def test_sigterm_mid_node_hands_the_node_to_the_next_worker(
         with worker_process(env, 1, tmp_path / "first.log", "first") as first:
             graph_id, _ = api.save_graph(definition, owner, engine=engine)
             exec_id = api.execute_graph(graph_id, owner, {}, engine=engine)
-            deadline = time.monotonic() + 60
-            while not any(
-                n.node_id == "nap" and n.status is S.RUNNING
-                for n in api.get_execution(exec_id, owner, engine=engine).node_executions
-            ):
-                assert time.monotonic() < deadline, "the node never started"
-                time.sleep(0.05)
+            wait_until(
+                lambda: any(
+                    n.node_id == "nap" and n.status is S.RUNNING
+                    for n in api.get_execution(exec_id, owner, engine=engine).node_executions
+                ),
+                "the node running",
+            )
             first.send_signal(signal.SIGTERM)
             assert first.wait(timeout=60) == 0
         log = (tmp_path / "first.log").read_text()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,33 +24,14 @@ from autoexec.engine.context import Engine
 from autoexec.engine.node_execution import execute_node
 from autoexec.engine.orchestrator import advance
 from autoexec.statuses import ExecutionStatus
-from autoexec.store.executions import NodeTask
 from autoexec.store.tables import utcnow
 from autoexec.store.transitions import terminate_nodes
+from autoexec.testing import InMemoryDispatcher
 from tests.integration.conftest import Cluster
 from tests.integration.test_engine import graph, node, user
 
 S = ExecutionStatus
 MISSING = "block 'test_shout' of node 'loud' is not registered on worker"
-
-
-@dataclass
-class StepByStep:
-    """A dispatcher that sends nothing: the test runs each step itself, in this process."""
-
-    nodes: list[int] = field(default_factory=list)
-
-    def run_graph(self, graph_exec_id: str) -> None:
-        pass
-
-    def advance_graph(self, graph_exec_id: str, countdown: float | None = None) -> None:
-        pass
-
-    def execute_node(self, task: NodeTask) -> None:
-        self.nodes.append(task.node_exec_id)
-
-    def revoke(self, task_ids: list[str]) -> None:
-        pass
 
 
 class KilledHere(Exception):
@@ -102,26 +83,24 @@ def node_exec_of(engine: Engine, exec_id: str, owner: str, node_id: str) -> int:
     return found.id
 
 
-def run_queued(steps: StepByStep, engine: Engine, exec_id: str) -> None:
+def run_queued(steps: InMemoryDispatcher, engine: Engine, exec_id: str) -> None:
     """Run every dispatched node and the steps they wake, until nothing is left."""
-    while steps.nodes:
-        for node_exec_id in steps.nodes:
+    while nodes := steps.take_nodes():
+        for node_exec_id in nodes:
             execute_node(engine, node_exec_id)
-        steps.nodes.clear()
         advance(engine, exec_id)
 
 
 def test_a_worker_killed_after_a_missing_block_ends_the_run_failed_not_completed(
     cluster: Cluster,
 ) -> None:
-    steps = StepByStep()
+    steps = InMemoryDispatcher()
     engine = replace(cluster.engine, dispatcher=steps)
     without_block = replace(engine, registry=load_registry(()))
     exec_id, owner = started(engine, shout_with_handled_error())
-    execute_node(engine, steps.nodes.pop())  # x
+    execute_node(engine, steps.take_node())  # x
     advance(engine, exec_id)
-    (loud,) = steps.nodes
-    steps.nodes.clear()
+    (loud,) = steps.take_nodes()
 
     dying = replace(without_block, coordinator=CrashOnStopFlag(engine.coordinator))
     with pytest.raises(KilledHere):
@@ -191,7 +170,7 @@ STOP = Stop(S.FAILED, "block 'b' of node 'n' is not registered on worker w")
 def test_a_stop_the_database_refused_leaves_the_run_to_go_on(
     cluster: Cluster, refused_ends: RefusedEnds
 ) -> None:
-    steps = StepByStep()
+    steps = InMemoryDispatcher()
     engine = replace(cluster.engine, dispatcher=steps)
     exec_id, owner = started(engine, simple_graph())
     refused_ends.refuse(exec_id)
@@ -213,7 +192,7 @@ def test_a_stop_the_database_refused_leaves_the_run_to_go_on(
 def test_a_stop_retried_after_a_database_error_ends_the_run_and_flags_its_nodes(
     cluster: Cluster, refused_ends: RefusedEnds
 ) -> None:
-    steps = StepByStep()
+    steps = InMemoryDispatcher()
     engine = replace(cluster.engine, dispatcher=steps)
     exec_id, owner = started(engine, simple_graph())
     refused_ends.refuse(exec_id)
@@ -233,7 +212,7 @@ def test_a_stop_retried_after_a_database_error_ends_the_run_and_flags_its_nodes(
 def test_a_node_whose_clock_is_past_the_deadline_fails_the_run_whatever_the_other_clocks(
     cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    steps = StepByStep()
+    steps = InMemoryDispatcher()
     engine = replace(cluster.engine, dispatcher=steps)
     exec_id, owner = started(engine, simple_graph(), max_run_seconds=3600)
 
@@ -244,7 +223,7 @@ def test_a_node_whose_clock_is_past_the_deadline_fails_the_run_whatever_the_othe
         clock.setattr(node_execution, "utcnow", two_hours_ahead)
         # x's output stays in its buffer until x finds the deadline, and is never delivered.
         clock.setattr(output_buffer, "WINDOW_SECONDS", 60.0)
-        execute_node(engine, steps.nodes.pop())  # x, on the worker whose clock is ahead
+        execute_node(engine, steps.take_node())  # x, on the worker whose clock is ahead
     advance(engine, exec_id)  # on a host whose clock says the deadline is an hour away
     run_queued(steps, engine, exec_id)
 
@@ -254,7 +233,7 @@ def test_a_node_whose_clock_is_past_the_deadline_fails_the_run_whatever_the_othe
 
 
 def test_a_cancel_that_ends_nothing_publishes_nothing(cluster: Cluster) -> None:
-    steps = StepByStep()
+    steps = InMemoryDispatcher()
     engine = replace(cluster.engine, dispatcher=steps)
     exec_id, owner = started(engine, simple_graph())
     run_queued(steps, engine, exec_id)
@@ -271,7 +250,7 @@ def test_a_cancel_that_ends_nothing_publishes_nothing(cluster: Cluster) -> None:
 
 
 def test_terminate_nodes_moves_only_the_statuses_asked_for(cluster: Cluster) -> None:
-    steps = StepByStep()
+    steps = InMemoryDispatcher()
     engine = replace(cluster.engine, dispatcher=steps)
     exec_id, owner = started(engine, simple_graph())
     x = node_exec_of(engine, exec_id, owner, "x")

@@ -3,7 +3,6 @@ no admission slot, while its child execution runs; the child's end resumes it.""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,9 +13,9 @@ from autoexec.engine.context import Engine
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.children import descendants
 from tests.integration.conftest import Cluster, private_queues, worker_process
-from tests.integration.test_cancel_running import ended, node_of, wait_until
+from tests.integration.test_cancel_running import ended, node_of
 from tests.integration.test_engine import graph, node, user
-from tests.integration.test_reviews import wait_for_status
+from tests.waiting import wait_for_status, wait_until
 
 S = ExecutionStatus
 MAX_DEPTH = 2
@@ -111,62 +110,6 @@ def test_a_parent_completes_with_its_childs_outputs_holding_no_slot(engine: Engi
     assert node.outputs == {"seen": [21], "doubled": [42]}
 
 
-def test_children_nest_three_levels_deep(engine: Engine) -> None:
-    owner = user()
-    root = run_to_end(engine, owner, chain(engine, owner, double_graph(), MAX_DEPTH), 5)
-    assert root.status is S.COMPLETED
-    assert root.outputs == {"doubled": [10]}
-    views = family(engine, owner, root.id)
-    assert [v.status for v in views] == [S.COMPLETED] * 3
-    assert [v.parent_execution_id for v in views] == [None, views[0].id, views[1].id]
-
-
-def test_a_failed_child_fails_the_node_on_its_error_pin(engine: Engine) -> None:
-    owner = user()
-    dividing_by_zero = double_graph("divide", 0)
-    root = run_to_end(engine, owner, chain(engine, owner, dividing_by_zero, 1), 3)
-    _, child = family(engine, owner, root.id)
-    assert child.status is S.FAILED
-    assert child.error == "division by zero in divide(3.0, 0.0): give b a value other than 0"
-    node = child_node(root)
-    assert node.status is S.FAILED
-    expected = f"child graph execution {child.id} failed: {child.error}"
-    assert node.error == expected
-    # The error pin is linked: the failure is handled, and its value reaches the output.
-    assert root.status is S.COMPLETED
-    assert root.outputs == {"failure": [expected]}
-
-
-def test_past_the_depth_limit_the_node_fails_saying_so(engine: Engine) -> None:
-    owner = user()
-    root = run_to_end(engine, owner, chain(engine, owner, double_graph(), MAX_DEPTH + 1), 1)
-    views = family(engine, owner, root.id)
-    assert len(views) == MAX_DEPTH + 1  # the deepest child was never created
-    deepest = child_node(views[-1])
-    assert deepest.status is S.FAILED
-    leaf_graph = (deepest.inputs or {})["graph_id"]
-    assert deepest.error == (
-        f"agent_executor: graph {leaf_graph!r} would run 3 levels deep, "
-        "past the limit of 2 (AUTOEXEC_MAX_SUBGRAPH_DEPTH)"
-    )
-    # The deepest graph handles the error; above it, its ``failure`` output is linked nowhere.
-    assert views[-1].outputs == {"failure": [deepest.error]}
-    assert [v.status for v in views] == [S.COMPLETED] * 3
-    assert root.outputs == {}
-
-
-def test_an_unknown_child_graph_fails_the_node_saying_so(engine: Engine) -> None:
-    owner = user()
-    graph_id, _ = api.save_graph(calling("no-such-graph"), owner, engine=engine)
-    root = run_to_end(engine, owner, graph_id, 1)
-    assert root.outputs == {
-        "failure": [
-            "agent_executor cannot run graph 'no-such-graph': graph 'no-such-graph' not found"
-        ]
-    }
-    assert family(engine, owner, root.id) == [root]
-
-
 def test_cancelling_the_root_terminates_every_level(engine: Engine) -> None:
     owner = user()
     slow = graph(
@@ -196,11 +139,10 @@ def test_cancelling_the_root_terminates_every_level(engine: Engine) -> None:
 
 
 def _wait_for_running_leaf(engine: Engine, owner: str, root_id: str) -> str:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    def running_leaf() -> str | None:
         views = family(engine, owner, root_id)
         leaf_nodes = views[-1].node_executions if len(views) == MAX_DEPTH + 1 else []
-        if any(n.node_id == "wait" and n.status is S.RUNNING for n in leaf_nodes):
-            return views[-1].id
-        time.sleep(0.1)
-    pytest.fail("the leaf's wait node never ran")
+        running = any(n.node_id == "wait" and n.status is S.RUNNING for n in leaf_nodes)
+        return views[-1].id if running else None
+
+    return wait_until(running_leaf, "the leaf's wait node running")

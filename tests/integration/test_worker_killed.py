@@ -14,6 +14,7 @@ from autoexec.statuses import ExecutionStatus
 from autoexec.store.tables import NodeExecution
 from tests.integration.conftest import Cluster, kill_worker, private_queues, worker_process
 from tests.integration.test_engine import graph, node
+from tests.waiting import wait_until
 
 S = ExecutionStatus
 
@@ -28,12 +29,7 @@ STREAM = graph(
 
 
 def wait_for_outputs(view_of: object, predicate: object, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate(view_of()):  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError("the stream never got going")
+    wait_until(lambda: predicate(view_of()), "the stream getting going", timeout)  # type: ignore[operator]
 
 
 def test_kill_9_mid_node_reruns_it_and_completes_once(cluster: Cluster, tmp_path: Path) -> None:

@@ -20,8 +20,8 @@ from autoexec.settings import load_settings
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.db import Database
-from autoexec.store.executions import NodeTask
 from autoexec.store.transitions import transition_graph
+from autoexec.testing import InMemoryDispatcher
 
 S = ExecutionStatus
 ONE_NODE = {
@@ -31,32 +31,18 @@ ONE_NODE = {
 }
 
 
-class RecordingDispatcher:
-    """Records what the engine sends; nothing consumes it."""
+@pytest.fixture
+def dispatcher() -> InMemoryDispatcher:
+    return InMemoryDispatcher()
 
-    def __init__(self) -> None:
-        self.sent: list[str] = []
 
-    def run_graph(self, graph_exec_id: str) -> None:
-        self.sent.append(f"run_graph {graph_exec_id}")
-
-    def advance_graph(self, graph_exec_id: str, countdown: float | None = None) -> None:
-        self.sent.append(f"advance_graph {graph_exec_id}")
-
-    def execute_node(self, task: NodeTask) -> None:
-        self.sent.append(f"execute_node {task.node_id} {task.task_id}")
-
-    def revoke(self, task_ids: list[str]) -> None:
-        pass
+def sent(dispatcher: InMemoryDispatcher) -> list[str]:
+    """What the engine sent (nothing consumes it)."""
+    return [str(job) for job in dispatcher.sent]
 
 
 @pytest.fixture
-def dispatcher() -> RecordingDispatcher:
-    return RecordingDispatcher()
-
-
-@pytest.fixture
-def engine(sqlite_url: str, dispatcher: RecordingDispatcher) -> Iterator[Engine]:
+def engine(sqlite_url: str, dispatcher: InMemoryDispatcher) -> Iterator[Engine]:
     redis_url = f"memory://reconciler-{uuid.uuid4().hex}"
     settings = load_settings(
         database_url=sqlite_url, redis_url=redis_url, max_concurrent_runs_per_user=1
@@ -77,23 +63,23 @@ def start(engine: Engine, graph_exec_id: str) -> None:
 
 
 def test_a_queued_run_is_published_again_within_its_users_free_slots(
-    engine: Engine, dispatcher: RecordingDispatcher
+    engine: Engine, dispatcher: InMemoryDispatcher
 ) -> None:
     first, second = submit(engine), submit(engine)
     dispatcher.sent.clear()
 
     assert reconcile(engine, older_than_seconds=300) == Report()
     assert reconcile(engine, older_than_seconds=0) == Report(republished_runs=1, waiting_runs=1)
-    assert dispatcher.sent == [f"run_graph {first}"]
+    assert sent(dispatcher) == [f"run_graph {first}"]
 
     start(engine, first)  # the user's one slot is taken: the other run waits for it
     dispatcher.sent.clear()
     assert reconcile(engine, older_than_seconds=0).republished_runs == 0
-    assert f"run_graph {second}" not in dispatcher.sent
+    assert f"run_graph {second}" not in sent(dispatcher)
 
 
 def test_a_running_run_gets_its_queued_nodes_sent_under_one_task_id_and_a_step(
-    engine: Engine, dispatcher: RecordingDispatcher
+    engine: Engine, dispatcher: InMemoryDispatcher
 ) -> None:
     run = submit(engine)
     start(engine, run)
@@ -104,15 +90,15 @@ def test_a_running_run_gets_its_queued_nodes_sent_under_one_task_id_and_a_step(
         [node] = repo.node_executions(session, run)
         assert node.dispatched and node.celery_task_id
         task_id = node.celery_task_id
-    assert dispatcher.sent == [f"execute_node x {task_id}", f"advance_graph {run}"]
+    assert sent(dispatcher) == [f"execute_node x {task_id}", f"advance_graph {run}"]
 
     dispatcher.sent.clear()
     assert reconcile(engine, older_than_seconds=0) == Report(resent_nodes=1, woken_runs=1)
-    assert dispatcher.sent == [f"execute_node x {task_id}", f"advance_graph {run}"]
+    assert sent(dispatcher) == [f"execute_node x {task_id}", f"advance_graph {run}"]
 
 
 def test_a_run_whose_only_active_node_runs_is_left_to_it(
-    engine: Engine, dispatcher: RecordingDispatcher
+    engine: Engine, dispatcher: InMemoryDispatcher
 ) -> None:
     run = submit(engine)
     start(engine, run)
@@ -122,7 +108,7 @@ def test_a_run_whose_only_active_node_runs_is_left_to_it(
     dispatcher.sent.clear()
 
     assert reconcile(engine, older_than_seconds=0) == Report(owned_runs=1)
-    assert dispatcher.sent == []
+    assert sent(dispatcher) == []
 
 
 @pytest.mark.parametrize("age", [-1, "ten", True, float("nan")])
