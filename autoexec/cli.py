@@ -104,10 +104,11 @@ _budget_option = click.option(
 def main() -> None:
     """autoexec: run agent workflow graphs on Celery."""
     from autoexec.logs import CLI_QUIET_LOGGERS, use_log_format_in_cli
+    from autoexec.settings import load_settings
 
     for name in CLI_QUIET_LOGGERS:  # kept from Python's last-resort handler in text
         logging.getLogger(name).addHandler(logging.NullHandler())
-    use_log_format_in_cli()
+    use_log_format_in_cli(load_settings())
 
 
 @main.command()
@@ -401,13 +402,13 @@ def _stop_following(graph_exec_id: str, user_id: str, embedded: bool, code: int)
 def _show(view: ExecutionView) -> int:
     """Print the status and outputs of an ended run (the error and what never ran on
     stderr); the exit code."""
-    from autoexec.settings import get_settings
+    from autoexec.engine.tasks import get_engine
     from autoexec.views import credits_line, never_ran_lines
 
     click.echo(f"status: {view.status.value}")
     if view.error:
         click.echo(f"error: {view.error}", err=True)
-    if get_settings().billing_enabled:
+    if get_engine().settings.billing_enabled:
         click.echo(f"credits: {credits_line(view.credits_spent, view.credit_budget)}", err=True)
     for line in never_ran_lines(view):
         click.echo(line, err=True)
@@ -422,7 +423,7 @@ def _show(view: ExecutionView) -> int:
 def status(graph_exec_id: str, user_id: str, as_json: bool) -> None:
     """Show an execution: status, times, node counts, outputs, errors, nodes that never ran."""
     from autoexec import api
-    from autoexec.settings import get_settings
+    from autoexec.engine.tasks import get_engine
     from autoexec.views import execution_summary
 
     _select_stack()
@@ -430,7 +431,7 @@ def status(graph_exec_id: str, user_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(_dump(view.model_dump(mode="json")))
         return
-    metered = get_settings().billing_enabled
+    metered = get_engine().settings.billing_enabled
     for line in execution_summary(view, datetime.now(UTC), metered=metered):
         click.echo(line)
 
@@ -715,12 +716,12 @@ def upgrade() -> None:
 
 def service_errors() -> tuple[type[Exception], ...]:
     """The errors that mean a service (database, Redis, broker) did not answer."""
-    from kombu.exceptions import OperationalError as BrokerError
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
     from sqlalchemy.exc import OperationalError as DatabaseError
 
-    return (DatabaseError, RedisConnectionError, RedisTimeoutError, BrokerError, ConnectionError)
+    from autoexec.celery_app import BrokerError
+    from autoexec.coordination import UNREACHABLE
+
+    return (DatabaseError, *UNREACHABLE, BrokerError, ConnectionError)
 
 
 def _service_error_reason(exc: Exception) -> str:
