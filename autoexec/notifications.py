@@ -349,7 +349,9 @@ def _unsendable(
     countdown: float | None = None,
 ) -> None:
     """What ``deliver`` retries a webhook with when given no sender (the task gives the app's)."""
-    raise NotificationDeliveryError(f"notification {request.id}: no sender to send a retry with")
+    raise NotificationDeliveryError(
+        f"notification {request.id}: no sender to send a retry with", retry=False
+    )
 
 
 def deliver(
