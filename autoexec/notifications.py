@@ -36,7 +36,6 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from autoexec.coordination import CoordinationError, Coordinator
-from autoexec.engine.context import Engine
 from autoexec.errors import NotFoundError, NotificationDeliveryError
 from autoexec.events import cut_value
 from autoexec.hooks import (
@@ -59,6 +58,7 @@ from autoexec.settings import Settings
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.credits import CHARGE
+from autoexec.store.db import Database
 from autoexec.store.tables import GraphExecution, NodeExecution
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,18 @@ def agent_run_request(change: GraphExecutionChange, at: float) -> NotificationRe
         graph_id=change.graph_id,
         graph_exec_id=change.graph_exec_id,
     )
+
+
+class Engine(Protocol):
+    """What delivering a notification reads (``autoexec.engine.context.Engine`` has it): named
+    here, so that this feature does not import the engine that calls it."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def db(self) -> Database: ...
+    @property
+    def coordinator(self) -> Coordinator: ...
 
 
 class Sender(Protocol):
