@@ -45,13 +45,19 @@ class PubSub:
     def __init__(self, client: redis.Redis, name: str) -> None:
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
         self._pubsub.subscribe(name)
+        self._reconnect_callback: Callable[[], None] | None = None
 
     def on_reconnect(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever the client re-subscribed by itself after a reconnect
         (messages published meanwhile were lost)."""
+        self._reconnect_callback = callback
         connection = self._pubsub.connection
-        if connection is not None:
-            connection.register_connect_callback(lambda _connection: callback())
+        if connection is not None:  # the client keeps a weak reference: a bound method
+            connection.register_connect_callback(self._reconnected)
+
+    def _reconnected(self, _connection: Any) -> None:
+        if self._reconnect_callback is not None:
+            self._reconnect_callback()
 
     def get_message(self, timeout: float) -> str | bytes | None:
         """The next message's data, or None if none came within ``timeout`` seconds."""
