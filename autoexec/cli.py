@@ -22,6 +22,7 @@ from autoexec.statuses import GRAPH_STATUSES
 
 if TYPE_CHECKING:
     from autoexec.api import ExecutionView
+    from autoexec.blocks.registry import BlockRegistry
 
 DEFAULT_USER = "local"
 DEFAULT_TIMEOUT_SECONDS = 3600.0
@@ -234,6 +235,14 @@ def _refuse_conflicting_options(
         raise click.UsageError("--timeout limits following a run: it does nothing with --detach")
 
 
+def _registry() -> BlockRegistry:
+    """The blocks the settings name, for commands that run no engine (no services needed)."""
+    from autoexec.blocks.registry import load_registry
+    from autoexec.settings import load_settings
+
+    return load_registry(load_settings().block_module_names)
+
+
 def _select_stack(embedded: bool | None = None) -> bool:
     """Use the embedded stack when asked, or when no broker is configured; True if embedded."""
     if embedded is None:
@@ -246,13 +255,12 @@ def _select_stack(embedded: bool | None = None) -> bool:
 
 
 def _dry_run(file: Path, inputs: dict[str, Any], user_id: str) -> None:
-    from autoexec.blocks.registry import get_registry
     from autoexec.engine.submission import RunRequest, validate_request
     from autoexec.graph import Graph, load_definition, validate_graph
     from autoexec.reference import run_reference
 
     definition = load_definition(file)
-    registry = get_registry()
+    registry = _registry()
     validate_graph(definition, registry)
     graph = Graph.model_validate(
         {
@@ -579,9 +587,7 @@ def reconcile(older_than: float | None, as_json: bool) -> None:
 @main.command()
 def blocks() -> None:
     """List the registered blocks with their pins."""
-    from autoexec.blocks.registry import get_registry
-
-    for block in get_registry().all():
+    for block in _registry().all():
         info = block.describe()
         required = set(info["required_inputs"])
         pins = ", ".join(f"{p}*" if p in required else p for p in info["inputs"])
