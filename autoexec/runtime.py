@@ -24,7 +24,6 @@ from autoexec.coordination import Coordinator, make_coordinator
 from autoexec.engine.context import Dispatcher, Engine, build_engine
 from autoexec.events import FLUSH_AT_EXIT_SECONDS, EventPublisher, EventSender
 from autoexec.hooks import EngineHook, load_hooks
-from autoexec.metrics import MetricsHook
 from autoexec.notifications import NotificationHook, Sender
 from autoexec.settings import Settings
 from autoexec.store.db import Database
@@ -100,6 +99,11 @@ class Runtime:
             database.dispose()
 
     def _make_hooks(self) -> list[EngineHook]:
+        # Imported here, when the first engine is built: its metrics must be created after a
+        # worker chose prometheus_client's multiprocess mode (autoexec.worker_metrics), which
+        # it does after importing the app, which holds the runtime.
+        from autoexec.metrics import MetricsHook
+
         settings = self.settings
         return [
             EventPublisher(self.send_events, settings.event_max_value_bytes),

@@ -189,12 +189,21 @@ def test_only_the_app_and_task_modules_import_celery(graph: grimp.ImportGraph) -
     assert importers(graph, "celery", "kombu") - CELERY_MODULES == KNOWN_CELERY_IMPORTS
 
 
-def test_importing_the_pure_core_loads_no_celery_redis_or_database_driver() -> None:
+def loaded_after(modules: Iterable[str], watched: Iterable[str]) -> list[str]:
+    """Which of ``watched`` a fresh interpreter has loaded after importing ``modules``."""
     code = (
-        f"import sys, {', '.join(PURE_MODULES)}\n"
-        f"print(' '.join(name for name in {SERVICE_LIBRARIES!r} if name in sys.modules))"
+        f"import sys, {', '.join(modules)}\n"
+        f"print(' '.join(name for name in {tuple(watched)!r} if name in sys.modules))"
     )
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
-    assert loaded == []
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return run.stdout.split()
+
+
+def test_importing_the_pure_core_loads_no_celery_redis_or_database_driver() -> None:
+    assert loaded_after(PURE_MODULES, SERVICE_LIBRARIES) == []
+
+
+def test_importing_the_app_and_its_tasks_creates_no_metric() -> None:
+    # A worker picks prometheus_client's multiprocess mode after importing the app and before
+    # its pool forks: a metric created before that would count outside what it serves.
+    assert loaded_after(["autoexec.engine.tasks"], ["autoexec.metrics"]) == []
