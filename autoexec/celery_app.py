@@ -123,12 +123,17 @@ class AutoexecCelery(Celery):
             self._runtime = runtime = runtime.for_this_process()
             return runtime
 
-    def configure(self, env: Mapping[str, str]) -> Runtime:
+    @property
+    def configured_env(self) -> dict[str, str]:
+        """The variables ``configure`` has set over the environment so far."""
+        return dict(self._env)
+
+    def configure(self, env: Mapping[str, str], replace: bool = False) -> Runtime:
         """Set ``env``'s ``AUTOEXEC_*`` variables over the environment (and over those set
-        before) for this process: a new runtime, and the app's queues and connections as its
-        settings say. The environment itself is left as it is. For the embedded stack, tests
-        and benchmarks."""
-        self._env.update(env)
+        before, unless ``replace``) for this process: a new runtime, and the app's queues and
+        connections as its settings say. The environment itself is left as it is. For the
+        embedded stack, tests and benchmarks."""
+        self._env = dict(env) if replace else {**self._env, **env}
         runtime = self._make_runtime(settings_with(self._env))
         with self._runtime_lock:
             previous, self._runtime = self._runtime, runtime

@@ -113,11 +113,11 @@ def get_engine() -> Engine:
     return app.runtime.engine(CeleryDispatcher)
 
 
-def reconfigure(env: Mapping[str, str] | None = None) -> Engine:
-    """Set ``env``'s ``AUTOEXEC_*`` variables over the environment for this process (the
-    environment itself is not changed) and return the engine of the new runtime. For the
-    embedded stack, tests and benchmarks."""
-    app.configure(env or {})
+def reconfigure(env: Mapping[str, str] | None = None, replace: bool = False) -> Engine:
+    """Set ``env``'s ``AUTOEXEC_*`` variables over the environment for this process (over
+    those set before, unless ``replace``; the environment itself is not changed) and return the
+    engine of the new runtime. For the embedded stack, tests and benchmarks."""
+    app.configure(env or {}, replace)
     return get_engine()
 
 

@@ -99,8 +99,7 @@ def test_configuring_the_app_sets_its_runtime_and_leaves_the_environment_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("AUTOEXEC_NODE_QUEUE", raising=False)
-    before = dict(os.environ)
-    previous = app.runtime
+    before, previous = dict(os.environ), app.configured_env
     try:
         runtime = app.configure({"AUTOEXEC_NODE_QUEUE": "runtime-test.nodes"})
         assert app.runtime is runtime
@@ -108,4 +107,5 @@ def test_configuring_the_app_sets_its_runtime_and_leaves_the_environment_alone(
         assert app.conf.task_routes["autoexec.execute_node"] == {"queue": "runtime-test.nodes"}
         assert dict(os.environ) == before
     finally:
-        app.configure({"AUTOEXEC_NODE_QUEUE": previous.settings.node_queue})
+        restored = app.configure(previous, replace=True)
+    assert restored.settings.node_queue == "autoexec.nodes"
