@@ -270,7 +270,7 @@ def _dry_run(file: Path, inputs: dict[str, Any], user_id: str) -> None:
             "user_id": user_id,
         }
     )
-    validate_request(graph, RunRequest(graph.id, user_id, inputs))
+    validate_request(graph, RunRequest(graph.id, user_id, inputs), registry.get)
     result = run_reference(graph, registry.get, inputs)
     click.echo(f"status: {result.status.value}")
     if result.error:
