@@ -44,7 +44,11 @@ class PubSub:
 
     def __init__(self, client: redis.Redis, name: str) -> None:
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
-        self._pubsub.subscribe(name)
+        try:
+            self._pubsub.subscribe(name)
+        except BaseException:
+            self._pubsub.close()
+            raise
         self._reconnect_callback: Callable[[], None] | None = None
 
     def on_reconnect(self, callback: Callable[[], None]) -> None:
