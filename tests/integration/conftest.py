@@ -163,20 +163,15 @@ class PrivateQueues:
 
 @contextmanager
 def private_queues(cluster: Cluster) -> Iterator[PrivateQueues]:
-    """Queues of its own for a test's workers; the test process submits there meanwhile."""
+    """Queues of its own for a test's workers; the test process submits there meanwhile, and
+    whatever the test configures inside comes undone after."""
     tag = secrets.token_hex(4)
     env = {"AUTOEXEC_DATABASE_URL": cluster.database_url, **_queue_env(tag)}
-    restore = {
-        "AUTOEXEC_GRAPH_QUEUE": cluster.graph_queue,
-        "AUTOEXEC_NODE_QUEUE": cluster.node_queue,
-        "AUTOEXEC_INBOX_QUEUE": cluster.inbox_queue,
-    }
-    engine = reconfigure(env)
-    try:
-        yield PrivateQueues(engine, env)
-    finally:
-        _delete_queues(engine.settings.broker_url, env)
-        reconfigure(restore)
+    with environment(env) as engine:
+        try:
+            yield PrivateQueues(engine, env)
+        finally:
+            _delete_queues(engine.settings.broker_url, env)
 
 
 @contextmanager
