@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from autoexec.statuses import HOLDING_A_SLOT, ExecutionStatus
-from autoexec.store.db import get_database
+from autoexec.store.db import Database
 from autoexec.store.tables import GraphExecution
 
 log = logging.getLogger(__name__)
@@ -29,25 +29,25 @@ ACTIVE = (ExecutionStatus.QUEUED, *HOLDING_A_SLOT)
 
 
 class ActiveRunsCollector(Collector):
-    """Counts the active graph executions of ``database_url`` when scraped."""
+    """Counts the active graph executions of ``database`` when scraped."""
 
-    def __init__(self, database_url: str) -> None:
-        self.database_url = database_url
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
     def describe(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(NAME, HELP)
 
     def collect(self) -> Iterator[Metric]:
         try:
-            count = count_active_runs(self.database_url)
+            count = count_active_runs(self.database)
         except SQLAlchemyError as exc:
             log.warning("%s left out of this scrape: cannot read the database: %s", NAME, exc)
             return
         yield GaugeMetricFamily(NAME, HELP, value=count)
 
 
-def count_active_runs(database_url: str) -> int:
+def count_active_runs(database: Database) -> int:
     stmt = select(func.count()).where(GraphExecution.status.in_(ACTIVE))
     # A plain connection, not a Session: a read that notes no changes for the hooks.
-    with get_database(database_url).engine.connect() as connection:
+    with database.engine.connect() as connection:
         return int(connection.execute(stmt).scalar_one())

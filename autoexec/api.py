@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import OperationalError
 
 from autoexec import credits
-from autoexec.coordination import Keys
+from autoexec.coordination import Keys, PubSub
 from autoexec.credits import CreditTransactionView
 from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine
@@ -372,8 +372,7 @@ def wait(
     """Block until the execution ends (or ``timeout`` seconds pass: ``TimeoutError``)."""
     engine = _engine(engine)
     deadline = time.monotonic() + timeout
-    pubsub = engine.coordinator.client.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(Keys.events(graph_exec_id))
+    pubsub = engine.coordinator.subscribe(Keys.events(graph_exec_id))
     try:
         while True:
             try:
@@ -395,13 +394,13 @@ def wait(
         pubsub.close()
 
 
-def _next_graph_event(pubsub: Any, timeout: float) -> None:
+def _next_graph_event(pubsub: PubSub, timeout: float) -> None:
     """Wait until a graph execution's event comes (its node events do not end it), or
     ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
         message = pubsub.get_message(timeout=left)
-        if message is not None and json.loads(message["data"]).get("type") == GRAPH_EVENT:
+        if message is not None and json.loads(message).get("type") == GRAPH_EVENT:
             return
 
 

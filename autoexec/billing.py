@@ -17,12 +17,11 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
 from autoexec.blocks.base import Block, BlockCost, CostType
 from autoexec.blocks.registry import BlockRegistry
-from autoexec.coordination import Coordinator
+from autoexec.coordination import CoordinationError, Coordinator
 from autoexec.dataflow import elements_of
 from autoexec.errors import BudgetExceededError, InsufficientBalanceError
 from autoexec.hooks import ChargeRefused, note
@@ -182,7 +181,7 @@ class Charges:
             return 0
         try:
             count = self.metering.coordinator.count_node_execution(self.run.user_id)
-        except RedisError:
+        except CoordinationError:
             log.warning("execution cost not counted: Redis is unavailable", exc_info=True)
             return 0
         if count % settings.execution_cost_count_threshold != 0:

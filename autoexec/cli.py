@@ -22,6 +22,7 @@ from autoexec.statuses import GRAPH_STATUSES
 
 if TYPE_CHECKING:
     from autoexec.api import ExecutionView
+    from autoexec.blocks.registry import BlockRegistry
 
 DEFAULT_USER = "local"
 DEFAULT_TIMEOUT_SECONDS = 3600.0
@@ -104,10 +105,11 @@ _budget_option = click.option(
 def main() -> None:
     """autoexec: run agent workflow graphs on Celery."""
     from autoexec.logs import CLI_QUIET_LOGGERS, use_log_format_in_cli
+    from autoexec.settings import load_settings
 
     for name in CLI_QUIET_LOGGERS:  # kept from Python's last-resort handler in text
         logging.getLogger(name).addHandler(logging.NullHandler())
-    use_log_format_in_cli()
+    use_log_format_in_cli(load_settings())
 
 
 @main.command()
@@ -233,6 +235,14 @@ def _refuse_conflicting_options(
         raise click.UsageError("--timeout limits following a run: it does nothing with --detach")
 
 
+def _registry() -> BlockRegistry:
+    """The blocks the settings name, for commands that run no engine (no services needed)."""
+    from autoexec.blocks.registry import load_registry
+    from autoexec.settings import load_settings
+
+    return load_registry(load_settings().block_module_names)
+
+
 def _select_stack(embedded: bool | None = None) -> bool:
     """Use the embedded stack when asked, or when no broker is configured; True if embedded."""
     if embedded is None:
@@ -245,13 +255,12 @@ def _select_stack(embedded: bool | None = None) -> bool:
 
 
 def _dry_run(file: Path, inputs: dict[str, Any], user_id: str) -> None:
-    from autoexec.blocks.registry import get_registry
     from autoexec.engine.submission import RunRequest, validate_request
     from autoexec.graph import Graph, load_definition, validate_graph
     from autoexec.reference import run_reference
 
     definition = load_definition(file)
-    registry = get_registry()
+    registry = _registry()
     validate_graph(definition, registry)
     graph = Graph.model_validate(
         {
@@ -261,7 +270,7 @@ def _dry_run(file: Path, inputs: dict[str, Any], user_id: str) -> None:
             "user_id": user_id,
         }
     )
-    validate_request(graph, RunRequest(graph.id, user_id, inputs))
+    validate_request(graph, RunRequest(graph.id, user_id, inputs), registry.get)
     result = run_reference(graph, registry.get, inputs)
     click.echo(f"status: {result.status.value}")
     if result.error:
@@ -401,13 +410,13 @@ def _stop_following(graph_exec_id: str, user_id: str, embedded: bool, code: int)
 def _show(view: ExecutionView) -> int:
     """Print the status and outputs of an ended run (the error and what never ran on
     stderr); the exit code."""
-    from autoexec.settings import get_settings
+    from autoexec.engine.tasks import get_engine
     from autoexec.views import credits_line, never_ran_lines
 
     click.echo(f"status: {view.status.value}")
     if view.error:
         click.echo(f"error: {view.error}", err=True)
-    if get_settings().billing_enabled:
+    if get_engine().settings.billing_enabled:
         click.echo(f"credits: {credits_line(view.credits_spent, view.credit_budget)}", err=True)
     for line in never_ran_lines(view):
         click.echo(line, err=True)
@@ -422,7 +431,7 @@ def _show(view: ExecutionView) -> int:
 def status(graph_exec_id: str, user_id: str, as_json: bool) -> None:
     """Show an execution: status, times, node counts, outputs, errors, nodes that never ran."""
     from autoexec import api
-    from autoexec.settings import get_settings
+    from autoexec.engine.tasks import get_engine
     from autoexec.views import execution_summary
 
     _select_stack()
@@ -430,7 +439,7 @@ def status(graph_exec_id: str, user_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(_dump(view.model_dump(mode="json")))
         return
-    metered = get_settings().billing_enabled
+    metered = get_engine().settings.billing_enabled
     for line in execution_summary(view, datetime.now(UTC), metered=metered):
         click.echo(line)
 
@@ -578,9 +587,7 @@ def reconcile(older_than: float | None, as_json: bool) -> None:
 @main.command()
 def blocks() -> None:
     """List the registered blocks with their pins."""
-    from autoexec.blocks.registry import get_registry
-
-    for block in get_registry().all():
+    for block in _registry().all():
         info = block.describe()
         required = set(info["required_inputs"])
         pins = ", ".join(f"{p}*" if p in required else p for p in info["inputs"])
@@ -715,12 +722,12 @@ def upgrade() -> None:
 
 def service_errors() -> tuple[type[Exception], ...]:
     """The errors that mean a service (database, Redis, broker) did not answer."""
-    from kombu.exceptions import OperationalError as BrokerError
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
     from sqlalchemy.exc import OperationalError as DatabaseError
 
-    return (DatabaseError, RedisConnectionError, RedisTimeoutError, BrokerError, ConnectionError)
+    from autoexec.celery_app import BrokerError
+    from autoexec.coordination import UNREACHABLE
+
+    return (DatabaseError, *UNREACHABLE, BrokerError, ConnectionError)
 
 
 def _service_error_reason(exc: Exception) -> str:

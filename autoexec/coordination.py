@@ -2,21 +2,74 @@
 names live here.
 
 The same code runs on a real Redis and on the embedded stack's in-process stand-in (fakeredis,
-selected by a ``memory://`` Redis URL).
+selected by a ``memory://`` Redis URL). This is the only module that talks to a Redis client:
+the rest of autoexec uses the ``Coordinator`` and the ``GraphLock`` and ``PubSub`` it gives, and
+catches ``CoordinationError`` (any failure to reach or use Redis) and ``LockLost``.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import redis
 from redis.backoff import NoBackoff
-from redis.lock import Lock
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import LockError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 MEMORY_SCHEME = "memory://"
+
+# Re-exported, so that no other module names the Redis client: any failure to reach or use
+# the coordination store; a lock released or extended after it expired; Redis unreachable.
+CoordinationError = RedisError
+LockLost = LockError
+UNREACHABLE: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+
+
+class GraphLock(Protocol):
+    """A cluster-wide lock with an owner token and a time-to-live (``Coordinator.graph_lock``)."""
+
+    def acquire(self, blocking: bool | None = None) -> bool: ...
+
+    def release(self) -> None: ...
+
+    def reacquire(self) -> bool: ...
+
+
+class PubSub:
+    """One pub/sub subscription (``Coordinator.subscribe``); its calls raise
+    ``CoordinationError`` when Redis fails."""
+
+    def __init__(self, client: redis.Redis, name: str) -> None:
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            self._pubsub.subscribe(name)
+        except BaseException:
+            self._pubsub.close()
+            raise
+        self._reconnect_callback: Callable[[], None] | None = None
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever the client re-subscribed by itself after a reconnect
+        (messages published meanwhile were lost)."""
+        self._reconnect_callback = callback
+        connection = self._pubsub.connection
+        if connection is not None:  # the client keeps a weak reference: a bound method
+            connection.register_connect_callback(self._reconnected)
+
+    def _reconnected(self, _connection: Any) -> None:
+        if self._reconnect_callback is not None:
+            self._reconnect_callback()
+
+    def get_message(self, timeout: float) -> str | bytes | None:
+        """The next message's data, or None if none came within ``timeout`` seconds."""
+        message = self._pubsub.get_message(timeout=timeout)
+        return None if message is None else message["data"]
+
+    def close(self) -> None:
+        self._pubsub.close()
 
 
 class Keys:
@@ -105,10 +158,14 @@ class Coordinator:
     def take_missed(self, graph_exec_id: str) -> bool:
         return self.client.getdel(Keys.missed(graph_exec_id)) is not None
 
-    def graph_lock(self, graph_exec_id: str, ttl_seconds: float) -> Lock:
+    def graph_lock(self, graph_exec_id: str, ttl_seconds: float) -> GraphLock:
         """The cluster-wide lock of one graph execution: an owner token and a time-to-live."""
-        lock: Lock = self.client.lock(Keys.graph_lock(graph_exec_id), timeout=ttl_seconds)
+        lock: GraphLock = self.client.lock(Keys.graph_lock(graph_exec_id), timeout=ttl_seconds)
         return lock
+
+    def subscribe(self, channel: str) -> PubSub:
+        """Subscribe to ``channel`` (``Keys.events``, ``Keys.user_events``)."""
+        return PubSub(self.client, channel)
 
     def lock_ttl(self, graph_exec_id: str) -> float:
         """Seconds left on the graph lock (0 if nobody holds it)."""
@@ -171,11 +228,6 @@ class Coordinator:
         pipeline.execute()
 
 
-_memory_servers: dict[str, Any] = {}
-_coordinators: dict[tuple[int, str], Coordinator] = {}
-_guard = threading.Lock()
-
-
 SERVICE_TIMEOUTS: dict[str, Any] = {"socket_timeout": 10, "socket_connect_timeout": 5}
 # One try, half a second at most: a lost event costs less than a slowed run.
 EVENTS_TIMEOUTS: dict[str, Any] = {
@@ -185,27 +237,25 @@ EVENTS_TIMEOUTS: dict[str, Any] = {
 }
 
 
-def redis_client(url: str, options: dict[str, Any] = SERVICE_TIMEOUTS) -> redis.Redis:
-    """A Redis client for ``url``; ``memory://name`` is an in-process stand-in shared by name."""
+def redis_client(
+    url: str, options: dict[str, Any] = SERVICE_TIMEOUTS, memory: Any = None
+) -> redis.Redis:
+    """A Redis client for ``url``; ``memory://...`` is an in-process stand-in (on the fakeredis
+    server ``memory``, a new one if None)."""
     if url.startswith(MEMORY_SCHEME):
         import fakeredis
 
-        server = _memory_servers.setdefault(url, fakeredis.FakeServer())
-        client: redis.Redis = fakeredis.FakeRedis(server=server)
+        client: redis.Redis = fakeredis.FakeRedis(server=memory or fakeredis.FakeServer())
         return client
     return redis.Redis.from_url(url, **options)
 
 
-def get_coordinator(url: str | None = None) -> Coordinator:
-    """The process-wide coordinator for ``url`` (default: the settings' Redis URL)."""
-    if url is None:
-        from autoexec.settings import get_settings
+def make_coordinator(url: str) -> Coordinator:
+    """A coordinator for ``url``, with its own client for events; on ``memory://`` both clients
+    share one in-process server, owned by the coordinator (one per runtime)."""
+    memory = None
+    if url.startswith(MEMORY_SCHEME):
+        import fakeredis
 
-        url = get_settings().redis_url
-    key = (os.getpid(), url)
-    with _guard:
-        coordinator = _coordinators.get(key)
-        if coordinator is None:
-            events_client = redis_client(url, EVENTS_TIMEOUTS)
-            coordinator = _coordinators[key] = Coordinator(redis_client(url), events_client)
-    return coordinator
+        memory = fakeredis.FakeServer()
+    return Coordinator(redis_client(url, memory=memory), redis_client(url, EVENTS_TIMEOUTS, memory))

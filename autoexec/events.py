@@ -6,7 +6,8 @@ to ``AUTOEXEC_EVENT_MAX_VALUE_BYTES``. ``api.subscribe`` rebuilds the state from
 and these events. Publishing is best effort: if Redis fails, events are dropped for a few
 seconds and the run goes on at its normal pace.
 
-Events are handed, once committed, to one background thread per process (``EventSender``),
+Events are handed, once committed, to one background thread per process (``EventSender``,
+owned by the process's runtime),
 which publishes them in order, many to a pipeline: a node task sends its successors without
 waiting on Redis. So events of one process keep their order, while those of two processes
 (a node's end, its successor's start) may arrive in either order; ``api.subscribe`` reads the
@@ -15,21 +16,17 @@ database once more when the final event comes, so it misses none of them.
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from celery import signals
-
-from autoexec.coordination import Keys, get_coordinator
+from autoexec.coordination import Keys
 from autoexec.hooks import GraphExecutionChange, Hook, NodeExecutionChange, NodeOutput, NodeRef
-from autoexec.per_process import PerProcess
-from autoexec.settings import get_settings
 from autoexec.statuses import ExecutionStatus
 
 log = logging.getLogger(__name__)
@@ -116,12 +113,17 @@ class Breaker:
         self.failing = False
 
 
+Publish = Callable[[list[tuple[str, str]]], None]
+
+
 class EventSender:
     """One daemon thread of this process publishing committed events, in the order they were
-    committed, up to ``EVENTS_PER_PIPELINE`` to a Redis pipeline."""
+    committed, up to ``EVENTS_PER_PIPELINE`` to a Redis pipeline (``publish``: the
+    coordinator's ``publish_all``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, publish: Publish) -> None:
         self.pid = os.getpid()
+        self.publish = publish
         self.waiting: queue.Queue[list[dict[str, Any]]] = queue.Queue(MAX_WAITING_TRANSACTIONS)
         self.breaker = Breaker()
         self.dropping = False
@@ -173,37 +175,19 @@ class EventSender:
         if not self.breaker.allows():
             return
         try:
-            get_coordinator(get_settings().redis_url).publish_all(messages(events))
+            self.publish(messages(events))
         except Exception as exc:  # any failure: the run must not notice
             self.breaker.failed(exc)
         else:
             self.breaker.succeeded()
 
 
-_sender = PerProcess(EventSender)
-
-
-def sender() -> EventSender:
-    """This process's sender (a forked worker child starts its own)."""
-    return _sender.get()
-
-
-def flush_events(timeout: float = FLUSH_AT_EXIT_SECONDS, **_: Any) -> bool:
-    """Publish what this process still holds (at its exit, and for tests)."""
-    current = _sender.existing()
-    return True if current is None else current.flush(timeout)
-
-
-atexit.register(flush_events)
-# A prefork pool process leaves with os._exit, which runs no atexit handler.
-signals.worker_process_shutdown.connect(flush_events, weak=False, dispatch_uid=__name__)
-
-
 class EventPublisher(Hook):
-    """The built-in hook that hands each committed transaction's events to the sender."""
+    """The built-in hook that hands each committed transaction's events to ``send`` (the
+    runtime's sender)."""
 
-    def __init__(self) -> None:
-        self.max_value_bytes = get_settings().event_max_value_bytes
+    def __init__(self, send: Callable[[list[dict[str, Any]]], None], max_value_bytes: int) -> None:
+        self.send, self.max_value_bytes = send, max_value_bytes
         self._local = threading.local()  # hooks of concurrent transactions share the instance
 
     @property
@@ -229,7 +213,7 @@ class EventPublisher(Hook):
     def committed(self) -> None:
         events, self._local.pending = self._pending, []
         if events:
-            sender().send(events)
+            self.send(events)
 
 
 def messages(events: list[dict[str, Any]]) -> list[tuple[str, str]]:

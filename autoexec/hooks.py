@@ -8,18 +8,19 @@ run. Hooks run on the engine's thread right after the commit, so they must be qu
 built-in ones do one Redis round trip, publish a message per notification, or only update
 memory).
 
-The hooks of a process are the built-in ones (live events, Prometheus metrics, notifications)
-and those named in AUTOEXEC_HOOKS (``pkg.module:Name,...``; each is called with no arguments
-to make the hook). The engine's core imports none of them.
+A runtime (``autoexec.runtime``) builds its hooks from its settings: the built-in ones (live
+events, Prometheus metrics, notifications) and those named in AUTOEXEC_HOOKS
+(``pkg.module:Name,...``; each is called with no arguments to make the hook). Its database's
+sessions carry them (``session_info``), so a commit calls the hooks of the runtime whose
+session it was. The engine's core imports none of them.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import event
@@ -31,11 +32,6 @@ from autoexec.statuses import SUSPENDED, TERMINAL, ExecutionStatus
 log = logging.getLogger(__name__)
 
 S = ExecutionStatus
-BUILTIN_HOOKS: tuple[str, ...] = (
-    "autoexec.events:EventPublisher",
-    "autoexec.metrics:MetricsHook",
-    "autoexec.notifications:NotificationHook",
-)
 
 
 @dataclass(frozen=True)
@@ -178,6 +174,13 @@ class Hook:
 # --- noting changes on the session --------------------------------------------------------
 
 _PENDING = "autoexec.changes"
+_HOOKS = "autoexec.hooks"
+
+
+def session_info(hooks: Sequence[EngineHook]) -> dict[str, Any]:
+    """What a session factory puts in each session's ``info`` so that its commits call
+    ``hooks``."""
+    return {_HOOKS: hooks}
 
 
 def note(session: Session, change: Change) -> None:
@@ -191,7 +194,7 @@ def _after_commit(session: Session) -> None:
     if not changes:
         return
     try:
-        call_hooks(_outputs_before_ends(changes))
+        call_hooks(session.info.get(_HOOKS, ()), _outputs_before_ends(changes))
     except Exception:  # whatever happens here, the commit stands and the caller goes on
         log.exception("could not call the engine hooks")
 
@@ -232,23 +235,8 @@ def _after_rollback(session: Session, _previous: Any) -> None:
 # --- calling the hooks ----------------------------------------------------------------------
 
 
-@dataclass
-class _Installed:
-    hooks: list[EngineHook] = field(default_factory=list)
-    loaded: bool = False
-
-
-_installed = _Installed()
-_lock = threading.Lock()
-
-
-def call_hooks(changes: Sequence[Change]) -> None:
+def call_hooks(hooks: Sequence[EngineHook], changes: Sequence[Change]) -> None:
     """Give ``changes`` (committed) to every hook; a hook that raises is logged, not raised."""
-    try:
-        hooks = installed_hooks()
-    except Exception:
-        log.exception("could not load the engine hooks (AUTOEXEC_HOOKS)")
-        return
     for hook in hooks:
         for change in changes:
             _call(hook, _method_of(hook, change), change)
@@ -286,23 +274,9 @@ def _call(hook: EngineHook, method: Any, change: Change | None) -> None:
         log.exception("hook %s failed; the run goes on", type(hook).__name__)
 
 
-def installed_hooks() -> list[EngineHook]:
-    """The hooks of this process, made on first use from the built-ins and AUTOEXEC_HOOKS."""
-    if not _installed.loaded:
-        with _lock:
-            if not _installed.loaded:
-                from autoexec.settings import get_settings
-
-                names = [*BUILTIN_HOOKS, *get_settings().hook_names]
-                _installed.hooks = [load_hook(name) for name in names]
-                _installed.loaded = True
-    return _installed.hooks
-
-
-def reset_hooks() -> None:
-    """Make the hooks again on next use (after the settings changed)."""
-    with _lock:
-        _installed.hooks, _installed.loaded = [], False
+def load_hooks(specs: Sequence[str]) -> list[EngineHook]:
+    """The hooks named in AUTOEXEC_HOOKS; a clear error if one cannot be made."""
+    return [load_hook(spec) for spec in specs]
 
 
 def load_hook(spec: str) -> EngineHook:

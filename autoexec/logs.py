@@ -14,10 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from celery.signals import after_setup_logger, after_setup_task_logger
-from celery.utils.log import get_multiprocessing_logger
-
-from autoexec.settings import get_settings
+from autoexec.settings import Settings
 
 NODE_CONTEXT = ("user", "graph", "graph_exec", "node", "node_exec", "block")
 # The CLI prints a saved graph's warnings itself ("warning: ..."); its log would repeat them.
@@ -53,26 +50,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def wants_json() -> bool:
-    return get_settings().log_format == "json"
+def wants_json(settings: Settings) -> bool:
+    return settings.log_format == "json"
 
 
-def _format_handlers(logger: logging.Logger | None) -> None:
+def format_as_json(logger: logging.Logger | None) -> None:
+    """Make ``logger``'s handlers write JSON (Celery's, once it has set them up: the app
+    connects this to its logging signals)."""
     for handler in logger.handlers if logger is not None else ():
         handler.setFormatter(JsonFormatter())
-
-
-def _json_for_celery(logger: logging.Logger, **_: Any) -> None:
-    if wants_json():
-        _format_handlers(logger)
-        _format_handlers(get_multiprocessing_logger())
-
-
-def use_log_format_in_celery() -> None:
-    """Celery's processes (worker, beat) log in the configured format, once Celery has set up
-    its handlers (also the pool processes, which inherit them)."""
-    after_setup_logger.connect(_json_for_celery, weak=False)
-    after_setup_task_logger.connect(_json_for_celery, weak=False)
 
 
 class _JsonStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -80,11 +66,11 @@ class _JsonStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return not record.name.startswith(CLI_QUIET_LOGGERS) and super().filter(record)
 
 
-def use_log_format_in_cli() -> None:
+def use_log_format_in_cli(settings: Settings) -> None:
     """The CLI's log lines (warnings and errors, on stderr) in the configured format; text
     leaves Python's default."""
     root = logging.getLogger()
-    if not wants_json() or any(isinstance(h, _JsonStderrHandler) for h in root.handlers):
+    if not wants_json(settings) or any(isinstance(h, _JsonStderrHandler) for h in root.handlers):
         return
     handler = _JsonStderrHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())

@@ -35,10 +35,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
-from redis.exceptions import RedisError
 
-from autoexec.coordination import Coordinator
-from autoexec.engine.context import Engine
+from autoexec.coordination import CoordinationError, Coordinator
 from autoexec.errors import NotFoundError, NotificationDeliveryError
 from autoexec.events import cut_value
 from autoexec.hooks import (
@@ -57,10 +55,11 @@ from autoexec.notification_sinks import (
     delivery_threads,
     log_notification,
 )
-from autoexec.settings import Settings, get_settings
+from autoexec.settings import Settings
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.credits import CHARGE
+from autoexec.store.db import Database
 from autoexec.store.tables import GraphExecution, NodeExecution
 
 log = logging.getLogger(__name__)
@@ -168,6 +167,18 @@ def agent_run_request(change: GraphExecutionChange, at: float) -> NotificationRe
     )
 
 
+class Engine(Protocol):
+    """What delivering a notification reads (``autoexec.engine.context.Engine`` has it): named
+    here, so that this feature does not import the engine that calls it."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def db(self) -> Database: ...
+    @property
+    def coordinator(self) -> Coordinator: ...
+
+
 class Sender(Protocol):
     """Sends an ``autoexec.notify`` task (Celery in production)."""
 
@@ -180,29 +191,11 @@ class Sender(Protocol):
     ) -> None: ...
 
 
-# A lost notification costs less than an engine thread held up by a broker that does not answer.
-SEND_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
-
-
-def send_task(
-    request: NotificationRequest,
-    sink: str | None = None,
-    attempt: int = 0,
-    countdown: float | None = None,
-) -> None:
-    """Send ``request`` as an ``autoexec.notify`` task (routed to the graph queue)."""
-    from autoexec.celery_app import app
-
-    kwargs = {"request": request.message(), "sink": sink, "attempt": attempt}
-    app.send_task(NOTIFY_TASK, kwargs=kwargs, countdown=countdown, retry_policy=SEND_RETRY_POLICY)
-
-
 class NotificationHook(Hook):
     """The built-in hook that sends notifications: one task per notification, after the
     commit of what it is about. LOW_BALANCE and ZERO_BALANCE only with metering on."""
 
-    def __init__(self, send: Sender = send_task, settings: Settings | None = None) -> None:
-        settings = settings or get_settings()
+    def __init__(self, send: Sender, settings: Settings) -> None:
         self.on = bool(settings.notification_sink_names)
         self.billing = settings.billing_enabled
         self.threshold = settings.low_balance_threshold
@@ -362,12 +355,24 @@ def _first(outputs: dict[str, list[Any]], count: int) -> Iterator[tuple[str, Any
 # --- delivery (the autoexec.notify task) ----------------------------------------------------
 
 
+def _unsendable(
+    request: NotificationRequest,
+    sink: str | None = None,
+    attempt: int = 0,
+    countdown: float | None = None,
+) -> None:
+    """What ``deliver`` retries a webhook with when given no sender (the task gives the app's)."""
+    raise NotificationDeliveryError(
+        f"notification {request.id}: no sender to send a retry with", retry=False
+    )
+
+
 def deliver(
     engine: Engine,
     request: NotificationRequest,
     sink: str | None = None,
     attempt: int = 0,
-    send: Sender = send_task,
+    send: Sender | None = None,
 ) -> str:
     """Deliver ``request`` to every sink (or only ``sink``, on a retry); what happened. Never
     waits for a webhook: its POST runs on a delivery thread, which sends the retries."""
@@ -393,7 +398,7 @@ def deliver(
     if LOG in sinks:
         log_notification(notification.body(attempt))
     if WEBHOOK in sinks:
-        to_webhook(engine.settings, notification, request, attempt, send)
+        to_webhook(engine.settings, notification, request, attempt, send or _unsendable)
     return f"sent to {', '.join(sinks)}" if sinks else "not sent: no sink"
 
 
@@ -411,7 +416,7 @@ def alert_due(engine: Engine, request: NotificationRequest) -> int | None:
         return 0
     try:
         return engine.coordinator.alert_due(block, error_type, seconds)
-    except RedisError as exc:
+    except CoordinationError as exc:
         log.warning("SYSTEM_ALERT %s limited in this process only: %s", request.id, exc)
     now = time.monotonic()
     last = _local_alerts.get((block, error_type))
@@ -428,7 +433,7 @@ def first_zero_balance_notice(coordinator: Coordinator, request: NotificationReq
         return coordinator.first_zero_balance_notice(
             request.user_id, str(request.graph_id), int(request.top_ups or 0)
         )
-    except RedisError as exc:
+    except CoordinationError as exc:
         log.warning("ZERO_BALANCE %s sent without its once-only check: %s", request.id, exc)
         return True
 

@@ -1,13 +1,15 @@
 """Every ``AUTOEXEC_*`` setting, in one place.
 
-Settings are read from the environment once per process (:func:`get_settings`) and passed down;
-nothing is configured at import time. An invalid value fails with a message that names the
-environment variable.
+Settings are read from the environment (:func:`load_settings`, or :func:`settings_with` for
+the environment with some variables set over it) by the outermost edge of a process, which
+builds its ``autoexec.runtime.Runtime`` from them and passes them down; nothing is cached or
+configured at import time, and nothing here writes the environment. An invalid value fails
+with a message that names the environment variable.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
@@ -148,7 +150,19 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigurationError(f"invalid configuration: {problems}") from None
 
 
-@lru_cache(maxsize=1)
+def settings_with(env: Mapping[str, str]) -> Settings:
+    """Settings from the environment with the ``AUTOEXEC_*`` variables of ``env`` set over it
+    (other names are ignored); the environment itself is left as it is."""
+    overrides = {
+        name.removeprefix(ENV_PREFIX).lower(): value
+        for name, value in env.items()
+        if name.startswith(ENV_PREFIX)
+    }
+    return load_settings(**overrides)
+
+
 def get_settings() -> Settings:
-    """The process-wide settings, read once."""
+    """Settings read from the environment now (not cached): for edges that run before, or
+    outside, any runtime (migrations, the dead-letter queue's name). A running process's
+    settings are its runtime's."""
     return load_settings()

@@ -18,10 +18,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-import redis
-from redis.exceptions import RedisError
-
-from autoexec.coordination import Keys
+from autoexec.coordination import CoordinationError, Coordinator, Keys, PubSub
 from autoexec.engine.context import Engine
 from autoexec.events import GRAPH_EVENT
 from autoexec.live import (
@@ -45,26 +42,25 @@ RESYNC = object()  # what ``Channel.receive`` returns when events may have been 
 class Channel:
     """One pub/sub subscription that notices when it was (or is) cut."""
 
-    def __init__(self, client: redis.Redis, name: str) -> None:
-        self.client, self.name = client, name
-        self.pubsub: Any = None
+    def __init__(self, coordinator: Coordinator, name: str) -> None:
+        self.coordinator, self.name = coordinator, name
+        self.pubsub: PubSub | None = None
         self.reconnected = False
 
     def open(self) -> bool:
         """Subscribe (again); False if Redis does not answer."""
         self.close()
         try:
-            self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-            self.pubsub.subscribe(self.name)
-            # redis-py re-subscribes by itself after a reconnect, silently: note that it did.
-            self.pubsub.connection.register_connect_callback(self._on_reconnect)
-        except RedisError as exc:
+            self.pubsub = self.coordinator.subscribe(self.name)
+            # The client re-subscribes by itself after a reconnect, silently: note that it did.
+            self.pubsub.on_reconnect(self._on_reconnect)
+        except CoordinationError as exc:
             log.warning("cannot subscribe to %s: %s", self.name, exc)
             self.close()
             return False
         return True
 
-    def _on_reconnect(self, _connection: Any) -> None:
+    def _on_reconnect(self) -> None:
         self.reconnected = True
 
     def receive(self, wait: float) -> dict[str, Any] | object | None:
@@ -75,18 +71,18 @@ class Channel:
             return RESYNC
         try:
             message = self.pubsub.get_message(timeout=wait)
-        except RedisError as exc:
+        except CoordinationError as exc:
             log.warning("lost the subscription to %s: %s", self.name, exc)
             self.close()
             return RESYNC
         if self.reconnected:
             self.reconnected = False
             return RESYNC
-        return None if message is None else json.loads(message["data"])
+        return None if message is None else json.loads(message)
 
     def close(self) -> None:
         if self.pubsub is not None:
-            with contextlib.suppress(RedisError):
+            with contextlib.suppress(CoordinationError):
                 self.pubsub.close()
             self.pubsub = None
 
@@ -126,7 +122,7 @@ class Subscription:
         self.engine, self.graph_exec_id, self.user_id = engine, graph_exec_id, user_id
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.tracker = Tracker()
-        self.channel = Channel(engine.coordinator.client, Keys.events(graph_exec_id))
+        self.channel = Channel(engine.coordinator, Keys.events(graph_exec_id))
         self.channel.open()
         try:
             first = self._snapshot()
@@ -211,7 +207,7 @@ _FINAL = frozenset(status.value for status in TERMINAL)
 def user_events(engine: Engine, user_id: str) -> Iterator[Event]:
     """Live events of all of ``user_id``'s executions, as they come (no replay, no end); the
     channel is subscribed to before this returns."""
-    channel = Channel(engine.coordinator.client, Keys.user_events(user_id))
+    channel = Channel(engine.coordinator, Keys.user_events(user_id))
     channel.open()
     return _user_stream(channel)
 

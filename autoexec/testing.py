@@ -23,7 +23,6 @@ credits go through ``autoexec.api`` with this engine.
 
 from __future__ import annotations
 
-import os
 import secrets
 import tempfile
 import threading
@@ -43,11 +42,11 @@ from autoexec.blocks.base import Block
 from autoexec.credits import CreditTransactionView
 from autoexec.engine import node_execution, orchestrator
 from autoexec.engine.admission import start_run
-from autoexec.engine.context import Engine, build_engine
+from autoexec.engine.context import Engine
 from autoexec.engine.suspensions import fan_out
 from autoexec.graph import GraphDefinition
-from autoexec.hooks import installed_hooks, reset_hooks
-from autoexec.settings import ENV_PREFIX, Settings, get_settings, load_settings
+from autoexec.runtime import Runtime
+from autoexec.settings import Settings, load_settings
 from autoexec.statuses import TERMINAL
 from autoexec.store import executions as repo
 from autoexec.store.executions import NodeTask
@@ -436,74 +435,40 @@ def engine(
     ``AUTOEXEC_*`` environment. ``database``: a SQLite file to use (migrated if needed); by
     default a new one in a temporary directory, removed afterwards.
 
-    While the block runs, this process's settings are the engine's (the engine hooks, live
-    events among them, read them): use one at a time.
+    Each test engine has its own settings, database, coordinator and hooks, and leaves the
+    process's environment as it is: several may be open at once.
     """
     with tempfile.TemporaryDirectory(prefix="autoexec-testing-") as home:
         path = Path(database) if database is not None else Path(home) / "autoexec.sqlite3"
         url = f"sqlite:///{path.resolve()}"
         upgrade_database(url)
-        env = _environment(url, settings_overrides or {})
-        with _process_settings(env):
-            dispatcher = InMemoryDispatcher()
-            built = build_engine(dispatcher, load_settings())
-            event.listen(built.db.engine, "connect", _no_sync)
-            for block in blocks:
-                _register(built, block)
-            _send_notifications_through(dispatcher)
-            try:
-                yield TestEngine(built, dispatcher)
-            finally:
-                built.db.dispose()
+        dispatcher = InMemoryDispatcher()
+        runtime = Runtime(
+            _settings(url, settings_overrides or {}), send_notification=dispatcher.notify
+        )
+        built = runtime.engine(lambda: dispatcher)
+        event.listen(built.db.engine, "connect", _no_sync)
+        for block in blocks:
+            _register(built, block)
+        try:
+            yield TestEngine(built, dispatcher)
+        finally:
+            runtime.flush_events()
+            runtime.close()
 
 
-def _environment(database_url: str, overrides: Mapping[str, Any]) -> dict[str, str | None]:
-    env: dict[str, str | None] = {
-        f"{ENV_PREFIX}DATABASE_URL": database_url,
-        f"{ENV_PREFIX}REDIS_URL": f"memory://autoexec-testing-{secrets.token_hex(6)}",
-        f"{ENV_PREFIX}BROKER_URL": "memory://autoexec-testing/",
-        f"{ENV_PREFIX}RESULT_BACKEND": None,  # fan-out needs none in-process
-    }
-    for name, value in overrides.items():
-        env[f"{ENV_PREFIX}{name.upper()}"] = _env_value(value)
-    return env
-
-
-def _env_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-@contextmanager
-def _process_settings(env: Mapping[str, str | None]) -> Iterator[None]:
-    """This process's settings from ``env`` while the block runs, then as they were.
-
-    The engine hooks (live events, notifications, ``AUTOEXEC_HOOKS``) read the process's
-    settings, not the engine's: they must point at the same in-process stand-ins."""
-    saved = {key: os.environ.get(key) for key in env}
-    try:
-        _set_environment(env)
-        yield
-    finally:
-        _flush_events()
-        _set_environment(saved)
-
-
-def _set_environment(env: Mapping[str, str | None]) -> None:
-    for key, value in env.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    get_settings.cache_clear()
-    reset_hooks()
-
-
-def _flush_events() -> None:
-    from autoexec.events import flush_events
-
-    flush_events()
+def _settings(database_url: str, overrides: Mapping[str, Any]) -> Settings:
+    """The test engine's own settings: the ``AUTOEXEC_*`` environment with its in-process
+    stand-ins and ``overrides`` (by field name) over it; the environment is left as it is."""
+    return load_settings(
+        **{
+            "database_url": database_url,
+            "redis_url": f"memory://autoexec-testing-{secrets.token_hex(6)}",
+            "broker_url": "memory://autoexec-testing/",
+            "result_backend": None,  # fan-out needs none in-process
+            **overrides,
+        }
+    )
 
 
 def _no_sync(dbapi_connection: Any, _record: Any) -> None:
@@ -518,10 +483,3 @@ def _register(built: Engine, block: type[Block[Any]] | ModuleType) -> None:
         built.registry.register_module(block)
     else:
         built.registry.register(block)
-
-
-def _send_notifications_through(dispatcher: InMemoryDispatcher) -> None:
-    """The notification hook sends ``autoexec.notify`` tasks: queue them here instead."""
-    for hook in installed_hooks():
-        if isinstance(hook, notifications.NotificationHook):
-            hook.send = dispatcher.notify

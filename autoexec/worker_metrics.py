@@ -16,12 +16,13 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from celery import signals
 
-from autoexec.settings import get_settings
+from autoexec.settings import Settings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -39,13 +40,21 @@ class _Serving:
     directory: str | None = None
     server: Any = None
     worker: Any = None  # the WorkController of this process
+    settings_of: Callable[[], Settings] | None = None  # the app's runtime's
+
+
+def _settings() -> Settings:
+    assert _serving.settings_of is not None, "connect_worker_signals first"
+    return _serving.settings_of()
 
 
 _serving = _Serving()
 
 
-def connect_worker_signals() -> None:
-    """Make ``celery worker`` processes count and serve metrics (once per process)."""
+def connect_worker_signals(settings_of: Callable[[], Settings]) -> None:
+    """Make ``celery worker`` processes count and serve metrics (once per process), as the
+    settings ``settings_of`` gives say."""
+    _serving.settings_of = settings_of
     signals.celeryd_init.connect(_prepare_multiprocess_directory, dispatch_uid=__name__)
     signals.worker_init.connect(_note_worker, dispatch_uid=__name__)
     signals.worker_ready.connect(_serve, dispatch_uid=__name__)
@@ -54,7 +63,7 @@ def connect_worker_signals() -> None:
 
 
 def _prepare_multiprocess_directory(**_: Any) -> None:
-    if get_settings().metrics_port == 0:
+    if _settings().metrics_port == 0:
         return
     _serving.directory = tempfile.mkdtemp(prefix="autoexec-metrics-")
     os.environ[MULTIPROC_VARIABLE] = _serving.directory
@@ -75,7 +84,7 @@ def _use_multiprocess_values() -> None:
 
 
 def _serve(**_: Any) -> None:
-    port = get_settings().metrics_port
+    port = _settings().metrics_port
     if port == 0 or _serving.directory is None:
         return
     from prometheus_client import start_http_server
@@ -99,10 +108,11 @@ def _registry() -> CollectorRegistry:
     from prometheus_client.multiprocess import MultiProcessCollector
 
     from autoexec.active_runs import ActiveRunsCollector
+    from autoexec.store.db import Database
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=_serving.directory)  # type: ignore[no-untyped-call]
-    registry.register(ActiveRunsCollector(get_settings().database_url))
+    registry.register(ActiveRunsCollector(Database(_settings().database_url)))
     if _serving.worker is not None:
         registry.register(PoolCollector(_serving.worker))
     return registry

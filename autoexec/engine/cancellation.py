@@ -10,10 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from autoexec.coordination import CoordinationError
 from autoexec.engine.admission import admit_next
 from autoexec.engine.context import Engine
 from autoexec.engine.finalize import graph_stats, resume_parent_of
@@ -109,7 +109,7 @@ def _flag_stop(engine: Engine, graph_exec_id: str) -> None:
     the database, which is the truth, within 2 s: the stop has happened either way."""
     try:
         engine.coordinator.request_stop(graph_exec_id)
-    except RedisError:
+    except CoordinationError:
         log.warning("could not flag the stop of %s in Redis", graph_exec_id, exc_info=True)
 
 

@@ -6,15 +6,13 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from autoexec.billing import metering_for
-from autoexec.blocks.registry import BlockRegistry, load_registry
-from autoexec.coordination import Coordinator, get_coordinator
+from autoexec.blocks.registry import BlockRegistry
+from autoexec.coordination import Coordinator
 from autoexec.dataflow import RunSpec
 from autoexec.graph import Graph
-from autoexec.hooks import installed_hooks
 from autoexec.metering import NO_METERING, Metering
-from autoexec.settings import Settings, get_settings
-from autoexec.store.db import Database, get_database
+from autoexec.settings import Settings
+from autoexec.store.db import Database
 from autoexec.store.executions import NodeTask
 from autoexec.store.tables import GraphExecution
 
@@ -59,18 +57,31 @@ class Engine:
             raise
 
 
-def build_engine(dispatcher: Dispatcher, settings: Settings | None = None) -> Engine:
-    settings = settings or get_settings()
-    installed_hooks()  # a hook that cannot be loaded stops the process at its start
-    coordinator = get_coordinator(settings.redis_url)
-    registry = load_registry(settings.block_module_names)
+class EngineParts(Protocol):
+    """What an engine is built from: a process's runtime (``autoexec.runtime.Runtime``)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def database(self) -> Database: ...
+    @property
+    def coordinator(self) -> Coordinator: ...
+    @property
+    def registry(self) -> BlockRegistry: ...
+    @property
+    def metering(self) -> Metering: ...
+
+
+def build_engine(dispatcher: Dispatcher, runtime: EngineParts) -> Engine:
+    """The engine of ``runtime``; its database builds the hooks, so a hook that cannot be
+    loaded stops the process at its start."""
     return Engine(
-        settings=settings,
-        db=get_database(settings.database_url),
-        coordinator=coordinator,
-        registry=registry,
+        settings=runtime.settings,
+        db=runtime.database,
+        coordinator=runtime.coordinator,
+        registry=runtime.registry,
         dispatcher=dispatcher,
-        metering=metering_for(settings, registry, coordinator),
+        metering=runtime.metering,
     )
 
 

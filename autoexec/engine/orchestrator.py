@@ -11,9 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from redis.exceptions import LockError
-from redis.lock import Lock
-
+from autoexec.coordination import GraphLock, LockLost
 from autoexec.engine.admission import admit_next
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.context import Engine, run_spec
@@ -46,7 +44,7 @@ def advance(engine: Engine, graph_exec_id: str) -> None:
             return
 
 
-def _acquire_or_hand_over(engine: Engine, graph_exec_id: str, lock: Lock) -> bool:
+def _acquire_or_hand_over(engine: Engine, graph_exec_id: str, lock: GraphLock) -> bool:
     """Take the graph lock, or leave the work to its owner; True if the lock is ours.
 
     The note is written before the second try, so either the owner sees it after releasing,
@@ -68,10 +66,10 @@ def _defer_past_lock(engine: Engine, graph_exec_id: str) -> None:
         engine.dispatcher.advance_graph(graph_exec_id, countdown=delay)
 
 
-def _release(lock: Lock, graph_exec_id: str) -> None:
+def _release(lock: GraphLock, graph_exec_id: str) -> None:
     try:
         lock.release()
-    except LockError:
+    except LockLost:
         log.warning("lock of graph execution %s expired before release", graph_exec_id)
 
 
@@ -90,7 +88,7 @@ class Batch:
         return self.delivered >= batch_size or self.recorded > 0
 
 
-def _drain(engine: Engine, graph_exec_id: str, lock: Lock) -> None:
+def _drain(engine: Engine, graph_exec_id: str, lock: GraphLock) -> None:
     while True:
         engine.coordinator.clear_wake(graph_exec_id)
         batch = _deliver_or_stop(engine, graph_exec_id)

@@ -13,27 +13,23 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
 from celery import Task, chord, group
 from celery.exceptions import Reject
-from kombu.exceptions import OperationalError as BrokerError
-from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
 from autoexec import notifications
-from autoexec.celery_app import app, celery_config
+from autoexec.celery_app import BrokerError, app
+from autoexec.coordination import CoordinationError
 from autoexec.engine import node_execution, orchestrator, reconciler
 from autoexec.engine.admission import start_run
 from autoexec.engine.cancellation import cancel_execution
-from autoexec.engine.context import Engine, build_engine
+from autoexec.engine.context import Engine
 from autoexec.engine.submission import RunRequest, create_execution
 from autoexec.engine.suspensions import fan_out
 from autoexec.errors import AutoexecError, InputValidationError
-from autoexec.hooks import reset_hooks
-from autoexec.settings import get_settings
 from autoexec.store.executions import NodeTask
 
 log = logging.getLogger(__name__)
@@ -57,7 +53,7 @@ class RequeueingTask(Task[Any, Any]):
 
 # Infrastructure errors (database, Redis, broker) are retried until the service is back:
 # giving up would leave an execution RUNNING with nobody to move it on.
-RETRY_ON = (OperationalError, RedisError, BrokerError)
+RETRY_ON = (OperationalError, CoordinationError, BrokerError)
 RETRY_POLICY: dict[str, Any] = {
     "base": RequeueingTask,
     "autoretry_for": RETRY_ON,
@@ -106,43 +102,17 @@ class CeleryDispatcher:
         chord(header)(callback, task_id=fan_out.gather_task_id(node_exec_id))
 
 
-_engines: dict[str, Engine] = {}
-
-
 def get_engine() -> Engine:
-    """The engine of this process, built on first use (after the worker has forked)."""
-    engine = _engines.get("default")
-    if engine is None:
-        engine = _engines["default"] = build_engine(CeleryDispatcher())
-    return engine
+    """The engine of this process's runtime, built on first use (after the worker has forked)."""
+    return app.runtime.engine(CeleryDispatcher)
 
 
-def reset_engine() -> None:
-    _engines.clear()
-
-
-def reconfigure(env: Mapping[str, str] | None = None) -> Engine:
-    """Re-read the settings (after updating the environment with ``env``) and apply them to
-    the Celery app and this process's engine. For the embedded stack, tests and benchmarks."""
-    os.environ.update(env or {})
-    get_settings.cache_clear()
-    reset_hooks()
-    app.conf.update(celery_config(get_settings()))
-    _forget_connections()
-    reset_engine()
+def reconfigure(env: Mapping[str, str] | None = None, replace: bool = False) -> Engine:
+    """Set ``env``'s ``AUTOEXEC_*`` variables over the environment for this process (over
+    those set before, unless ``replace``; the environment itself is not changed) and return the
+    engine of the new runtime. For the embedded stack, tests and benchmarks."""
+    app.configure(env or {}, replace)
     return get_engine()
-
-
-def _forget_connections() -> None:
-    """Celery keeps its broker connection pools and result backend as built from the settings
-    of their first use, with no public way to rebuild them: drop them, so the next use
-    connects where the new settings say."""
-    setattr(app, "_pool", None)  # noqa: B010 - Celery's private caches
-    setattr(app.amqp, "_producer_pool", None)  # noqa: B010
-    setattr(app, "_backend_cache", None)  # noqa: B010
-    local = getattr(app, "_local", None)
-    if local is not None and hasattr(local, "backend"):
-        delattr(local, "backend")
 
 
 # Keyword arguments only: monitoring shows input names, never values, and a value sent
@@ -299,4 +269,6 @@ def notify(
 ) -> str:
     """Deliver one notification: log it, hand its webhook POST to a thread; what happened."""
     parsed = notifications.NotificationRequest.model_validate(request)
-    return notifications.deliver(get_engine(), parsed, sink, int(attempt))
+    return notifications.deliver(
+        get_engine(), parsed, sink, int(attempt), send=app.send_notification
+    )

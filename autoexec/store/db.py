@@ -1,10 +1,10 @@
-"""Database engines and sessions: one engine per process, rebuilt after a fork."""
+"""Database engines and sessions. A runtime (``autoexec.runtime``) owns one ``Database`` per
+process: a forked child builds its own."""
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -13,21 +13,27 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+from autoexec.hooks import EngineHook, session_info
+
 
 class Database:
-    """An engine and its session factory for one database URL."""
+    """An engine and its session factory for one database URL; a commit of its sessions calls
+    ``hooks`` (``autoexec.hooks``)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, hooks: Sequence[EngineHook] = ()) -> None:
         self.url = url
         self.engine = make_engine(url)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        info = session_info(hooks)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False, info=info)
         self._single_statements = self._sessions
         self.autocommit_engine: Engine | None = None
         if not is_sqlite(url):
             # Its own small pool: switching a pooled connection to autocommit and back costs
             # more than the round trips it saves.
             self.autocommit_engine = make_engine(url, isolation_level="AUTOCOMMIT", pool_size=2)
-            self._single_statements = sessionmaker(self.autocommit_engine, expire_on_commit=False)
+            self._single_statements = sessionmaker(
+                self.autocommit_engine, expire_on_commit=False, info=info
+            )
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -163,19 +169,3 @@ def drop_database(url: str) -> None:
             conn.execute(text(f"DROP DATABASE IF EXISTS {quoted}"))
     finally:
         admin.dispose()
-
-
-_databases: dict[tuple[int, str], Database] = {}
-
-
-def get_database(url: str | None = None) -> Database:
-    """The process-wide database for ``url`` (default: the settings'), one per process id."""
-    if url is None:
-        from autoexec.settings import get_settings
-
-        url = get_settings().database_url
-    key = (os.getpid(), url)
-    database = _databases.get(key)
-    if database is None:
-        database = _databases[key] = Database(url)
-    return database

@@ -8,10 +8,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-import autoexec
 from autoexec.store.db import ensure_database_exists
 
-MIGRATIONS_DIR = Path(autoexec.__file__).resolve().parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 
 
 def alembic_config(url: str) -> Config:

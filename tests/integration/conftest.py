@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
+from autoexec.celery_app import app
 from autoexec.engine.context import Engine
 from autoexec.engine.tasks import reconfigure
 from tests.conftest import Services, migrated_database
@@ -121,17 +122,13 @@ def cluster_database(services: Services) -> Iterator[str]:
 
 @contextmanager
 def environment(env: dict[str, str]) -> Iterator[Engine]:
-    """This process submits with ``env`` applied; the previous environment comes back after."""
-    saved = {key: os.environ.get(key) for key in env}
+    """This process submits with ``env`` applied; the previous configuration comes back after
+    (the environment itself is never changed)."""
+    previous = app.configured_env
     try:
         yield reconfigure(env)
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        reconfigure()
+        reconfigure(previous, replace=True)
 
 
 @pytest.fixture(scope="session")
@@ -166,20 +163,15 @@ class PrivateQueues:
 
 @contextmanager
 def private_queues(cluster: Cluster) -> Iterator[PrivateQueues]:
-    """Queues of its own for a test's workers; the test process submits there meanwhile."""
+    """Queues of its own for a test's workers; the test process submits there meanwhile, and
+    whatever the test configures inside comes undone after."""
     tag = secrets.token_hex(4)
     env = {"AUTOEXEC_DATABASE_URL": cluster.database_url, **_queue_env(tag)}
-    restore = {
-        "AUTOEXEC_GRAPH_QUEUE": cluster.graph_queue,
-        "AUTOEXEC_NODE_QUEUE": cluster.node_queue,
-        "AUTOEXEC_INBOX_QUEUE": cluster.inbox_queue,
-    }
-    engine = reconfigure(env)
-    try:
-        yield PrivateQueues(engine, env)
-    finally:
-        _delete_queues(engine.settings.broker_url, env)
-        reconfigure(restore)
+    with environment(env) as engine:
+        try:
+            yield PrivateQueues(engine, env)
+        finally:
+            _delete_queues(engine.settings.broker_url, env)
 
 
 @contextmanager

@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from autoexec import app
 from autoexec.hooks import GraphExecutionChange, Hook, NodeExecutionChange, NodeOutput
-from autoexec.store.db import get_database
 from autoexec.store.tables import GraphExecution, NodeExecution, NodeExecutionOutput
 
 LOG_VARIABLE = "AUTOEXEC_TEST_HOOK_LOG"
@@ -86,8 +86,9 @@ class Recording(Hook):
 
 
 def _read(stmt: Any) -> Any:
-    # A plain connection, not a Session: no hooks run for this read.
-    with get_database().engine.connect() as connection:
+    # A plain connection, not a Session: no hooks run for this read. Hooks get no engine:
+    # the database is that of the process's runtime, which the Celery app holds.
+    with app.runtime.database.engine.connect() as connection:
         return connection.execute(stmt).scalar()
 
 

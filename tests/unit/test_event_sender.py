@@ -18,7 +18,7 @@ class RecordingSender(events.EventSender):
         self.pipelines: list[list[dict[str, Any]]] = []
         self.gate = threading.Event()
         self.gate.set()
-        super().__init__()
+        super().__init__(publish=lambda _messages: None)
 
     def _publish(self, events: list[dict[str, Any]]) -> None:
         self.gate.wait()
@@ -84,12 +84,11 @@ def test_a_failing_redis_is_skipped_for_a_while_and_the_sender_goes_on(
 ) -> None:
     calls: list[int] = []
 
-    def refuse(_url: str) -> Any:
+    def refuse(_messages: list[tuple[str, str]]) -> None:
         calls.append(1)
         raise ConnectionError("redis is down")
 
-    monkeypatch.setattr(events, "get_coordinator", refuse)
-    sender = events.EventSender()
+    sender = events.EventSender(publish=refuse)
     sender.send([event(0)])
     assert sender.flush(timeout=10)
     sender.send([event(1)])  # within the pause after a failure: not even tried

@@ -6,12 +6,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from autoexec.hooks import (
-    BUILTIN_HOOKS,
     GraphExecutionChange,
     NodeExecutionChange,
     NodeOutput,
     NodeRef,
-    load_hook,
 )
 from autoexec.metrics import MetricsHook
 from autoexec.statuses import ExecutionStatus
@@ -22,11 +20,6 @@ BLOCK = "unit_metrics_block"  # a label no other test's node has
 
 def value(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def test_the_metrics_hook_is_built_in() -> None:
-    assert "autoexec.metrics:MetricsHook" in BUILTIN_HOOKS
-    assert isinstance(load_hook("autoexec.metrics:MetricsHook"), MetricsHook)
 
 
 def test_the_metrics_hook_counts_ends_and_outputs_and_times_nodes_that_ran() -> None:

@@ -20,13 +20,11 @@ from autoexec.engine.context import Engine
 from autoexec.engine.tasks import notify
 from autoexec.errors import ConfigurationError, NotificationDeliveryError
 from autoexec.hooks import (
-    BUILTIN_HOOKS,
     BalanceChange,
     ChargeRefused,
     GraphExecutionChange,
     NodeExecutionChange,
     NodeRef,
-    load_hook,
 )
 from autoexec.node_runner import UNEXPECTED_ERROR
 from autoexec.notification_sinks import (
@@ -163,11 +161,6 @@ def test_a_send_that_fails_is_logged_not_raised(caplog: pytest.LogCaptureFixture
     target.execution_ended(ENDED)
     target.committed()
     assert "notification AGENT_RUN:e1 not sent: ConnectionError: broker down" in caplog.text
-
-
-def test_the_notification_hook_is_built_in() -> None:
-    assert "autoexec.notifications:NotificationHook" in BUILTIN_HOOKS
-    assert isinstance(load_hook("autoexec.notifications:NotificationHook"), NotificationHook)
 
 
 def test_a_task_message_carries_ids_and_numbers_that_fit_the_task() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from autoexec import api
 from autoexec.blocks.registry import load_registry
-from autoexec.coordination import get_coordinator
+from autoexec.coordination import make_coordinator
 from autoexec.engine import tasks
 from autoexec.engine.context import Engine
 from autoexec.engine.reconciler import Report, reconcile
@@ -48,7 +48,7 @@ def engine(sqlite_url: str, dispatcher: InMemoryDispatcher) -> Iterator[Engine]:
         database_url=sqlite_url, redis_url=redis_url, max_concurrent_runs_per_user=1
     )
     database = Database(sqlite_url)
-    yield Engine(settings, database, get_coordinator(redis_url), load_registry(), dispatcher)
+    yield Engine(settings, database, make_coordinator(redis_url), load_registry(), dispatcher)
     database.dispose()
 
 

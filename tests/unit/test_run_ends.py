@@ -24,7 +24,7 @@ from autoexec import api
 from autoexec.billing import metering_for
 from autoexec.blocks.base import Block, BlockCost, BlockInput, BlockOutput, RunContext
 from autoexec.blocks.registry import load_registry
-from autoexec.coordination import get_coordinator
+from autoexec.coordination import make_coordinator
 from autoexec.engine.admission import start_run
 from autoexec.engine.context import Engine
 from autoexec.engine.node_execution import execute_node
@@ -148,7 +148,7 @@ def make_engine(database_url: str, sent: Sent) -> Iterator[Callable[..., Engine]
         )
         registry = load_registry()
         registry.register(PricedBlock)
-        coordinator = get_coordinator(redis_url)
+        coordinator = make_coordinator(redis_url)
         databases.append(Database(database_url))
         chosen = metering or metering_for(settings, registry, coordinator)
         return Engine(settings, databases[-1], coordinator, registry, sent, chosen)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from autoexec.errors import ConfigurationError
-from autoexec.settings import ENV_PREFIX, Settings, load_settings
+from autoexec.settings import ENV_PREFIX, Settings, load_settings, settings_with
 
 
 @pytest.fixture(autouse=True)
@@ -132,3 +134,18 @@ def test_log_format_is_text_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTOEXEC_LOG_FORMAT", "JSON")
     with pytest.raises(ConfigurationError, match="AUTOEXEC_LOG_FORMAT: Input should be"):
         load_settings()
+
+
+def test_settings_with_sets_variables_over_the_environment_without_writing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AUTOEXEC_NODE_QUEUE", "from.environment")
+    monkeypatch.setenv("AUTOEXEC_GRAPH_QUEUE", "graphs.from.environment")
+    settings = settings_with({"AUTOEXEC_NODE_QUEUE": "set.over", "PATH": "not a setting"})
+    assert (settings.node_queue, settings.graph_queue) == ("set.over", "graphs.from.environment")
+    assert os.environ["AUTOEXEC_NODE_QUEUE"] == "from.environment"
+
+
+def test_settings_with_names_a_bad_variable() -> None:
+    with pytest.raises(ConfigurationError, match="AUTOEXEC_METRICS_PORT"):
+        settings_with({"AUTOEXEC_METRICS_PORT": "abc"})

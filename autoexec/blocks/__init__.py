@@ -1,0 +1,1 @@
+"""Blocks: the public block API (``base``), the registry, and the built-in blocks."""

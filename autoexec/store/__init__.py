@@ -1,0 +1,1 @@
+"""The store: all SQL of autoexec (tables, transitions, executions, graphs, credits ...)."""
