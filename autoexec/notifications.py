@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict
 from redis.exceptions import RedisError
 
+from autoexec.block_run.failures import UNEXPECTED_ERROR
 from autoexec.coordination import Coordinator
 from autoexec.engine.context import Engine
 from autoexec.errors import NotFoundError, NotificationDeliveryError
@@ -48,7 +49,6 @@ from autoexec.hooks import (
     Hook,
     NodeExecutionChange,
 )
-from autoexec.node_runner import UNEXPECTED_ERROR
 from autoexec.notification_sinks import (
     LOG,
     WEBHOOK,
