@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from autoexec.block_run.failures import error_message
-from autoexec.block_run.run import BlockRun
+from autoexec.block_run.run import RunningBlock
 from autoexec.blocks.base import ERROR_PIN, AwaitChild, AwaitReview, RunContext, Suspend
 from autoexec.dataflow import (
     BlockLookup,
@@ -255,7 +255,7 @@ def node_outputs(
     node = spec.graph.node(execution.node_id)
     block, inputs, ctx = spec.block_of(node), execution.inputs or {}, _ctx(spec, execution)
     launch = KINDS.launch_for(node)
-    items = launch(block, inputs, None) if launch else BlockRun(block, inputs, ctx).outputs()
+    items = launch(block, inputs, None) if launch else RunningBlock(block, inputs, ctx).outputs()
     for item in items:
         if isinstance(item, Suspend):
             resumed = ReferenceNode(block, dict(inputs), ctx, resumer)

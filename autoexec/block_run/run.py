@@ -71,7 +71,7 @@ class OutputCheck:
         self.total += checked_output_size(pin, value, self.limit)
 
 
-class BlockRun:
+class RunningBlock:
     """``block`` run on ``inputs``: with a ``clock``, stopped past its limit or when another
     thread interrupts it; with an ``output_check``, each output checked by it."""
 

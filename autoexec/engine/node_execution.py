@@ -29,7 +29,7 @@ from autoexec.block_run.failures import (
     log_failure,
     unexpected_error_type,
 )
-from autoexec.block_run.run import BlockRun, NodeLogAdapter, OutputCheck, run_logger
+from autoexec.block_run.run import NodeLogAdapter, OutputCheck, RunningBlock, run_logger
 from autoexec.block_run.watch import StopWatch, database_due
 from autoexec.blocks.base import ERROR_PIN, Block, RunContext, Suspend
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
@@ -481,24 +481,24 @@ def run_job(run: _Run) -> Outcome | None:
         return _launched(run, block, job.launch)
     run.logger.info("started")
     run.watch.start()
-    block_run = BlockRun(block, job.inputs, run.context(), run.clock, run.output_check)
+    running = RunningBlock(block, job.inputs, run.context(), run.clock, run.output_check)
     try:
-        suspension = _persisted(run, block_run)
+        suspension = _persisted(run, running)
         if suspension is not None:
             return _suspended(run, suspension)
     except Exception as exc:
-        if isinstance(exc, INFRASTRUCTURE_ERRORS) and exc is not block_run.raised:
+        if isinstance(exc, INFRASTRUCTURE_ERRORS) and exc is not running.raised:
             raise  # the engine's own writes: the task retries until the service is back
-        return _outcome_of(run, block, block_run.ending_of(exc, len(job.retries)), exc)
+        return _outcome_of(run, block, running.ending_of(exc, len(job.retries)), exc)
     if run.buffer.stop is not None:
         return _stopped(run)  # the block saw ``is_cancelled`` and returned early
     run.logger.info("completed with %d output(s)", run.seq)
     return Outcome(S.COMPLETED, None, run.stats(None))
 
 
-def _persisted(run: _Run, block_run: BlockRun) -> Suspend | None:
+def _persisted(run: _Run, running: RunningBlock) -> Suspend | None:
     """Each output of the block persisted as it comes; the ``Suspend`` that ends it, if any."""
-    with closing(block_run.outputs()) as outputs:
+    with closing(running.outputs()) as outputs:
         for item in outputs:
             if isinstance(item, Suspend):
                 return item

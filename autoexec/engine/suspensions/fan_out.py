@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from autoexec.block_run.failures import Ending, error_message
-from autoexec.block_run.run import BlockRun, OutputCheck, run_logger
+from autoexec.block_run.run import OutputCheck, RunningBlock, run_logger
 from autoexec.block_run.watch import StopWatch, database_due
 from autoexec.blocks.base import ERROR_PIN, Block, RunContext, Suspend, Yield
 from autoexec.dataflow import elements_of
@@ -126,10 +126,10 @@ def check_chords_possible(engine: Engine) -> None:
 
 
 def _reference_element(node: ReferenceNode, inputs: dict[str, Any]) -> list[tuple[str, Any]]:
-    return element_outputs(BlockRun(node.block, inputs, node.context))
+    return element_outputs(RunningBlock(node.block, inputs, node.context))
 
 
-def element_outputs(run: BlockRun) -> list[tuple[str, Any]]:
+def element_outputs(run: RunningBlock) -> list[tuple[str, Any]]:
     """The ``(pin, value)`` pairs an element's block yields, in order; an element cannot
     suspend."""
     outputs = []
@@ -245,7 +245,7 @@ def run_element(engine: Engine, node_exec_id: int, index: int) -> dict[str, Any]
     return {"index": index, "outputs": outputs, "error": None}
 
 
-def _load(engine: Engine, node_exec_id: int, index: int) -> tuple[BlockRun, Clock] | str:
+def _load(engine: Engine, node_exec_id: int, index: int) -> tuple[RunningBlock, Clock] | str:
     """The element's run and its clock, or why it is not run."""
     with engine.db.session() as session:
         view = repo.claim_view(session, node_exec_id)
@@ -276,7 +276,7 @@ def _load(engine: Engine, node_exec_id: int, index: int) -> tuple[BlockRun, Cloc
         is_cancelled=lambda: clock.pending is not None,
     )
     check = OutputCheck(engine.settings.max_output_bytes)
-    return BlockRun(block, inputs, context, clock, check), clock
+    return RunningBlock(block, inputs, context, clock, check), clock
 
 
 def _stop_found(
