@@ -92,7 +92,7 @@ class RunningBlock:
         that ends it, if it suspends. Close it (``contextlib.closing``) when done with it: the
         time limit's alarm stays set until then."""
         pairs = iterate_block(self.block, self.inputs, self.context, self.clock)
-        with alarm(self.clock) if self.clock else nullcontext(), closing(pairs):
+        with alarm(self.clock) if self.clock is not None else nullcontext(), closing(pairs):
             for item in self._from_block(pairs):
                 if isinstance(item, Suspend):
                     yield item
