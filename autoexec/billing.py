@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
+from autoexec.block_run.failures import error_message
 from autoexec.blocks.base import Block, BlockCost, CostType
 from autoexec.blocks.registry import BlockRegistry
 from autoexec.coordination import CoordinationError, Coordinator
@@ -26,7 +27,6 @@ from autoexec.dataflow import elements_of
 from autoexec.errors import BudgetExceededError, InsufficientBalanceError
 from autoexec.hooks import ChargeRefused, note
 from autoexec.metering import NO_METERING, Metering
-from autoexec.node_runner import error_message
 from autoexec.settings import Settings
 from autoexec.store import credits as ledger
 from autoexec.store.credits import CHARGE, REFUND, Entry, NodeCharge, Refused, RunAccount

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from autoexec.block_run.failures import UNEXPECTED_ERROR
 from autoexec.coordination import CoordinationError, Coordinator
 from autoexec.errors import NotFoundError, NotificationDeliveryError
 from autoexec.events import cut_value
@@ -46,7 +47,6 @@ from autoexec.hooks import (
     Hook,
     NodeExecutionChange,
 )
-from autoexec.node_runner import UNEXPECTED_ERROR
 from autoexec.notification_sinks import (
     LOG,
     WEBHOOK,

@@ -1,6 +1,6 @@
 """The sequential reference interpreter: SPEC §3 over memory, one node at a time.
 
-It applies the same rules (``dataflow``) and the same block runner (``node_runner``) as the
+It applies the same rules (``dataflow``) and the same block run (``block_run``) as the
 distributed engine, without Celery, Redis or a database. Tests use it as the oracle; the CLI uses
 it for ``autoexec run --dry-run``.
 """
@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from autoexec.block_run.failures import error_message
+from autoexec.block_run.run import RunningBlock
 from autoexec.blocks.base import ERROR_PIN, AwaitChild, AwaitReview, RunContext, Suspend
 from autoexec.dataflow import (
     BlockLookup,
@@ -27,7 +29,6 @@ from autoexec.dataflow import (
 )
 from autoexec.engine.suspensions.registry import KINDS, ReferenceNode
 from autoexec.graph import Graph
-from autoexec.node_runner import error_message, iterate_block
 from autoexec.statuses import ExecutionStatus
 
 S = ExecutionStatus
@@ -254,7 +255,7 @@ def node_outputs(
     node = spec.graph.node(execution.node_id)
     block, inputs, ctx = spec.block_of(node), execution.inputs or {}, _ctx(spec, execution)
     launch = KINDS.launch_for(node)
-    items = launch(block, inputs, None) if launch else iterate_block(block, inputs, ctx)
+    items = launch(block, inputs, None) if launch else RunningBlock(block, inputs, ctx).outputs()
     for item in items:
         if isinstance(item, Suspend):
             resumed = ReferenceNode(block, dict(inputs), ctx, resumer)

@@ -3,14 +3,14 @@ its run cancelled or the node taken over.
 
 The limit is the node's ``timeout_seconds``, else its block's, else
 AUTOEXEC_NODE_TIMEOUT_SECONDS (0: none). A stop is enforced on every pool at each yield and,
-for async blocks, at every poll of a pending await (``node_runner``), which is cancelled. A
-sync block blocked inside one call is interrupted by SIGALRM where the node runs in a
-process's main thread (the prefork and solo pools): the handler raises only while the block's
-own code runs, never inside the engine's. Elsewhere (the threads pool, the embedded stack)
-Python cannot interrupt a thread, so the block's sync calls run on a helper thread of the
-node run (``node_runner.BlockThread``) while the node's thread waits, checking its clock: on a
-stop the node's thread stops waiting and ends the node, and the hanging call is abandoned (it
-returns later on the helper thread, and what it produced is discarded)."""
+for async blocks, at every poll of a pending await (``block_run.iteration``), which is
+cancelled. A sync block blocked inside one call is interrupted by SIGALRM where the node runs
+in a process's main thread (the prefork and solo pools): the handler raises only while the
+block's own code runs, never inside the engine's. Elsewhere (the threads pool, the embedded
+stack) Python cannot interrupt a thread, so the block's sync calls run on a helper thread of
+the node run (``block_run.iteration.BlockThread``) while the node's thread waits, checking its
+clock: on a stop the node's thread stops waiting and ends the node, and the hanging call is
+abandoned (it returns later on the helper thread, and what it produced is discarded)."""
 
 from __future__ import annotations
 

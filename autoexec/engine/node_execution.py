@@ -8,7 +8,6 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Iterator, MutableMapping
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,46 +20,39 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from autoexec.backoff import backoff_delay
-from autoexec.blocks.base import ERROR_PIN, Block, RunContext, Suspend, Yield
+from autoexec.block_run.failures import (
+    UNEXPECTED_ERROR,
+    Ending,
+    SupersededError,
+    ending_of,
+    error_message,
+    log_failure,
+    unexpected_error_type,
+)
+from autoexec.block_run.run import NodeLogAdapter, OutputCheck, RunningBlock, run_logger
+from autoexec.block_run.watch import StopWatch, database_due
+from autoexec.blocks.base import ERROR_PIN, Block, RunContext, Suspend
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.context import Engine
 from autoexec.engine.inline import NodeAttempt, Yielded, resend_queued
 from autoexec.engine.limits import deadline_of, limit_stop
 from autoexec.engine.output_buffer import OutputBuffer, timer
 from autoexec.engine.suspensions.registry import KINDS, Launch
-from autoexec.errors import (
-    AutoexecError,
-    BlockNotRegisteredError,
-    ExecutionStoppedError,
-    WorkerLostError,
-)
+from autoexec.errors import BlockNotRegisteredError, ExecutionStoppedError, WorkerLostError
 from autoexec.graph import Graph, Node
 from autoexec.hooks import NodeRef
-from autoexec.logs import context_prefix
-from autoexec.node_runner import (
-    UNEXPECTED_ERROR,
-    error_message,
-    is_user_error,
-    iterate_block,
-    unexpected_error_type,
-)
 from autoexec.statuses import SUSPENDED, TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.credits import NodeCharge
 from autoexec.store.graphs import load_run_graph, read_run_graph
 from autoexec.store.tables import NodeExecution, utcnow
 from autoexec.store.transitions import move_node, start_queued_node, transition_node
-from autoexec.timeouts import Clock, alarm, time_limit
+from autoexec.timeouts import Clock, time_limit
 
 S = ExecutionStatus
 log = logging.getLogger("autoexec.node")
 
 INFRASTRUCTURE_ERRORS = (OperationalError, RedisError, BrokerError)
-# A running node's watch reads the run's stop flag (Redis) this often, and the database (the
-# truth, also when Redis is down or a flag was lost) every DATABASE_EVERY watches.
-WATCH_INTERVAL_SECONDS = 0.5
-DATABASE_EVERY = 4
-
 
 MAX_RETRY_BACKOFF = 60.0
 
@@ -72,11 +64,6 @@ class RetryNode(Exception):
     def __init__(self, countdown: float) -> None:
         super().__init__(f"retry in {countdown:g} s")
         self.countdown = countdown
-
-
-class SupersededError(AutoexecError):
-    """Another attempt took this node execution over (its message was re-delivered while this
-    run was still alive); this run stops and records nothing more."""
 
 
 @dataclass(frozen=True)
@@ -112,28 +99,9 @@ class Outcome:
     metered: bool = True  # the run's usage is charged with its end
 
 
-class NodeLogAdapter(logging.LoggerAdapter[logging.Logger]):
-    """Prefixes every line with user, graph, graph execution, node, node execution, block."""
-
-    def process(
-        self, msg: Any, kwargs: MutableMapping[str, Any]
-    ) -> tuple[Any, MutableMapping[str, Any]]:
-        extra = self.extra or {}
-        kwargs.setdefault("extra", {}).update(extra)
-        return f"{context_prefix(extra)}{msg}", kwargs
-
-
 def node_logger(job: NodeJob) -> NodeLogAdapter:
-    return NodeLogAdapter(
-        log,
-        {
-            "user": job.user_id,
-            "graph": job.graph_id,
-            "graph_exec": job.graph_exec_id,
-            "node": job.node_id,
-            "node_exec": job.node_exec_id,
-            "block": job.block_id,
-        },
+    return run_logger(
+        job.user_id, job.graph_id, job.graph_exec_id, job.node_id, job.node_exec_id, job.block_id
     )
 
 
@@ -161,7 +129,7 @@ def execute_node(
     try:
         outcome = run_job(run)
     finally:
-        run.finished = True  # ends its stop watch
+        run.watch.finish()
         run.buffer.closed = True  # set again under its lock below; stops the timer's flushes
     if outcome is None:
         return None
@@ -390,7 +358,8 @@ def _time_limit(engine: Engine, node: Node | None, block_id: str) -> float | Non
 
 
 class _Run:
-    """The state of one block run: yield counter, sizes, clocks, cancel checks."""
+    """One node's block run as the node task runs it: its outputs persisted through the output
+    buffer as they come, its stop watch, its stats."""
 
     def __init__(self, engine: Engine, job: NodeJob) -> None:
         self.engine, self.job = engine, job
@@ -402,9 +371,8 @@ class _Run:
         ref = NodeAttempt(self.node, job.attempt)
         self.buffer = OutputBuffer(engine, ref)
         self.clock = Clock(job.node_id, job.time_limit)
-        self.finished = False
-        self.watches = 0
-        self.output_size = 0
+        self.watch = StopWatch(timer, self.clock, self.logger, self._stop_found)
+        self.output_check = OutputCheck(engine.settings.max_output_bytes)
         self.wall_start = time.perf_counter()
         self.cpu_start = time.thread_time()
 
@@ -423,28 +391,19 @@ class _Run:
         )
 
     def emit(self, pin: str, value: Any) -> None:
-        size = self._checked_size(pin, value)
+        """Check an output the block run has not checked (the error, a launch's) and persist it."""
+        self.output_check(pin, value)
+        self.deliver(pin, value)
+
+    def deliver(self, pin: str, value: Any) -> None:
+        """Persist a checked output."""
         self.buffer.add(Yielded(self.seq, pin, value))
         self.seq += 1
-        self.output_size += size
         if self.buffer.superseded:
             raise SupersededError()
         if self.buffer.stop is not None or self.buffer.halted:
             # Past a limit (this node stops and ends the run: ``run_job``), or stopped.
             raise ExecutionStoppedError()
-
-    def _checked_size(self, pin: str, value: Any) -> int:
-        try:
-            size = len(json.dumps(value))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"output {pin!r} is not JSON-serializable: {exc}") from None
-        limit = self.engine.settings.max_output_bytes
-        if size > limit:
-            raise ValueError(
-                f"output {pin!r} is {size} bytes, over the limit of {limit} "
-                "(AUTOEXEC_MAX_OUTPUT_BYTES)"
-            )
-        return size
 
     def stop_requested(self) -> bool:
         """What blocks poll as ``is_cancelled``, with no round trip: the execution was
@@ -476,32 +435,15 @@ class _Run:
             raise ExecutionStoppedError()
         self.clock.check()
 
-    def start_watch(self) -> None:
-        timer().schedule(self.watch, WATCH_INTERVAL_SECONDS)
-
-    def watch(self) -> None:
-        """On the timer thread while the node runs: a stop found interrupts the block (at
-        once if it is blocked in a main thread, else at its next yield or poll)."""
-        if self.finished:
-            return
-        try:
-            stop = self._stop_found()
-        except Exception:
-            self.logger.warning("could not check whether to stop", exc_info=True)
-            stop = None
-        if stop is not None:
-            self.clock.interrupt(stop)
-        else:
-            self.start_watch()
-
-    def _stop_found(self) -> Exception | None:
-        self.watches += 1
+    def _stop_found(self, watches: int) -> Exception | None:
+        """The stop watch's hook: a stop known here, the run's stop flag, or (every few
+        watches, or when Redis fails) the database's word on a stop or a take-over."""
         if self._stopped_here():
             return ExecutionStoppedError()
         try:
             if self.engine.coordinator.stop_requested(self.job.graph_exec_id):
                 return ExecutionStoppedError()
-            read_database = self.watches % DATABASE_EVERY == 0
+            read_database = database_due(watches)
         except RedisError:
             read_database = True
         if not read_database:
@@ -517,7 +459,7 @@ class _Run:
             "walltime": time.perf_counter() - self.wall_start,
             "cputime": time.thread_time() - self.cpu_start,
             "input_size": len(json.dumps(self.job.inputs, default=str)),
-            "output_size": self.output_size,
+            "output_size": self.output_check.total,
             "error": error,
         }
         if self.job.retries:
@@ -538,64 +480,45 @@ def run_job(run: _Run) -> Outcome | None:
     if job.launch is not None:
         return _launched(run, block, job.launch)
     run.logger.info("started")
-    run.start_watch()
+    run.watch.start()
+    running = RunningBlock(block, job.inputs, run.context(), run.clock, run.output_check)
     try:
-        pairs = iterate_block(block, job.inputs, run.context(), run.clock)
-        with alarm(run.clock), closing(pairs):
-            for item in _raised_by_block(pairs):
-                if isinstance(item, Suspend):
-                    return _suspended(run, item)
-                pin, value = item
-                run.clock.check()  # an output yielded past the limit is not recorded
-                run.emit(pin, value)
-                run.check_still_ours()
-    except INFRASTRUCTURE_ERRORS:
-        raise  # the engine's own writes: the task retries until the service is back
+        suspension = _persisted(run, running)
+        if suspension is not None:
+            return _suspended(run, suspension)
     except Exception as exc:
-        return _outcome_of(run, block, exc)
+        if isinstance(exc, INFRASTRUCTURE_ERRORS) and exc is not running.raised:
+            raise  # the engine's own writes: the task retries until the service is back
+        return _outcome_of(run, block, running.ending_of(exc, len(job.retries)), exc)
     if run.buffer.stop is not None:
         return _stopped(run)  # the block saw ``is_cancelled`` and returned early
     run.logger.info("completed with %d output(s)", run.seq)
     return Outcome(S.COMPLETED, None, run.stats(None))
 
 
-def _outcome_of(run: _Run, block: type[Block[Any]], exc: Exception) -> Outcome | None:
-    """What a run that raised ends with."""
-    if isinstance(exc, SupersededError):
+def _persisted(run: _Run, running: RunningBlock) -> Suspend | None:
+    """Each output of the block persisted as it comes; the ``Suspend`` that ends it, if any."""
+    with closing(running.outputs()) as outputs:
+        for item in outputs:
+            if isinstance(item, Suspend):
+                return item
+            run.deliver(*item)
+            run.check_still_ours()
+    return None
+
+
+def _outcome_of(
+    run: _Run, block: type[Block[Any]], ending: Ending, exc: Exception
+) -> Outcome | None:
+    """What a run that raised ``exc`` ends with."""
+    if ending is Ending.SUPERSEDED:
         run.logger.warning("taken over by another attempt; this run stops")
         return None
-    if isinstance(exc, ExecutionStoppedError):
+    if ending is Ending.STOPPED:
         return _stopped(run)
-    cause = exc.cause if isinstance(exc, BlockRaised) else exc
-    if isinstance(exc, BlockRaised) and _retry_left(block, run.job, cause):
-        return _retry(run, block, cause)
-    return _failed(run, cause)
-
-
-class BlockRaised(Exception):
-    """What the block's own code raised, whatever its type: a database or Redis error of the
-    block's own connections is the block's failure, not the engine's to retry."""
-
-    def __init__(self, cause: Exception) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-
-
-def _raised_by_block(pairs: Iterator[Yield]) -> Iterator[Yield]:
-    while True:
-        try:
-            pair = next(pairs)
-        except StopIteration:
-            return
-        except (SupersededError, ExecutionStoppedError):
-            raise  # a stop the engine asked for, not a failure
-        except Exception as exc:
-            raise BlockRaised(exc) from exc
-        yield pair
-
-
-def _retry_left(block: type[Block[Any]], job: NodeJob, exc: Exception) -> bool:
-    return block.is_transient(exc) and len(job.retries) < block.retries
+    if ending is Ending.RETRY:
+        return _retry(run, block, exc)
+    return _failed(run, exc)
 
 
 def _retry(run: _Run, block: type[Block[Any]], exc: Exception) -> Outcome:
@@ -629,10 +552,8 @@ def _launched(run: _Run, block: type[Block[Any]], launch: Launch) -> Outcome | N
             run.emit(*item)
     except INFRASTRUCTURE_ERRORS:
         raise
-    except (SupersededError, ExecutionStoppedError) as exc:
-        return _outcome_of(run, block, exc)
-    except Exception as exc:
-        return _failed(run, exc)
+    except Exception as exc:  # not the block's: never retried
+        return _outcome_of(run, block, ending_of(exc, block, False, None), exc)
     return Outcome(S.COMPLETED, None, run.stats(None))
 
 
@@ -673,12 +594,7 @@ def _deadline_stop(run: _Run) -> Stop | None:
 
 def _failed(run: _Run, exc: Exception) -> Outcome | None:
     error = error_message(exc)
-    if is_user_error(exc):
-        run.logger.info("failed: %s", error)
-    elif isinstance(exc, AutoexecError):  # a timeout or lost workers: the message says it all
-        run.logger.warning("failed: %s", error)
-    else:
-        run.logger.exception("failed with an unexpected error")
+    log_failure(run.logger, exc)
     try:
         run.emit(ERROR_PIN, error)
     except SupersededError:

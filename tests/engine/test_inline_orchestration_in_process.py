@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from autoexec.engine import node_execution, output_buffer
+from autoexec.block_run import watch
+from autoexec.engine import output_buffer
 from autoexec.engine.node_execution import execute_node
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
@@ -208,7 +209,7 @@ def test_a_superseded_attempt_records_and_delivers_nothing_more(
     """Another attempt takes the stream over after its second item was sent on: the old
     attempt records no further item and sends no further calc; the new one finishes, once."""
     monkeypatch.setattr(output_buffer, "MAX_BATCH", 1)  # every yield is its own flush
-    monkeypatch.setattr(node_execution, "WATCH_INTERVAL_SECONDS", 60.0)  # only fencing stops it
+    monkeypatch.setattr(watch, "WATCH_INTERVAL_SECONDS", 60.0)  # only fencing stops it
     definition = graph(
         [
             node("stream", "test_slow_stream", count=4, delay=0.0),

@@ -38,6 +38,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from autoexec import api
+from autoexec.block_run.failures import error_message
 from autoexec.blocks.base import ERROR_PIN, AwaitReview
 from autoexec.blocks.registry import load_registry
 from autoexec.dataflow import (
@@ -52,7 +53,6 @@ from autoexec.dataflow import (
 from autoexec.engine.context import Engine
 from autoexec.engine.submission import RunRequest, validate_request
 from autoexec.graph import Graph, GraphDefinition, validate_graph
-from autoexec.node_runner import error_message
 from autoexec.reference import (
     MemoryExecution,
     MemoryStore,

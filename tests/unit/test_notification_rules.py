@@ -15,6 +15,7 @@ import httpx
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from autoexec.block_run.failures import UNEXPECTED_ERROR
 from autoexec.coordination import Coordinator, Keys, redis_client
 from autoexec.engine.context import Engine
 from autoexec.engine.tasks import notify
@@ -26,7 +27,6 @@ from autoexec.hooks import (
     NodeExecutionChange,
     NodeRef,
 )
-from autoexec.node_runner import UNEXPECTED_ERROR
 from autoexec.notification_sinks import (
     MAX_BACKOFF_SECONDS,
     DeliveryThreads,

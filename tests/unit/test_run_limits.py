@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from autoexec.block_run.iteration import iterate_block, worker_event_loop
 from autoexec.blocks.base import RunContext
 from autoexec.blocks.builtin.flow import WaitBlock
 from autoexec.engine.limits import check_max_run_seconds, limit_stop
 from autoexec.errors import ExecutionStoppedError, InputValidationError
-from autoexec.node_runner import iterate_block, worker_event_loop
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.tables import GraphExecution
 

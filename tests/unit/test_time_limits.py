@@ -11,10 +11,10 @@ from typing import Any, ClassVar
 
 import pytest
 
+from autoexec.block_run.iteration import iterate_block
 from autoexec.blocks.base import Block, BlockInput, BlockOutput, RunContext
 from autoexec.errors import ExecutionStoppedError, GraphValidationError, NodeTimeoutError
 from autoexec.graph import Node, parse_definition
-from autoexec.node_runner import iterate_block
 from autoexec.timeouts import Clock, alarm, time_limit
 from tests.unit.test_builtin_blocks import make_context
 

@@ -23,27 +23,23 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from autoexec.block_run.failures import Ending, error_message
+from autoexec.block_run.run import OutputCheck, RunningBlock, run_logger
+from autoexec.block_run.watch import StopWatch, database_due
 from autoexec.blocks.base import ERROR_PIN, Block, RunContext, Suspend, Yield
 from autoexec.dataflow import elements_of
 from autoexec.engine.context import Engine
-from autoexec.engine.node_execution import (
-    DATABASE_EVERY,
-    WATCH_INTERVAL_SECONDS,
-    NodeLogAdapter,
-)
-from autoexec.engine.node_execution import log as node_log
 from autoexec.engine.output_buffer import timer
 from autoexec.engine.suspensions.registry import Kind, Launch, ReferenceNode
 from autoexec.engine.suspensions.resume import Resumption, resume_node
 from autoexec.errors import ExecutionStoppedError, InvalidTransitionError
 from autoexec.graph import Node
 from autoexec.hooks import NodeRef
-from autoexec.node_runner import error_message, iterate_block
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store import suspended
 from autoexec.store.graphs import load_run_graph
-from autoexec.timeouts import Clock, alarm, time_limit
+from autoexec.timeouts import Clock, time_limit
 
 S = ExecutionStatus
 log = logging.getLogger(__name__)
@@ -130,11 +126,18 @@ def check_chords_possible(engine: Engine) -> None:
 
 
 def _reference_element(node: ReferenceNode, inputs: dict[str, Any]) -> list[tuple[str, Any]]:
+    return element_outputs(RunningBlock(node.block, inputs, node.context))
+
+
+def element_outputs(run: RunningBlock) -> list[tuple[str, Any]]:
+    """The ``(pin, value)`` pairs an element's block yields, in order; an element cannot
+    suspend."""
     outputs = []
-    for item in iterate_block(node.block, inputs, node.context):
-        if isinstance(item, Suspend):
-            raise ValueError("a fan-out element cannot suspend")
-        outputs.append(item)
+    with closing(run.outputs()) as items:
+        for item in items:
+            if isinstance(item, Suspend):
+                raise ValueError("a fan-out element cannot suspend")
+            outputs.append(item)
     return outputs
 
 
@@ -221,37 +224,29 @@ def resumption_of(results: Sequence[Mapping[str, Any]], max_bytes: int) -> Resum
     return Resumption(outputs)
 
 
-@dataclass(frozen=True)
-class Element:
-    """What one element run needs, read from the database."""
-
-    index: int
-    block: type[Block[Any]]
-    inputs: dict[str, Any]
-    context: RunContext
-    clock: Clock
-
-
 def run_element(engine: Engine, node_exec_id: int, index: int) -> dict[str, Any]:
     """Run element ``index`` of a WAITING fan-out node; its result for the chord's callback:
     ``index``, ``outputs`` (``[pin, value]`` pairs in yield order) and ``error`` (or None)."""
-    element = _load(engine, node_exec_id, index)
-    if isinstance(element, str):
-        return {"index": index, "outputs": [], "error": element}
-    watch = _StopWatch(engine, element)
+    loaded = _load(engine, node_exec_id, index)
+    if isinstance(loaded, str):
+        return {"index": index, "outputs": [], "error": loaded}
+    run, clock = loaded
+    stop_found = functools.partial(_stop_found, engine, run.context.graph_exec_id, node_exec_id)
+    watch = StopWatch(timer, clock, run.context.logger, stop_found)
     watch.start()
     try:
-        return {"index": index, "outputs": _outputs(engine, element), "error": None}
-    except ExecutionStoppedError:
-        return {"index": index, "outputs": [], "error": NOT_WAITING}
-    except Exception as exc:  # the block failed (or a timeout): the element fails
-        return {"index": index, "outputs": [], "error": error_message(exc)}
+        outputs = [[pin, value] for pin, value in element_outputs(run)]
+    except Exception as exc:  # the block failed (or a timeout), or its run was stopped
+        stopped = run.ending_of(exc, retries_done=None) is Ending.STOPPED
+        error = NOT_WAITING if stopped else error_message(exc)
+        return {"index": index, "outputs": [], "error": error}
     finally:
-        watch.finished = True
+        watch.finish()
+    return {"index": index, "outputs": outputs, "error": None}
 
 
-def _load(engine: Engine, node_exec_id: int, index: int) -> Element | str:
-    """The element to run, or why it is not run."""
+def _load(engine: Engine, node_exec_id: int, index: int) -> tuple[RunningBlock, Clock] | str:
+    """The element's run and its clock, or why it is not run."""
     with engine.db.session() as session:
         view = repo.claim_view(session, node_exec_id)
         if view.status is not S.WAITING or view.cancel_requested_at is not None:
@@ -265,16 +260,8 @@ def _load(engine: Engine, node_exec_id: int, index: int) -> Element | str:
     inputs = dict(view.input_data or {})
     inputs[pin] = elements_of(inputs, pin)[index]
     name = f"{view.node_id}[{index}]"
-    logger = NodeLogAdapter(
-        node_log,
-        {
-            "user": view.user_id,
-            "graph": view.graph_id,
-            "graph_exec": view.graph_exec_id,
-            "node": name,
-            "node_exec": node_exec_id,
-            "block": view.block_id,
-        },
+    logger = run_logger(
+        view.user_id, view.graph_id, view.graph_exec_id, name, node_exec_id, view.block_id
     )
     clock = Clock(name, time_limit(node, block, engine.settings.node_timeout_seconds))
     context = RunContext(
@@ -288,68 +275,20 @@ def _load(engine: Engine, node_exec_id: int, index: int) -> Element | str:
         logger=logger,
         is_cancelled=lambda: clock.pending is not None,
     )
-    return Element(index, block, inputs, context, clock)
+    check = OutputCheck(engine.settings.max_output_bytes)
+    return RunningBlock(block, inputs, context, clock, check), clock
 
 
-def _outputs(engine: Engine, element: Element) -> list[list[Any]]:
-    clock, limit = element.clock, engine.settings.max_output_bytes
-    outputs: list[list[Any]] = []
-    pairs = iterate_block(element.block, element.inputs, element.context, clock)
-    with alarm(clock), closing(pairs):
-        for item in pairs:
-            if isinstance(item, Suspend):
-                raise ValueError("a fan-out element cannot suspend")
-            clock.check()  # an output yielded past the limit, or after a stop, is not kept
-            pin, value = item
-            _check_size(pin, value, limit)
-            outputs.append([pin, value])
-    return outputs
-
-
-def _check_size(pin: str, value: Any, limit: int) -> None:
-    try:
-        size = len(json.dumps(value))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"output {pin!r} is not JSON-serializable: {exc}") from None
-    if size > limit:
-        raise ValueError(
-            f"output {pin!r} is {size} bytes, over the limit of {limit} (AUTOEXEC_MAX_OUTPUT_BYTES)"
-        )
-
-
-class _StopWatch:
-    """Stops the element when its run is cancelled: the run's stop flag (Redis) at each
-    watch, the database (the truth) every ``DATABASE_EVERY`` watches."""
-
-    def __init__(self, engine: Engine, element: Element) -> None:
-        self.engine, self.element = engine, element
-        self.finished = False
-        self.watches = 0
-
-    def start(self) -> None:
-        timer().schedule(self.watch, WATCH_INTERVAL_SECONDS)
-
-    def watch(self) -> None:
-        if self.finished:
-            return
-        try:
-            stopped = self._stopped()
-        except Exception:
-            self.element.context.logger.warning("could not check whether to stop", exc_info=True)
-            stopped = False
-        if stopped:
-            self.element.clock.interrupt(ExecutionStoppedError())
-        else:
-            self.start()
-
-    def _stopped(self) -> bool:
-        self.watches += 1
-        graph_exec_id = self.element.context.graph_exec_id
-        if self.engine.coordinator.stop_requested(graph_exec_id):
-            return True
-        if self.watches % DATABASE_EVERY:
-            return False
-        node_exec_id = int(self.element.context.node_exec_id)
-        with self.engine.db.session() as session:
-            view = repo.claim_view(session, node_exec_id)
-        return view.status is not S.WAITING or view.cancel_requested_at is not None
+def _stop_found(
+    engine: Engine, graph_exec_id: str, node_exec_id: int, watches: int
+) -> Exception | None:
+    """The element's stop watch hook: its run's stop flag (Redis) at each watch, the database
+    (the truth: the node no longer waits, or its run was cancelled) every few watches."""
+    if engine.coordinator.stop_requested(graph_exec_id):
+        return ExecutionStoppedError()
+    if not database_due(watches):
+        return None
+    with engine.db.session() as session:
+        view = repo.claim_view(session, node_exec_id)
+    stopped = view.status is not S.WAITING or view.cancel_requested_at is not None
+    return ExecutionStoppedError() if stopped else None

@@ -1,7 +1,6 @@
-"""Running one block on one set of inputs: validation, sync/async generators, error semantics.
-
-Shared by the Celery node task and the reference interpreter, so both behave the same.
-"""
+"""Driving one block on one set of inputs: input validation, sync and async generators, the
+time limit and stops (a helper thread where no signal can interrupt the block), each output
+checked against the block's ``Output``."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import asyncio
 import contextvars
 import functools
 import inspect
-import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
@@ -21,22 +19,12 @@ from pydantic import ValidationError
 
 from autoexec.blocks.base import Block, RunContext, Suspend, Yield
 from autoexec.dataflow import describe_validation_error
-from autoexec.errors import (
-    AutoexecError,
-    BlockDisabledError,
-    ExecutionStoppedError,
-    InputValidationError,
-    NodeTimeoutError,
-    WorkerLostError,
-)
+from autoexec.errors import BlockDisabledError, ExecutionStoppedError, InputValidationError
 from autoexec.pins import merge_dynamic_inputs
 from autoexec.timeouts import Clock
 
-log = logging.getLogger(__name__)
-
 STOP_POLL_SECONDS = 0.25
 _T = TypeVar("_T")
-USER_ERRORS = (ValueError, BlockDisabledError, InputValidationError)
 
 
 def iterate_block(
@@ -221,31 +209,6 @@ async def _anext(agen: AsyncIterator[Yield]) -> Yield | None:
         return await agen.__anext__()
     except StopAsyncIteration:
         return None
-
-
-def is_user_error(exc: BaseException) -> bool:
-    """A mistake in the graph or its inputs (logged at info, no stack trace in alerts)."""
-    return isinstance(exc, USER_ERRORS)
-
-
-# The node stat naming the type of an unexpected error: a bug, not the graph's or its inputs'
-# fault (it raises a system alert, autoexec.notifications).
-UNEXPECTED_ERROR = "unexpected_error"
-
-
-def unexpected_error_type(exc: BaseException) -> str | None:
-    """The type name of ``exc`` if it is an unexpected error, else None."""
-    if is_user_error(exc) or isinstance(exc, AutoexecError):
-        return None
-    return type(exc).__name__
-
-
-def error_message(exc: BaseException) -> str:
-    """What a failed node yields on its ``error`` pin."""
-    text = str(exc)
-    if is_user_error(exc) or isinstance(exc, NodeTimeoutError | WorkerLostError):
-        return text or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 _loops = threading.local()
