@@ -21,7 +21,6 @@ from celery import Task, chord, group
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
-from sqlalchemy.exc import OperationalError
 
 from autoexec import notifications
 from autoexec.celery_app import app, celery_config
@@ -35,6 +34,7 @@ from autoexec.errors import AutoexecError, InputValidationError
 from autoexec.hooks import reset_hooks
 from autoexec.settings import get_settings
 from autoexec.store.executions import NodeTask
+from autoexec.store.transaction import DatabaseOperationalError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class RequeueingTask(Task[Any, Any]):
 
 # Infrastructure errors (database, Redis, broker) are retried until the service is back:
 # giving up would leave an execution RUNNING with nobody to move it on.
-RETRY_ON = (OperationalError, RedisError, BrokerError)
+RETRY_ON = (DatabaseOperationalError, RedisError, BrokerError)
 RETRY_POLICY: dict[str, Any] = {
     "base": RequeueingTask,
     "autoretry_for": RETRY_ON,
@@ -290,7 +290,7 @@ def _check_age(seconds: object) -> None:
 @app.task(
     name=notifications.NOTIFY_TASK,
     ignore_result=True,
-    autoretry_for=(OperationalError,),
+    autoretry_for=(DatabaseOperationalError,),
     retry_backoff=True,
     max_retries=5,
 )

@@ -21,8 +21,6 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from autoexec.blocks.base import ERROR_PIN, Block, RunContext, Suspend, Yield
 from autoexec.dataflow import elements_of
 from autoexec.engine.context import Engine
@@ -43,6 +41,7 @@ from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store import suspended
 from autoexec.store.graphs import load_run_graph
+from autoexec.store.transaction import Transaction
 from autoexec.timeouts import Clock, alarm, time_limit
 
 S = ExecutionStatus
@@ -86,7 +85,7 @@ class FanOutKind(Kind[AwaitFanOut]):
     def send_again(self, engine: Engine, node_exec_id: int) -> None:
         publish_again(engine, node_exec_id)
 
-    def task_ids(self, session: Session, graph_exec_id: str) -> list[str]:
+    def task_ids(self, session: Transaction, graph_exec_id: str) -> list[str]:
         return element_task_ids(session, graph_exec_id)
 
     def in_reference(self, suspension: AwaitFanOut, node: ReferenceNode) -> list[tuple[str, Any]]:
@@ -181,7 +180,7 @@ def publish_again(engine: Engine, node_exec_id: int) -> None:
         engine.dispatcher.fan_out(node_exec_id, graph_exec_id, int(fanned["elements"]))
 
 
-def element_task_ids(session: Session, graph_exec_id: str) -> list[str]:
+def element_task_ids(session: Transaction, graph_exec_id: str) -> list[str]:
     """The element tasks of every fan-out node of the run, to revoke on a cancel."""
     waiting = suspended.stats_of_waiting_nodes(session, graph_exec_id)
     return [
