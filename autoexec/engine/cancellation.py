@@ -41,8 +41,7 @@ CANCELLED = Stop(S.TERMINATED, "cancelled")
 def cancel_execution(engine: Engine, graph_exec_id: str, user_id: str | None = None) -> str:
     """Cancel ``graph_exec_id``; returns a sentence saying what happened."""
     with engine.db.session() as session:
-        execution = repo.get_graph_execution(session, graph_exec_id, user_id)
-        owner, status = execution.user_id, execution.status
+        owner, status = repo.owner_and_status(session, graph_exec_id, user_id)
     if status in TERMINAL:
         admit_next(engine, owner)  # any slot free with runs waiting (e.g. a raised limit)
         return f"graph execution {graph_exec_id} already ended {status.value}"

@@ -105,8 +105,16 @@ def set_node_execution_count(execution: GraphExecution, count: int) -> None:
 def execution_with_fresh_spend(session: Session, graph_exec_id: str) -> GraphExecution:
     """The execution, its ``credits_spent`` read again: charged or refunded just now."""
     execution = get_graph_execution(session, graph_exec_id)
-    session.expire(execution, ["credits_spent"])
+    session.refresh(execution, ["credits_spent"])
     return execution
+
+
+def owner_and_status(
+    session: Session, graph_exec_id: str, user_id: str | None = None
+) -> tuple[str, ExecutionStatus]:
+    """The execution's owner and status (``get_graph_execution``'s read and check)."""
+    execution = get_graph_execution(session, graph_exec_id, user_id)
+    return execution.user_id, execution.status
 
 
 def request_cancel(session: Session, graph_exec_ids: list[str]) -> None:
@@ -215,6 +223,21 @@ def get_node_execution(session: Session, node_exec_id: int) -> NodeExecution:
     if row is None:
         raise NotFoundError(f"node execution {node_exec_id} not found")
     return row
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """A node execution's status and stats, as its run's engine reads them."""
+
+    node_exec_id: int
+    graph_exec_id: str
+    status: ExecutionStatus
+    stats: dict[str, Any] | None
+
+
+def node_state(session: Session, node_exec_id: int) -> NodeState:
+    row = get_node_execution(session, node_exec_id)
+    return NodeState(row.id, row.graph_exec_id, row.status, row.stats)
 
 
 def node_executions(session: Session, graph_exec_id: str) -> Sequence[NodeExecution]:

@@ -172,7 +172,7 @@ def publish_again(engine: Engine, node_exec_id: int) -> None:
     chord may never have been published (a worker lost, or the broker down, between the
     commit and the publish), so it is published again; a copy of one that was is harmless."""
     with engine.db.session() as session:
-        node = repo.get_node_execution(session, node_exec_id)
+        node = repo.node_state(session, node_exec_id)
         fanned, graph_exec_id = (node.stats or {}).get(STATS_KEY), node.graph_exec_id
         waiting = node.status is S.WAITING
     if waiting and fanned:
