@@ -24,8 +24,6 @@ from __future__ import annotations
 import logging
 from enum import Enum
 
-from sqlalchemy.orm import Session
-
 from autoexec.engine.context import Engine
 from autoexec.engine.launch import launch, step_due
 from autoexec.engine.lifecycle import (
@@ -39,7 +37,8 @@ from autoexec.statuses import ExecutionStatus
 from autoexec.store import admission as store
 from autoexec.store import executions as repo
 from autoexec.store.admission import WaitingRun, lock_user
-from autoexec.store.tables import GraphExecution
+from autoexec.store.executions import ExecutionState
+from autoexec.store.transaction import Transaction
 
 S = ExecutionStatus
 log = logging.getLogger(__name__)
@@ -78,7 +77,7 @@ def _admit(engine: Engine, graph_exec_id: str, launching: bool) -> Admission:
     return _admit_locked(engine, run, user_id, launching)
 
 
-def _already_started(session: Session, execution: GraphExecution, launching: bool) -> Admission:
+def _already_started(session: Transaction, execution: ExecutionState, launching: bool) -> Admission:
     if execution.status is not S.RUNNING:
         return Admission.WAITING
     if launching and not step_due(session, execution):
@@ -86,7 +85,7 @@ def _already_started(session: Session, execution: GraphExecution, launching: boo
     return Admission.STEP
 
 
-def _slot_free(engine: Engine, session: Session, user_id: str) -> bool:
+def _slot_free(engine: Engine, session: Transaction, user_id: str) -> bool:
     """Whether the user has a free slot, once every transaction handing slots on has committed.
     If not, the run may wait without holding the lock: each of the user's RUNNING runs ends in
     a transaction that hands its slot on, and that transaction will see this run waiting."""
@@ -115,7 +114,7 @@ def _admit_locked(engine: Engine, run: WaitingRun, user_id: str, launching: bool
         return Admission.STEP
 
 
-def _waiting(execution: GraphExecution) -> WaitingRun:
+def _waiting(execution: ExecutionState) -> WaitingRun:
     return WaitingRun(
         execution.id,
         execution.cancel_requested_at,

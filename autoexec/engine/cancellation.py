@@ -10,9 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
-
 from autoexec.coordination import CoordinationError
 from autoexec.engine.admission import admit_next
 from autoexec.engine.context import Engine
@@ -23,7 +20,7 @@ from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.children import active_children, descendants
 from autoexec.store.outcomes import node_outcomes
-from autoexec.store.tables import GraphExecution, NodeExecution, utcnow
+from autoexec.store.transaction import Transaction
 
 S = ExecutionStatus
 log = logging.getLogger(__name__)
@@ -43,8 +40,7 @@ CANCELLED = Stop(S.TERMINATED, "cancelled")
 def cancel_execution(engine: Engine, graph_exec_id: str, user_id: str | None = None) -> str:
     """Cancel ``graph_exec_id``; returns a sentence saying what happened."""
     with engine.db.session() as session:
-        execution = repo.get_graph_execution(session, graph_exec_id, user_id)
-        owner, status = execution.user_id, execution.status
+        owner, status = repo.owner_and_status(session, graph_exec_id, user_id)
     if status in TERMINAL:
         admit_next(engine, owner)  # any slot free with runs waiting (e.g. a raised limit)
         return f"graph execution {graph_exec_id} already ended {status.value}"
@@ -58,24 +54,19 @@ def cancel_execution(engine: Engine, graph_exec_id: str, user_id: str | None = N
     return f"graph execution {graph_exec_id} ended before it could be cancelled"
 
 
-def _request_cancel(session: Session, graph_exec_ids: list[str]) -> None:
+def _request_cancel(session: Transaction, graph_exec_ids: list[str]) -> None:
     """Store the cancel request first: every descendant is marked before any run stops, so no
     child's end can resume a node of a run being cancelled, and none can start."""
     if not graph_exec_ids:
         return
-    session.execute(
-        update(GraphExecution)
-        .where(GraphExecution.id.in_(graph_exec_ids))
-        .where(GraphExecution.cancel_requested_at.is_(None))
-        .values(cancel_requested_at=utcnow())
-    )
+    repo.request_cancel(session, graph_exec_ids)
 
 
 def stop_execution(
     engine: Engine,
     graph_exec_id: str,
     stop: Stop,
-    record: Callable[[Session], object] | None = None,
+    record: Callable[[Transaction], object] | None = None,
 ) -> bool:
     """End an execution as ``stop`` says; True if this call ended it.
 
@@ -115,15 +106,7 @@ def _flag_stop(engine: Engine, graph_exec_id: str) -> None:
 
 def _revoke_in_flight(engine: Engine, graph_exec_id: str) -> None:
     with engine.db.session() as session:
-        task_ids = list(
-            session.scalars(
-                select(NodeExecution.celery_task_id).where(
-                    NodeExecution.graph_exec_id == graph_exec_id,
-                    NodeExecution.status.in_((S.QUEUED, S.RUNNING)),
-                    NodeExecution.celery_task_id.is_not(None),
-                )
-            )
-        )
+        task_ids = repo.live_node_task_ids(session, graph_exec_id)
         task_ids += KINDS.task_ids(session, graph_exec_id)
     if not task_ids:
         return
@@ -135,7 +118,7 @@ def _revoke_in_flight(engine: Engine, graph_exec_id: str) -> None:
 
 
 def _end(
-    engine: Engine, graph_exec_id: str, stop: Stop, record: Callable[[Session], object] | None
+    engine: Engine, graph_exec_id: str, stop: Stop, record: Callable[[Transaction], object] | None
 ) -> bool:
     """End the execution as ``stop`` says, with the stopping node's outcome (``record``), in
     one transaction (``end_run``: what it left ends TERMINATED, charges of what never started
@@ -156,7 +139,6 @@ def _end(
         return ended is not None
 
 
-def _stop_stats(session: Session, graph_exec_id: str, stop: Stop) -> dict[str, Any]:
-    execution = repo.get_graph_execution(session, graph_exec_id)
-    session.expire(execution, ["credits_spent"])  # charged or refunded just now
+def _stop_stats(session: Transaction, graph_exec_id: str, stop: Stop) -> dict[str, Any]:
+    execution = repo.execution_with_fresh_spend(session, graph_exec_id)
     return graph_stats(execution, node_outcomes(session, graph_exec_id), stop.reason)

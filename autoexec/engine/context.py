@@ -13,8 +13,7 @@ from autoexec.graph import Graph
 from autoexec.metering import NO_METERING, Metering
 from autoexec.settings import Settings
 from autoexec.store.db import Database
-from autoexec.store.executions import NodeTask
-from autoexec.store.tables import GraphExecution
+from autoexec.store.executions import ExecutionState, NodeTask
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +85,7 @@ def build_engine(dispatcher: Dispatcher, runtime: EngineParts) -> Engine:
 
 
 def run_spec(
-    engine: Engine, graph: Graph, execution: GraphExecution, with_inputs: bool = False
+    engine: Engine, graph: Graph, execution: ExecutionState, with_inputs: bool = False
 ) -> RunSpec:
     """The dataflow spec of an execution; graph inputs are only needed to start it."""
     return RunSpec(

@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
-
 from autoexec.dataflow import RunSpec, deliver, static_sinks
 from autoexec.engine.cancellation import Stop
 from autoexec.engine.context import Engine
@@ -16,8 +14,8 @@ from autoexec.engine.limits import limit_stop
 from autoexec.graph import Graph
 from autoexec.store import executions as repo
 from autoexec.store.dataflow_sql import SqlDataflowStore
-from autoexec.store.executions import NodeTask, PendingOutput
-from autoexec.store.tables import GraphExecution
+from autoexec.store.executions import ExecutionState, NodeTask, PendingOutput
+from autoexec.store.transaction import Transaction
 
 
 @dataclass(frozen=True)
@@ -45,8 +43,8 @@ def _static_sinks_of(spec: RunSpec) -> frozenset[str]:
 
 def deliver_pending(
     engine: Engine,
-    session: Session,
-    execution: GraphExecution,
+    session: Transaction,
+    execution: ExecutionState,
     spec: RunSpec,
     pending: Sequence[PendingOutput],
     dispatch_on_commit: bool = False,

@@ -7,17 +7,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
+from autoexec.clock import utcnow
 from autoexec.dataflow import FailedNode, unhandled_failures
 from autoexec.engine.context import Engine
 from autoexec.engine.lifecycle import end_run
 from autoexec.engine.suspensions.registry import KINDS
 from autoexec.statuses import SUSPENDED, ExecutionStatus
 from autoexec.store import executions as repo
+from autoexec.store.executions import ExecutionState
 from autoexec.store.graphs import load_graph
 from autoexec.store.outcomes import NodeOutcome, node_outcomes
-from autoexec.store.tables import GraphExecution, utcnow
+from autoexec.store.transaction import Transaction
 from autoexec.store.transitions import transition_graph
 
 S = ExecutionStatus
@@ -58,7 +58,7 @@ def resume_parent_of(engine: Engine, child_exec_id: str) -> None:
     KINDS.after_run_end(engine, child_exec_id)
 
 
-def _suspend_run(session: Session, graph_exec_id: str) -> ExecutionStatus | None:
+def _suspend_run(session: Transaction, graph_exec_id: str) -> ExecutionStatus | None:
     """Nothing can run until a suspended node resumes: the run shows REVIEW if a review is
     pending, else WAITING, and keeps its slot.
 
@@ -79,7 +79,7 @@ def _suspend_run(session: Session, graph_exec_id: str) -> ExecutionStatus | None
 
 
 def _outcome(
-    session: Session, execution: GraphExecution, nodes: Sequence[NodeOutcome]
+    session: Transaction, execution: ExecutionState, nodes: Sequence[NodeOutcome]
 ) -> tuple[ExecutionStatus, str | None]:
     """The final status and error (SPEC §3.6); the graph is read only when a node failed, to
     see whether its error was handled."""
@@ -97,7 +97,7 @@ def _outcome(
 
 
 def graph_stats(
-    execution: GraphExecution, nodes: Sequence[NodeOutcome], error: str | None
+    execution: ExecutionState, nodes: Sequence[NodeOutcome], error: str | None
 ) -> dict[str, Any]:
     ran = [n for n in nodes if n.status is not S.INCOMPLETE and not n.stats.get("skipped")]
     nodes_walltime = sum(float(n.stats.get("walltime", 0.0)) for n in ran)

@@ -16,8 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from autoexec.dataflow import RunSpec
 from autoexec.engine.cancellation import Stop, stop_execution
 from autoexec.engine.context import Engine, run_spec
@@ -27,9 +25,9 @@ from autoexec.errors import BlockNotRegisteredError
 from autoexec.hooks import NodeRef
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
-from autoexec.store.executions import NodeTask, PendingOutput
+from autoexec.store.executions import ExecutionState, NodeTask, PendingOutput
 from autoexec.store.graphs import load_run_graph
-from autoexec.store.tables import GraphExecution
+from autoexec.store.transaction import Transaction
 
 S = ExecutionStatus
 
@@ -45,7 +43,7 @@ class Yielded:
 
 # A node's end, applied in the transaction that records its last outputs: given whether the
 # run was stopped meanwhile (the node then ends TERMINATED); True if it applied.
-End = Callable[[Session, bool], bool]
+End = Callable[[Transaction, bool], bool]
 
 
 @dataclass
@@ -99,7 +97,7 @@ def record(
 
 
 def record_in(
-    engine: Engine, session: Session, ref: NodeAttempt, outputs: Sequence[Yielded], end: End
+    engine: Engine, session: Transaction, ref: NodeAttempt, outputs: Sequence[Yielded], end: End
 ) -> Flushed:
     """``record`` in the caller's transaction; the caller calls ``after_commit`` after it."""
     return _record_and_deliver(engine, session, ref, outputs, end, from_memory=False)
@@ -148,7 +146,7 @@ def resend_queued(engine: Engine, graph_exec_id: str, node_id: str) -> None:
 
 def _record_and_deliver(
     engine: Engine,
-    session: Session,
+    session: Transaction,
     ref: NodeAttempt,
     outputs: Sequence[Yielded],
     end: End | None,
@@ -188,9 +186,9 @@ def _record_and_deliver(
 
 def _deliver(
     engine: Engine,
-    session: Session,
+    session: Transaction,
     ref: NodeAttempt,
-    execution: GraphExecution,
+    execution: ExecutionState,
     spec: RunSpec,
     pending: Sequence[PendingOutput],
     ended: bool,
@@ -208,7 +206,7 @@ def _deliver(
 
 
 def append_outputs(
-    session: Session, ref: NodeAttempt, outputs: Sequence[Yielded], delivered: bool = False
+    session: Transaction, ref: NodeAttempt, outputs: Sequence[Yielded], delivered: bool = False
 ) -> None:
     for output in outputs:
         repo.append_output(

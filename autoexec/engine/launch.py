@@ -13,14 +13,13 @@ node to send gets the full step instead.
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
-
 from autoexec.engine.context import Engine
 from autoexec.store.admission import WaitingRun, claim_starting_nodes, has_step_work
-from autoexec.store.tables import GraphExecution
+from autoexec.store.executions import ExecutionState
+from autoexec.store.transaction import Transaction
 
 
-def launch(engine: Engine, session: Session, run: WaitingRun) -> bool:
+def launch(engine: Engine, session: Transaction, run: WaitingRun) -> bool:
     """Send the starting node executions of ``run``, moved to RUNNING in this transaction;
     False if the run needs a full orchestrator step instead (nothing was sent)."""
     if run.max_run_seconds is not None:
@@ -33,7 +32,7 @@ def launch(engine: Engine, session: Session, run: WaitingRun) -> bool:
     return bool(jobs)
 
 
-def step_due(session: Session, execution: GraphExecution) -> bool:
+def step_due(session: Transaction, execution: ExecutionState) -> bool:
     """Whether a RUNNING execution that a ``run_graph`` message finds already started needs
     the step that message would take: the message may be re-delivered after a crash that kept
     the step from being taken, or have arrived after another transaction started the run (the

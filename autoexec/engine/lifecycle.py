@@ -16,8 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from autoexec.engine.context import Engine
 from autoexec.engine.launch import launch
 from autoexec.statuses import GRAPH_TRANSITIONS, SUSPENDED, ExecutionStatus, sources_of
@@ -25,6 +23,7 @@ from autoexec.store import admission as store
 from autoexec.store import executions as repo
 from autoexec.store.admission import WaitingRun, lock_user
 from autoexec.store.reviews import cancel_reviews
+from autoexec.store.transaction import Transaction
 from autoexec.store.transitions import terminate_nodes, transition_graph
 
 S = ExecutionStatus
@@ -43,7 +42,7 @@ class Ended:
 
 def end_run(
     engine: Engine,
-    session: Session,
+    session: Transaction,
     graph_exec_id: str,
     status: ExecutionStatus,
     *,
@@ -51,7 +50,7 @@ def end_run(
     stats: Callable[[], dict[str, Any]] | None = None,
     allowed_from: frozenset[ExecutionStatus] | None = None,
     left: frozenset[ExecutionStatus] = frozenset(),
-    record: Callable[[Session], object] | None = None,
+    record: Callable[[Transaction], object] | None = None,
     user_id: str | None = None,
     ended_before: bool = False,
 ) -> Ended | None:
@@ -106,7 +105,7 @@ def _may_end(
 
 
 def _end_nodes(
-    session: Session, graph_exec_id: str, left: frozenset[ExecutionStatus], error: str | None
+    session: Transaction, graph_exec_id: str, left: frozenset[ExecutionStatus], error: str | None
 ) -> int:
     if not left:
         return 0
@@ -117,7 +116,7 @@ def _end_nodes(
     return terminated
 
 
-def fill_free_slots(engine: Engine, session: Session, user_id: str) -> None:
+def fill_free_slots(engine: Engine, session: Transaction, user_id: str) -> None:
     """Move the user's oldest waiting runs to RUNNING while slots are free, under the user's
     lock (taken by the caller), and start each before the caller commits: its starting nodes
     are sent (``launch``), or else its ``run_graph``, whose step does the rest."""
@@ -125,12 +124,12 @@ def fill_free_slots(engine: Engine, session: Session, user_id: str) -> None:
         start_admitted(engine, session, run)
 
 
-def start_admitted(engine: Engine, session: Session, run: WaitingRun) -> None:
+def start_admitted(engine: Engine, session: Transaction, run: WaitingRun) -> None:
     if not launch(engine, session, run):
         engine.dispatcher.run_graph(run.id)
 
 
-def admit_waiting(engine: Engine, session: Session, user_id: str) -> list[WaitingRun]:
+def admit_waiting(engine: Engine, session: Transaction, user_id: str) -> list[WaitingRun]:
     """Move the oldest waiting runs that may start into the free slots; those moved, oldest
     first."""
     limit = engine.settings.max_concurrent_runs_per_user
@@ -150,13 +149,13 @@ def admit_waiting(engine: Engine, session: Session, user_id: str) -> list[Waitin
     return admitted
 
 
-def move_to_running(engine: Engine, session: Session, run: WaitingRun) -> bool:
+def move_to_running(engine: Engine, session: Transaction, run: WaitingRun) -> bool:
     if refuse_if_stopped(engine, session, run):
         return False
     return transition_graph(session, run.id, S.RUNNING, allowed_from=frozenset({S.QUEUED}))
 
 
-def refuse_if_stopped(engine: Engine, session: Session, run: WaitingRun) -> bool:
+def refuse_if_stopped(engine: Engine, session: Transaction, run: WaitingRun) -> bool:
     """End a waiting run that must not start (SPEC §5: cancelled, or its parent or root
     execution was terminated); True if it was refused."""
     if run.cancel_requested_at is not None:

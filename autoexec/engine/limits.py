@@ -13,11 +13,12 @@ import math
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from autoexec.clock import utcnow
 from autoexec.engine.cancellation import Stop
 from autoexec.engine.context import Engine
 from autoexec.errors import InputValidationError
 from autoexec.statuses import ExecutionStatus
-from autoexec.store.tables import GraphExecution, utcnow
+from autoexec.store.executions import ExecutionState
 
 MAX_TIMER_SECONDS = 300.0
 # Ten years: a longer deadline is no deadline, and would overflow a timestamp.
@@ -58,7 +59,7 @@ def deadline_of(execution: RunClock) -> datetime | None:
 
 
 def limit_stop(
-    execution: GraphExecution, max_node_executions: int, now: datetime | None = None
+    execution: ExecutionState, max_node_executions: int, now: datetime | None = None
 ) -> Stop | None:
     """Why a RUNNING execution must stop now, if it is past one of its limits."""
     if execution.node_execution_count > max_node_executions:

@@ -14,10 +14,6 @@ from datetime import datetime
 from typing import Any
 
 from kombu.exceptions import OperationalError as BrokerError
-from redis.exceptions import RedisError
-from sqlalchemy import Row, update
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 from autoexec.backoff import backoff_delay
 from autoexec.block_run.failures import (
@@ -32,6 +28,8 @@ from autoexec.block_run.failures import (
 from autoexec.block_run.run import NodeLogAdapter, OutputCheck, RunningBlock, run_logger
 from autoexec.block_run.watch import StopWatch, database_due
 from autoexec.blocks.base import ERROR_PIN, Block, RunContext, Suspend
+from autoexec.clock import utcnow
+from autoexec.coordination import CoordinationError
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.context import Engine
 from autoexec.engine.inline import NodeAttempt, Yielded, resend_queued
@@ -45,14 +43,21 @@ from autoexec.statuses import SUSPENDED, TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.credits import NodeCharge
 from autoexec.store.graphs import load_run_graph, read_run_graph
-from autoexec.store.tables import NodeExecution, utcnow
-from autoexec.store.transitions import move_node, start_queued_node, transition_node
+from autoexec.store.transaction import DatabaseOperationalError, Transaction
+from autoexec.store.transitions import (
+    move_node,
+    note_node_retry,
+    restart_running_node,
+    set_node_stats,
+    start_queued_node,
+    transition_node,
+)
 from autoexec.timeouts import Clock, time_limit
 
 S = ExecutionStatus
 log = logging.getLogger("autoexec.node")
 
-INFRASTRUCTURE_ERRORS = (OperationalError, RedisError, BrokerError)
+INFRASTRUCTURE_ERRORS = (DatabaseOperationalError, CoordinationError, BrokerError)
 
 MAX_RETRY_BACKOFF = 60.0
 
@@ -165,7 +170,7 @@ def _refused(engine: Engine, node_exec_id: int, refused: Refused, rerun: bool) -
 
 
 def _record(
-    session: Session, stopped: bool, engine: Engine, job: NodeJob, outcome: Outcome
+    session: Transaction, stopped: bool, engine: Engine, job: NodeJob, outcome: Outcome
 ) -> bool:
     """The node's end, or its suspension; a node whose run was stopped meanwhile ends
     TERMINATED."""
@@ -185,17 +190,15 @@ def _record(
     return moved is not None
 
 
-def _charge_usage(engine: Engine, session: Session, job: NodeJob, stats: dict[str, Any]) -> None:
+def _charge_usage(
+    engine: Engine, session: Transaction, job: NodeJob, stats: dict[str, Any]
+) -> None:
     """Charge the run's BYTE or SECOND cost with its end, and count it in the node's cost."""
     node = NodeCharge(job.node_exec_id, job.node_id, job.block_id, job.inputs)
     used = engine.metering.charge_usage(session, job.graph_exec_id, node, stats)
     if used:
         cost = int(stats.get("cost", 0)) + used
-        session.execute(
-            update(NodeExecution)
-            .where(NodeExecution.id == job.node_exec_id)
-            .values(stats={**stats, "cost": cost})
-        )
+        set_node_stats(session, job.node_exec_id, {**stats, "cost": cost})
 
 
 def _note_retry(engine: Engine, job: NodeJob, outcome: Outcome) -> None:
@@ -204,30 +207,10 @@ def _note_retry(engine: Engine, job: NodeJob, outcome: Outcome) -> None:
     failed = {"attempt": job.attempt, "error": outcome.error, "at": utcnow().isoformat()}
     stats = {**outcome.stats, "retries": [*job.retries, failed]}
     with engine.db.session() as session:
-        session.execute(
-            update(NodeExecution)
-            .where(
-                NodeExecution.id == job.node_exec_id,
-                NodeExecution.status == S.RUNNING,
-                NodeExecution.attempt == job.attempt,
-            )
-            .values(stats=stats, updated_at=utcnow())
-        )
+        note_node_retry(session, job.node_exec_id, job.attempt, stats)
 
 
 _QUEUED = frozenset({S.QUEUED})
-
-
-def _restart(session: Session, node_exec_id: int, attempt: int, worker_lost: bool) -> bool:
-    """A re-delivered or retried task takes over a RUNNING execution whose worker was lost
-    (counted when the message was re-delivered: a retry's worker is alive)."""
-    losses = NodeExecution.worker_losses + (1 if worker_lost else 0)
-    result = session.execute(
-        update(NodeExecution)
-        .where(NodeExecution.id == node_exec_id, NodeExecution.status == S.RUNNING)
-        .values(attempt=attempt, worker_losses=losses, updated_at=utcnow())
-    )
-    return bool(getattr(result, "rowcount", 0) == 1)
 
 
 @dataclass(frozen=True)
@@ -260,7 +243,7 @@ def claim(
     with engine.db.single_statement() as session:
         started = start_queued_node(session, node_exec_id)
     if started is not None:
-        view, losses = _view_of_started(started), 0
+        view, losses = started, 0
     else:
         with engine.db.session() as session:
             claimed = _claim_after_all(session, node_exec_id, rerun, worker_lost)
@@ -296,7 +279,7 @@ def _job(engine: Engine, view: repo.ClaimView, losses: int, graph: Graph) -> Nod
 
 
 def _claim_after_all(
-    session: Session, node_exec_id: int, rerun: bool, worker_lost: bool
+    session: Transaction, node_exec_id: int, rerun: bool, worker_lost: bool
 ) -> tuple[repo.ClaimView, int] | Refused:
     """The claim when the node execution was not QUEUED in a live run: refuse it (and end it
     if its run is stopped or ended), or take over a RUNNING one whose message came again;
@@ -310,34 +293,13 @@ def _claim_after_all(
         session, node_exec_id, S.RUNNING, allowed_from=_QUEUED, attempt=attempt
     )
     worker_lost = worker_lost and not _ended_in_retry(view)
-    restarted = not started and rerun and _restart(session, node_exec_id, attempt, worker_lost)
+    restarted = (
+        not started and rerun and restart_running_node(session, node_exec_id, attempt, worker_lost)
+    )
     if not started and not restarted:
         log.info("node execution %s is %s; not running it", node_exec_id, view.status)
         return Refused(view.status, view.graph_exec_id, view.node_id)
     return view, 1 if restarted and worker_lost else 0
-
-
-def _view_of_started(row: Row[Any]) -> repo.ClaimView:
-    """The claim's view of a node execution ``start_queued_node`` moved to RUNNING, as it
-    was before (its attempt before the claim's)."""
-    return repo.ClaimView(
-        node_exec_id=row.id,
-        node_id=row.node_id,
-        block_id=row.block_id,
-        status=S.QUEUED,
-        attempt=row.attempt - 1,
-        worker_losses=row.worker_losses,
-        input_data=row.input_data,
-        stats=row.stats,
-        graph_exec_id=row.graph_exec_id,
-        graph_id=row.graph_id,
-        graph_version=row.graph_version,
-        user_id=row.user_id,
-        run_status=S.RUNNING,
-        cancel_requested_at=None,
-        max_run_seconds=row.max_run_seconds,
-        started_at=row.run_started_at,
-    )
 
 
 def _retries_of(view: repo.ClaimView) -> tuple[dict[str, Any], ...]:
@@ -444,7 +406,7 @@ class _Run:
             if self.engine.coordinator.stop_requested(self.job.graph_exec_id):
                 return ExecutionStoppedError()
             read_database = database_due(watches)
-        except RedisError:
+        except CoordinationError:
             read_database = True
         if not read_database:
             return None

@@ -17,13 +17,12 @@ import threading
 import time
 from collections.abc import Callable
 
-from sqlalchemy.orm import Session
-
 from autoexec.engine import inline
 from autoexec.engine.cancellation import Stop
 from autoexec.engine.context import Engine
 from autoexec.engine.inline import Flushed, NodeAttempt, Yielded
 from autoexec.per_process import PerProcess
+from autoexec.store.transaction import Transaction
 
 # Small, because a batch is delivered under the run's row lock, which every node end of the
 # run waits for: 16 measured faster than 64 on stream_10k.
@@ -79,14 +78,14 @@ class OutputBuffer:
             flushed.needs_step = flushed.needs_step or self.step_owed
             return flushed
 
-    def closing(self, end: inline.End) -> Callable[[Session], bool]:
+    def closing(self, end: inline.End) -> Callable[[Transaction], bool]:
         """``end``, then writing what is left if it applied (not delivered: the run is being
         stopped)."""
         with self.lock:
             self.closed = True
             left = list(self.items)
 
-        def record_all(session: Session) -> bool:
+        def record_all(session: Transaction) -> bool:
             ended = end(session, False)
             if ended:
                 inline.append_outputs(session, self.ref, left)

@@ -32,8 +32,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session
-
+from autoexec.clock import utcnow
 from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine
 from autoexec.engine.inline import publish, send
@@ -42,7 +41,7 @@ from autoexec.engine.suspensions.child_run import resume_parent
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.children import ended_children_of_suspended_nodes, orphaned_children
-from autoexec.store.tables import utcnow
+from autoexec.store.transaction import Transaction
 
 S = ExecutionStatus
 log = logging.getLogger(__name__)
@@ -112,7 +111,7 @@ def republish_queued_runs(engine: Engine, before: datetime, limit: int, report: 
         report.republished_runs += 1
 
 
-def _free_slots(engine: Engine, session: Session, user_id: str) -> int:
+def _free_slots(engine: Engine, session: Transaction, user_id: str) -> int:
     return engine.settings.max_concurrent_runs_per_user - repo.count_running(session, user_id)
 
 

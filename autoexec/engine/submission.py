@@ -7,8 +7,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from autoexec.blocks.registry import get_registry
 from autoexec.dataflow import BlockLookup, RunSpec, graph_input_problems, start
 from autoexec.engine.context import Engine, run_spec
@@ -20,7 +18,7 @@ from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.dataflow_sql import SqlDataflowStore
 from autoexec.store.graphs import ensure_user, latest_version_number, load_graph
-from autoexec.store.tables import GraphExecution
+from autoexec.store.transaction import Transaction
 
 
 @dataclass(frozen=True)
@@ -112,13 +110,13 @@ def create_execution(engine: Engine, request: RunRequest, exec_id: str | None = 
     With ``exec_id`` the call is idempotent: an execution that already has that id is reused.
     """
     with engine.db.session() as session:
-        if exec_id is not None and session.get(GraphExecution, exec_id) is not None:
+        if exec_id is not None and repo.execution_exists(session, exec_id):
             return exec_id
         return write_execution(engine, session, request, exec_id)
 
 
 def write_execution(
-    engine: Engine, session: Session, request: RunRequest, exec_id: str | None = None
+    engine: Engine, session: Transaction, request: RunRequest, exec_id: str | None = None
 ) -> str:
     """``create_execution`` in the caller's transaction (the caller publishes its run message
     after the commit)."""
@@ -131,11 +129,11 @@ def write_execution(
     spec = run_spec(engine, graph, row, with_inputs=True)
     meter = engine.metering.dispatch_meter(session, row.id, loaded=row)
     store = SqlDataflowStore(session, graph, row.id, meter=meter, user_id=request.user_id)
-    row.node_execution_count = len(start(spec, store))
+    repo.set_node_execution_count(row, len(start(spec, store)))
     return row.id
 
 
-def requested_graph(engine: Engine, session: Session, request: RunRequest) -> Graph:
+def requested_graph(engine: Engine, session: Transaction, request: RunRequest) -> Graph:
     """The graph version ``request`` runs (the latest if it names none), checked against the
     request; NotFoundError or InputValidationError says what is wrong."""
     version = request.graph_version or latest_version_number(

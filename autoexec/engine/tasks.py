@@ -18,7 +18,6 @@ from typing import Any
 
 from celery import Task, chord, group
 from celery.exceptions import Reject
-from sqlalchemy.exc import OperationalError
 
 from autoexec import notifications
 from autoexec.celery_app import BrokerError, app
@@ -31,6 +30,7 @@ from autoexec.engine.submission import RunRequest, create_execution
 from autoexec.engine.suspensions import fan_out
 from autoexec.errors import AutoexecError, InputValidationError
 from autoexec.store.executions import NodeTask
+from autoexec.store.transaction import DatabaseOperationalError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class RequeueingTask(Task[Any, Any]):
 
 # Infrastructure errors (database, Redis, broker) are retried until the service is back:
 # giving up would leave an execution RUNNING with nobody to move it on.
-RETRY_ON = (OperationalError, CoordinationError, BrokerError)
+RETRY_ON = (DatabaseOperationalError, CoordinationError, BrokerError)
 RETRY_POLICY: dict[str, Any] = {
     "base": RequeueingTask,
     "autoretry_for": RETRY_ON,
@@ -260,7 +260,7 @@ def _check_age(seconds: object) -> None:
 @app.task(
     name=notifications.NOTIFY_TASK,
     ignore_result=True,
-    autoretry_for=(OperationalError,),
+    autoretry_for=(DatabaseOperationalError,),
     retry_backoff=True,
     max_retries=5,
 )

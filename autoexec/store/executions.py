@@ -7,13 +7,14 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy import Insert, Integer, Row, Select, Update, bindparam, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import set_committed_value
 
+from autoexec.clock import utcnow
 from autoexec.dataflow import YieldedOutput, graph_outputs
 from autoexec.errors import NotFoundError
 from autoexec.graph import GRAPH_OUTPUT_BLOCK, Graph
@@ -31,6 +32,12 @@ S = ExecutionStatus
 _RUNS = table(GraphExecution)
 _OUTPUTS = table(NodeExecutionOutput)
 ACTIVE_NODE_STATUSES = (S.QUEUED, S.RUNNING)
+
+# A graph execution as the store loaded it in the caller's transaction. The engine reads its
+# fields and hands it back to store functions, which alone change it. It stays the loaded row,
+# not a frozen copy: ``count_node_executions`` keeps it in step with its UPDATE, and metering
+# and ``run_spec`` take the run as loaded, so a copy would cost reads the hot path avoids.
+ExecutionState: TypeAlias = GraphExecution
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,53 @@ def get_graph_execution(
     if row is None or (user_id is not None and row.user_id != user_id):
         raise NotFoundError(f"graph execution {graph_exec_id!r} not found")
     return row
+
+
+def execution_exists(session: Session, graph_exec_id: str) -> bool:
+    return session.get(GraphExecution, graph_exec_id) is not None
+
+
+def set_node_execution_count(execution: GraphExecution, count: int) -> None:
+    """The count of a run just written, stored with the transaction's commit."""
+    execution.node_execution_count = count
+
+
+def execution_with_fresh_spend(session: Session, graph_exec_id: str) -> GraphExecution:
+    """The execution, its ``credits_spent`` read again: charged or refunded just now."""
+    execution = get_graph_execution(session, graph_exec_id)
+    session.refresh(execution, ["credits_spent"])
+    return execution
+
+
+def owner_and_status(
+    session: Session, graph_exec_id: str, user_id: str | None = None
+) -> tuple[str, ExecutionStatus]:
+    """The execution's owner and status (``get_graph_execution``'s read and check)."""
+    execution = get_graph_execution(session, graph_exec_id, user_id)
+    return execution.user_id, execution.status
+
+
+def request_cancel(session: Session, graph_exec_ids: list[str]) -> None:
+    """Note a cancel request on each execution not yet asked to cancel."""
+    session.execute(
+        update(GraphExecution)
+        .where(GraphExecution.id.in_(graph_exec_ids))
+        .where(GraphExecution.cancel_requested_at.is_(None))
+        .values(cancel_requested_at=utcnow())
+    )
+
+
+def live_node_task_ids(session: Session, graph_exec_id: str) -> list[str | None]:
+    """The task ids of the run's QUEUED or RUNNING node executions that have one."""
+    return list(
+        session.scalars(
+            select(NodeExecution.celery_task_id).where(
+                NodeExecution.graph_exec_id == graph_exec_id,
+                NodeExecution.status.in_(ACTIVE_NODE_STATUSES),
+                NodeExecution.celery_task_id.is_not(None),
+            )
+        )
+    )
 
 
 def get_execution_state(session: Session, graph_exec_id: str, lock: bool = False) -> GraphExecution:
@@ -169,6 +223,21 @@ def get_node_execution(session: Session, node_exec_id: int) -> NodeExecution:
     if row is None:
         raise NotFoundError(f"node execution {node_exec_id} not found")
     return row
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """A node execution's status and stats, as its run's engine reads them."""
+
+    node_exec_id: int
+    graph_exec_id: str
+    status: ExecutionStatus
+    stats: dict[str, Any] | None
+
+
+def node_state(session: Session, node_exec_id: int) -> NodeState:
+    row = get_node_execution(session, node_exec_id)
+    return NodeState(row.id, row.graph_exec_id, row.status, row.stats)
 
 
 def node_executions(session: Session, graph_exec_id: str) -> Sequence[NodeExecution]:

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from autoexec.clock import utcnow as utcnow  # re-exported: store modules and tests use it
 from autoexec.statuses import ExecutionStatus
 
 NAMING = {
@@ -63,10 +64,6 @@ class Timestamp(TypeDecorator[datetime]):
         if isinstance(value, datetime) and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value  # type: ignore[no-any-return]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):

@@ -17,6 +17,7 @@ from autoexec.statuses import (
     ExecutionStatus,
     sources_of,
 )
+from autoexec.store.executions import ClaimView
 from autoexec.store.statements import bound, run, table
 from autoexec.store.tables import GraphExecution, NodeExecution, utcnow
 
@@ -131,14 +132,77 @@ def _node_move(
     return statement.values(status=target, **values).returning(*_NODE_COLUMNS)
 
 
-def start_queued_node(session: Session, node_exec_id: int) -> Row[Any] | None:
+def start_queued_node(session: Session, node_exec_id: int) -> ClaimView | None:
     """Claim a QUEUED node execution of a live run in one statement: RUNNING, next attempt;
-    the row the claim needs (node execution, with its run's identity and clock), or None if
-    it was not QUEUED or its run is stopped or ended (the caller then reads why)."""
+    the claim's view of it as it was before (node execution, with its run's identity and
+    clock), or None if it was not QUEUED or its run is stopped or ended (the caller then
+    reads why)."""
     row = run(session, _claim(), {"p_node_exec_id": node_exec_id, "p_now": utcnow()}).first()
-    if row is not None:
-        _note_node(session, row, S.RUNNING, {})
-    return row
+    if row is None:
+        return None
+    _note_node(session, row, S.RUNNING, {})
+    return _view_of_started(row)
+
+
+def _view_of_started(row: Row[Any]) -> ClaimView:
+    """The claim's view of a node execution ``start_queued_node`` moved to RUNNING, as it
+    was before (its attempt before the claim's)."""
+    return ClaimView(
+        node_exec_id=row.id,
+        node_id=row.node_id,
+        block_id=row.block_id,
+        status=S.QUEUED,
+        attempt=row.attempt - 1,
+        worker_losses=row.worker_losses,
+        input_data=row.input_data,
+        stats=row.stats,
+        graph_exec_id=row.graph_exec_id,
+        graph_id=row.graph_id,
+        graph_version=row.graph_version,
+        user_id=row.user_id,
+        run_status=S.RUNNING,
+        cancel_requested_at=None,
+        max_run_seconds=row.max_run_seconds,
+        started_at=row.run_started_at,
+    )
+
+
+def restart_running_node(
+    session: Session, node_exec_id: int, attempt: int, worker_lost: bool
+) -> bool:
+    """A re-delivered or retried task takes over a RUNNING node execution as ``attempt``;
+    ``worker_lost`` counts a lost worker (when the message was re-delivered: a retry's worker
+    is alive). True if it was RUNNING."""
+    losses = NodeExecution.worker_losses + (1 if worker_lost else 0)
+    result = session.execute(
+        update(NodeExecution)
+        .where(NodeExecution.id == node_exec_id, NodeExecution.status == S.RUNNING)
+        .values(attempt=attempt, worker_losses=losses, updated_at=utcnow())
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def note_node_retry(
+    session: Session, node_exec_id: int, attempt: int, stats: dict[str, Any]
+) -> None:
+    """Store the stats (with its retries) of a RUNNING node execution if ``attempt`` still
+    owns it."""
+    session.execute(
+        update(NodeExecution)
+        .where(
+            NodeExecution.id == node_exec_id,
+            NodeExecution.status == S.RUNNING,
+            NodeExecution.attempt == attempt,
+        )
+        .values(stats=stats, updated_at=utcnow())
+    )
+
+
+def set_node_stats(session: Session, node_exec_id: int, stats: dict[str, Any]) -> None:
+    """Replace a node execution's stats (its cost counted after its end)."""
+    session.execute(
+        update(NodeExecution).where(NodeExecution.id == node_exec_id).values(stats=stats)
+    )
 
 
 @functools.cache

@@ -11,8 +11,15 @@ import pytest
 
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.db import Database
+from autoexec.store.executions import request_cancel
 from autoexec.store.tables import GraphExecution, GraphVersion, NodeExecution, User
-from autoexec.store.transitions import transition_graph, transition_node
+from autoexec.store.transitions import (
+    note_node_retry,
+    restart_running_node,
+    start_queued_node,
+    transition_graph,
+    transition_node,
+)
 
 S = ExecutionStatus
 RACE_ROUNDS = 20
@@ -258,3 +265,60 @@ def test_concurrent_node_transitions_exactly_one_wins(db: Database) -> None:
         assert sorted(outcomes) == [False, True]
         expected = S.COMPLETED if outcomes[0] else S.TERMINATED
         assert node_row(db, node_id).status == expected
+
+
+def test_claim_of_a_queued_node_returns_the_view_it_had_before(any_db: Database) -> None:
+    exec_id = create_graph_execution(any_db, status=S.RUNNING)
+    node_id = create_node_execution(any_db, exec_id, status=S.QUEUED)
+
+    with any_db.single_statement() as session:
+        view = start_queued_node(session, node_id)
+
+    assert view is not None
+    assert (view.node_exec_id, view.graph_exec_id, view.node_id) == (node_id, exec_id, "n1")
+    assert (view.status, view.attempt, view.run_status) == (S.QUEUED, 0, S.RUNNING)
+    row = node_row(any_db, node_id)
+    assert (row.status, row.attempt) == (S.RUNNING, 1)
+    with any_db.single_statement() as session:
+        assert start_queued_node(session, node_id) is None  # a second claim is refused
+
+
+def test_restart_takes_over_only_a_running_node(any_db: Database) -> None:
+    exec_id = create_graph_execution(any_db, status=S.RUNNING)
+    running = create_node_execution(any_db, exec_id, status=S.RUNNING)
+    completed = create_node_execution(any_db, exec_id, status=S.COMPLETED)
+
+    with any_db.session() as session:
+        assert restart_running_node(session, running, attempt=2, worker_lost=True)
+        assert not restart_running_node(session, completed, attempt=2, worker_lost=True)
+
+    row = node_row(any_db, running)
+    assert (row.attempt, row.worker_losses) == (2, 1)
+    assert node_row(any_db, completed).attempt == 0
+
+
+def test_a_retry_is_noted_only_by_the_attempt_that_owns_the_node(any_db: Database) -> None:
+    node_id = create_node_execution(any_db, create_graph_execution(any_db, status=S.RUNNING))
+    with any_db.session() as session:
+        assert restart_running_node(session, node_id, attempt=1, worker_lost=False) is False
+        assert transition_node(session, node_id, S.QUEUED)
+        assert transition_node(session, node_id, S.RUNNING, attempt=1)
+
+    with any_db.session() as session:
+        note_node_retry(session, node_id, attempt=2, stats={"retries": ["stale"]})
+    assert node_row(any_db, node_id).stats == {}
+    with any_db.session() as session:
+        note_node_retry(session, node_id, attempt=1, stats={"retries": ["failed once"]})
+    assert node_row(any_db, node_id).stats == {"retries": ["failed once"]}
+
+
+def test_a_cancel_request_keeps_the_time_it_was_first_made(any_db: Database) -> None:
+    exec_id = create_graph_execution(any_db, status=S.RUNNING)
+    with any_db.session() as session:
+        request_cancel(session, [exec_id])
+    first = graph_row(any_db, exec_id).cancel_requested_at
+    assert first is not None
+
+    with any_db.session() as session:
+        request_cancel(session, [exec_id])
+    assert graph_row(any_db, exec_id).cancel_requested_at == first

@@ -37,7 +37,7 @@ CELERY_MODULES = frozenset(
 # Imports of Redis or Celery in modules other work owns now; each should catch
 # ``autoexec.coordination.CoordinationError`` and ``autoexec.celery_app.BrokerError``
 # instead. Empty these as that work lands.
-KNOWN_REDIS_IMPORTS = frozenset({"autoexec.engine.node_execution"})
+KNOWN_REDIS_IMPORTS: frozenset[str] = frozenset()
 KNOWN_CELERY_IMPORTS = frozenset({"autoexec.engine.node_execution"})
 
 PURE_MODULES = (

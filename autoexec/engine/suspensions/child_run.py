@@ -20,8 +20,6 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from autoexec.billing import add_child_spend, child_budget
 from autoexec.blocks.base import AwaitChild
 from autoexec.engine.context import Engine
@@ -37,6 +35,7 @@ from autoexec.errors import (
 from autoexec.hooks import NodeRef
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.children import child_of_node, depth_of, get_child, outputs_of, root_of
+from autoexec.store.transaction import Transaction
 
 S = ExecutionStatus
 log = logging.getLogger(__name__)
@@ -50,7 +49,7 @@ class ChildRunKind(Kind[AwaitChild]):
         return check_child(engine, node, suspension)
 
     def persist(
-        self, engine: Engine, session: Session, node: NodeRef, suspension: AwaitChild
+        self, engine: Engine, session: Transaction, node: NodeRef, suspension: AwaitChild
     ) -> None:
         create_child(engine, session, node, suspension)
 
@@ -92,7 +91,7 @@ def check_child(engine: Engine, parent: NodeRef, child: AwaitChild) -> AwaitChil
     return replace(child, graph_version=graph.version)
 
 
-def create_child(engine: Engine, session: Session, parent: NodeRef, child: AwaitChild) -> str:
+def create_child(engine: Engine, session: Transaction, parent: NodeRef, child: AwaitChild) -> str:
     """Write the child execution, QUEUED, in the caller's transaction; its id."""
     request = replace(
         _request(session, parent, child),
@@ -101,7 +100,7 @@ def create_child(engine: Engine, session: Session, parent: NodeRef, child: Await
     return write_execution(engine, session, request)
 
 
-def _request(session: Session, parent: NodeRef, child: AwaitChild) -> RunRequest:
+def _request(session: Transaction, parent: NodeRef, child: AwaitChild) -> RunRequest:
     return RunRequest(
         child.graph_id,
         parent.user_id,
@@ -140,7 +139,7 @@ def resume_parent(engine: Engine, child_exec_id: str) -> bool:
 
     parent_exec_id = child.parent_execution_id
 
-    def resolve(session: Session) -> Resumption:
+    def resolve(session: Transaction) -> Resumption:
         resumption = child_resumption(session, child_exec_id)
         add_child_spend(engine, session, parent_exec_id, child_exec_id)
         return resumption
@@ -154,7 +153,7 @@ def resume_parent(engine: Engine, child_exec_id: str) -> bool:
     return True
 
 
-def child_resumption(session: Session, child_exec_id: str) -> Resumption:
+def child_resumption(session: Transaction, child_exec_id: str) -> Resumption:
     """How the node of an ended child ends: each of the child's outputs, name by name and
     each name's values in order, or an error."""
     child = get_child(session, child_exec_id)

@@ -21,8 +21,6 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from autoexec.block_run.failures import Ending, error_message
 from autoexec.block_run.run import OutputCheck, RunningBlock, run_logger
 from autoexec.block_run.watch import StopWatch, database_due
@@ -39,6 +37,7 @@ from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store import suspended
 from autoexec.store.graphs import load_run_graph
+from autoexec.store.transaction import Transaction
 from autoexec.timeouts import Clock, time_limit
 
 S = ExecutionStatus
@@ -82,7 +81,7 @@ class FanOutKind(Kind[AwaitFanOut]):
     def send_again(self, engine: Engine, node_exec_id: int) -> None:
         publish_again(engine, node_exec_id)
 
-    def task_ids(self, session: Session, graph_exec_id: str) -> list[str]:
+    def task_ids(self, session: Transaction, graph_exec_id: str) -> list[str]:
         return element_task_ids(session, graph_exec_id)
 
     def in_reference(self, suspension: AwaitFanOut, node: ReferenceNode) -> list[tuple[str, Any]]:
@@ -176,7 +175,7 @@ def publish_again(engine: Engine, node_exec_id: int) -> None:
     chord may never have been published (a worker lost, or the broker down, between the
     commit and the publish), so it is published again; a copy of one that was is harmless."""
     with engine.db.session() as session:
-        node = repo.get_node_execution(session, node_exec_id)
+        node = repo.node_state(session, node_exec_id)
         fanned, graph_exec_id = (node.stats or {}).get(STATS_KEY), node.graph_exec_id
         waiting = node.status is S.WAITING
     if waiting and fanned:
@@ -184,7 +183,7 @@ def publish_again(engine: Engine, node_exec_id: int) -> None:
         engine.dispatcher.fan_out(node_exec_id, graph_exec_id, int(fanned["elements"]))
 
 
-def element_task_ids(session: Session, graph_exec_id: str) -> list[str]:
+def element_task_ids(session: Transaction, graph_exec_id: str) -> list[str]:
     """The element tasks of every fan-out node of the run, to revoke on a cancel."""
     waiting = suspended.stats_of_waiting_nodes(session, graph_exec_id)
     return [

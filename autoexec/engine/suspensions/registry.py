@@ -20,13 +20,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from sqlalchemy.orm import Session
-
 from autoexec.blocks.base import Block, RunContext, Suspend, Yield
 from autoexec.engine.context import Engine
 from autoexec.graph import Node
 from autoexec.hooks import NodeRef
 from autoexec.statuses import ExecutionStatus
+from autoexec.store.transaction import Transaction
 
 SuspendT = TypeVar("SuspendT", bound=Suspend)
 
@@ -80,7 +79,7 @@ class SuspensionKind(Protocol[SuspendT]):
         """Entries the suspended node's stats keep (what ``send_again`` reads back)."""
 
     def persist(
-        self, engine: Engine, session: Session, node: NodeRef, suspension: SuspendT
+        self, engine: Engine, session: Transaction, node: NodeRef, suspension: SuspendT
     ) -> None:
         """What the node waits for, written in the transaction that suspends it."""
 
@@ -91,7 +90,7 @@ class SuspensionKind(Protocol[SuspendT]):
         """A re-delivered node task found the node suspended: what ``after_commit`` sent may
         have been lost in a crash; send it again if so (a copy must be harmless)."""
 
-    def task_ids(self, session: Session, graph_exec_id: str) -> list[str]:
+    def task_ids(self, session: Transaction, graph_exec_id: str) -> list[str]:
         """The ids of the tasks the run's suspended nodes wait for, to revoke on a cancel."""
 
     def after_run_end(self, engine: Engine, graph_exec_id: str) -> None:
@@ -120,7 +119,7 @@ class Kind(Generic[SuspendT]):
         return {}
 
     def persist(
-        self, engine: Engine, session: Session, node: NodeRef, suspension: SuspendT
+        self, engine: Engine, session: Transaction, node: NodeRef, suspension: SuspendT
     ) -> None:
         return None
 
@@ -130,7 +129,7 @@ class Kind(Generic[SuspendT]):
     def send_again(self, engine: Engine, node_exec_id: int) -> None:
         return None
 
-    def task_ids(self, session: Session, graph_exec_id: str) -> list[str]:
+    def task_ids(self, session: Transaction, graph_exec_id: str) -> list[str]:
         return []
 
     def after_run_end(self, engine: Engine, graph_exec_id: str) -> None:
@@ -180,7 +179,7 @@ class SuspensionKinds:
         for kind in self.all():
             kind.send_again(engine, node_exec_id)
 
-    def task_ids(self, session: Session, graph_exec_id: str) -> list[str]:
+    def task_ids(self, session: Transaction, graph_exec_id: str) -> list[str]:
         return [task_id for kind in self.all() for task_id in kind.task_ids(session, graph_exec_id)]
 
     def after_run_end(self, engine: Engine, graph_exec_id: str) -> None:

@@ -8,8 +8,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from autoexec.blocks.base import ERROR_PIN
 from autoexec.engine import inline
 from autoexec.engine.context import Engine
@@ -17,6 +15,7 @@ from autoexec.errors import InvalidTransitionError
 from autoexec.statuses import SUSPENDED, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store import suspended
+from autoexec.store.transaction import Transaction
 from autoexec.store.transitions import transition_graph, transition_node
 
 S = ExecutionStatus
@@ -35,7 +34,7 @@ def resume_node(
     engine: Engine,
     graph_exec_id: str,
     node_exec_id: int,
-    resolve: Callable[[Session], Resumption],
+    resolve: Callable[[Transaction], Resumption],
 ) -> None:
     """End a suspended node execution from any process, in one transaction that records its
     outputs and delivers them, as if its block had yielded them; the run goes on from there.
@@ -56,7 +55,7 @@ def resume_node(
 
 
 def _resume(
-    engine: Engine, session: Session, node_exec_id: int, resumption: Resumption
+    engine: Engine, session: Transaction, node_exec_id: int, resumption: Resumption
 ) -> inline.Flushed:
     node, status, attempt = suspended.lock_node(session, node_exec_id)
     if status not in SUSPENDED:
@@ -71,7 +70,7 @@ def _resume(
     yielded = [inline.Yielded(first + n, pin, value) for n, (pin, value) in enumerate(outputs)]
     ended = S.COMPLETED if resumption.error is None else S.FAILED
 
-    def end(session: Session, stopped: bool) -> bool:
+    def end(session: Transaction, stopped: bool) -> bool:
         target = S.TERMINATED if stopped else ended
         error = None if stopped else resumption.error
         return transition_node(session, node_exec_id, target, allowed_from=SUSPENDED, error=error)

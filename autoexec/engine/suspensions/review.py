@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from autoexec.blocks.base import AwaitReview
 from autoexec.engine.context import Engine
 from autoexec.engine.suspensions.registry import Kind, ReferenceNode
@@ -16,6 +14,7 @@ from autoexec.engine.suspensions.resume import Resumption, resume_node
 from autoexec.hooks import NodeRef
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import reviews
+from autoexec.store.transaction import Transaction
 
 
 class ReviewKind(Kind[AwaitReview]):
@@ -23,7 +22,7 @@ class ReviewKind(Kind[AwaitReview]):
     status = ExecutionStatus.REVIEW
 
     def persist(
-        self, engine: Engine, session: Session, node: NodeRef, suspension: AwaitReview
+        self, engine: Engine, session: Transaction, node: NodeRef, suspension: AwaitReview
     ) -> None:
         reviews.open_review(session, node, suspension.data, suspension.message)
 
@@ -53,7 +52,7 @@ def decide_review(
         review = reviews.find_review(session, review_id, user_id)
     decided: list[reviews.ReviewRecord] = []
 
-    def decide(session: Session) -> Resumption:
+    def decide(session: Transaction) -> Resumption:
         locked = reviews.find_review(session, review_id, user_id, lock=True)
         approved = decision.approved
         data = locked.data if decision.data is None else decision.data
