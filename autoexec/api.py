@@ -14,16 +14,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import OperationalError
 
-from autoexec import credits
+from autoexec.billing import ledger as credits
+from autoexec.billing.ledger import CreditTransactionView
 from autoexec.coordination import Keys, PubSub
-from autoexec.credits import CreditTransactionView
 from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine
 from autoexec.engine.submission import RunRequest, create_execution, fail_unpublished
 from autoexec.engine.suspensions.review import Decision, decide_review
 from autoexec.engine.tasks import get_engine
 from autoexec.errors import AutoexecError, GraphWarning, InputValidationError
-from autoexec.events import GRAPH_EVENT
 from autoexec.graph import (
     Graph,
     GraphDefinition,
@@ -31,13 +30,14 @@ from autoexec.graph import (
     parse_definition,
     validate_graph,
 )
-from autoexec.live import Event
+from autoexec.observability.events import GRAPH_EVENT
+from autoexec.observability.live import Event
+from autoexec.observability.subscription import Subscription, user_events
 from autoexec.statuses import GRAPH_STATUSES, TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store import graphs as graph_store
 from autoexec.store import reviews as review_store
 from autoexec.store.tables import GraphExecution, NodeExecution
-from autoexec.subscription import Subscription, user_events
 
 log = logging.getLogger(__name__)
 graph_log = logging.getLogger("autoexec.graph")

@@ -18,12 +18,12 @@ from celery.utils.log import get_multiprocessing_logger
 from kombu import Exchange, Queue
 from kombu.exceptions import OperationalError
 
+from autoexec.billing.notifications import NOTIFY_TASK, NotificationRequest
 from autoexec.logs import format_as_json, wants_json
-from autoexec.notifications import NOTIFY_TASK, NotificationRequest
+from autoexec.observability.worker_metrics import connect_worker_signals
 from autoexec.runtime import Runtime
 from autoexec.settings import Settings, settings_with
 from autoexec.task_arguments import shown_kwargs
-from autoexec.worker_metrics import connect_worker_signals
 
 # The broker did not take a message (unreachable, or refusing writes): re-exported, so that
 # what catches it need not import Celery's transport.

@@ -103,7 +103,7 @@ class Keys:
 
     @classmethod
     def events(cls, graph_exec_id: str) -> str:
-        """The live events of one graph execution (autoexec.events)."""
+        """The live events of one graph execution (autoexec.observability.events)."""
         return f"{cls.prefix}:events:graph:{graph_exec_id}"
 
     @classmethod

@@ -8,7 +8,7 @@ and calls at fixed points, never asking whether metering is on.
 - ``child_budget`` and ``add_child_spend`` when a child run starts and ends.
 
 ``NO_METERING`` (metering off) does nothing at any of them: the engine then runs no metering
-code. The credit ledger (``autoexec.billing.CreditMetering``) charges credits. Every call
+code. The credit ledger (``autoexec.billing.charges.CreditMetering``) charges credits. Every call
 runs in the caller's transaction, which holds the run's row lock.
 """
 

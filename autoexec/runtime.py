@@ -19,14 +19,14 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from autoexec.billing import metering_for
+from autoexec.billing.charges import metering_for
+from autoexec.billing.notifications import NotificationHook, Sender
 from autoexec.blocks.registry import BlockRegistry, load_registry
 from autoexec.coordination import Coordinator, make_coordinator
 from autoexec.engine.context import Dispatcher, Engine, build_engine
-from autoexec.events import FLUSH_AT_EXIT_SECONDS, EventPublisher, EventSender
 from autoexec.hooks import EngineHook, load_hooks
 from autoexec.metering import Metering
-from autoexec.notifications import NotificationHook, Sender
+from autoexec.observability.events import FLUSH_AT_EXIT_SECONDS, EventPublisher, EventSender
 from autoexec.settings import Settings
 from autoexec.store.db import Database
 
@@ -109,9 +109,10 @@ class Runtime:
 
     def _make_hooks(self) -> list[EngineHook]:
         # Imported here, when the first engine is built: its metrics must be created after a
-        # worker chose prometheus_client's multiprocess mode (autoexec.worker_metrics), which
+        # worker chose prometheus_client's multiprocess mode
+        # (autoexec.observability.worker_metrics), which
         # it does after importing the app, which holds the runtime.
-        from autoexec.metrics import MetricsHook
+        from autoexec.observability.metrics import MetricsHook
 
         settings = self.settings
         return [

@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     execution_cost_per_threshold: int = Field(default=1, ge=0)
     low_balance_threshold: int = Field(default=100, ge=0)
 
-    # Notifications (autoexec.notifications): where they go, a comma list of log, webhook
+    # Notifications (autoexec.billing.notifications): where they go, a comma list of log, webhook
     # (empty: none), and how the webhook is called.
     notification_sinks: str = "log"
     notification_webhook_url: str | None = Field(default=None, validate_default=True)

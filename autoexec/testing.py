@@ -38,8 +38,8 @@ from typing import Any
 from sqlalchemy import event
 
 from autoexec import api, notifications
+from autoexec.billing.ledger import CreditTransactionView
 from autoexec.blocks.base import Block
-from autoexec.credits import CreditTransactionView
 from autoexec.engine import node_execution, orchestrator
 from autoexec.engine.admission import start_run
 from autoexec.engine.context import Engine

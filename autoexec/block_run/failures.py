@@ -20,7 +20,7 @@ from autoexec.errors import (
 USER_ERRORS = (ValueError, BlockDisabledError, InputValidationError)
 
 # The node stat naming the type of an unexpected error: a bug, not the graph's or its inputs'
-# fault (it raises a system alert, autoexec.notifications).
+# fault (it raises a system alert, autoexec.billing.notifications).
 UNEXPECTED_ERROR = "unexpected_error"
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from celery import Task, chord, group
 from celery.exceptions import Reject
 
-from autoexec import notifications
+from autoexec.billing import notifications
 from autoexec.celery_app import BrokerError, app
 from autoexec.coordination import CoordinationError
 from autoexec.engine import node_execution, orchestrator, reconciler

@@ -9,7 +9,7 @@ from typing import Any
 
 from autoexec import api
 from autoexec.engine.context import Engine
-from autoexec.live import Event, NodeEvent
+from autoexec.observability.live import Event, NodeEvent
 
 
 @dataclass

@@ -11,7 +11,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from autoexec.views import NODE_TABLE_HEADER
+from autoexec.cli.views import NODE_TABLE_HEADER
 from tests.integration.cli_runs import execution_id
 from tests.integration.test_cli_embedded import EXAMPLES, autoexec, expected_stdout
 from tests.integration.test_cli_run_embedded import error_line, hello_outputs

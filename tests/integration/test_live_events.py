@@ -10,7 +10,7 @@ import pytest
 
 from autoexec import api
 from autoexec.errors import NotFoundError
-from autoexec.live import Event, GraphEvent, NodeEvent, progress
+from autoexec.observability.live import Event, GraphEvent, NodeEvent, progress
 from autoexec.statuses import ExecutionStatus
 from tests.integration.conftest import Cluster
 from tests.integration.live_runs import Collector, held_execution

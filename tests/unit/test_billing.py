@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from autoexec.billing import applicable_cost, dispatch_amount, usage_amount
+from autoexec.billing.charges import applicable_cost, dispatch_amount, usage_amount
 from autoexec.blocks.base import Block, BlockCost, BlockInput, BlockOutput, CostType, RunContext
 from autoexec.blocks.registry import get_registry
 from autoexec.engine.submission import check_credit_budget

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from autoexec import events
+from autoexec.observability import events
 
 
 class RecordingSender(events.EventSender):
@@ -69,7 +69,7 @@ def test_a_full_queue_drops_events_and_says_so_once(
     sender.gate.clear()
     sender.send([event(0)])  # taken by the thread
     assert sender.flush(timeout=0.05) is False
-    with caplog.at_level(logging.WARNING, logger="autoexec.events"):
+    with caplog.at_level(logging.WARNING, logger="autoexec.observability.events"):
         for n in range(1, 10):
             sender.send([event(n)])
     sender.gate.set()

@@ -31,7 +31,7 @@ CELERY_MODULES = frozenset(
         # The worker's consumer class (``worker_consumer``), which dead-letters bad messages.
         "autoexec.poison",
         # The worker's metrics: Celery's worker signals and its pool's state.
-        "autoexec.worker_metrics",
+        "autoexec.observability.worker_metrics",
     }
 )
 # Imports of Redis or Celery in modules other work owns now; each should catch
@@ -170,4 +170,4 @@ def test_importing_the_pure_core_loads_no_celery_redis_or_database_driver() -> N
 def test_importing_the_app_and_its_tasks_creates_no_metric() -> None:
     # A worker picks prometheus_client's multiprocess mode after importing the app and before
     # its pool forks: a metric created before that would count outside what it serves.
-    assert loaded_after(["autoexec.engine.tasks"], ["autoexec.metrics"]) == []
+    assert loaded_after(["autoexec.engine.tasks"], ["autoexec.observability.metrics"]) == []

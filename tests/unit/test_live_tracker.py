@@ -1,10 +1,10 @@
-"""What a subscriber's tracker (autoexec.live) yields of a run's status events: each change
-once, a resumed run's return to RUNNING included."""
+"""What a subscriber's tracker (autoexec.observability.live) yields of a run's status events:
+each change once, a resumed run's return to RUNNING included."""
 
 from __future__ import annotations
 
-from autoexec.events import GRAPH_EVENT
-from autoexec.live import GraphEvent, Tracker
+from autoexec.observability.events import GRAPH_EVENT
+from autoexec.observability.live import GraphEvent, Tracker
 from autoexec.statuses import ExecutionStatus
 
 S = ExecutionStatus

@@ -11,7 +11,7 @@ from autoexec.hooks import (
     NodeOutput,
     NodeRef,
 )
-from autoexec.metrics import MetricsHook
+from autoexec.observability.metrics import MetricsHook
 from autoexec.statuses import ExecutionStatus
 
 S = ExecutionStatus

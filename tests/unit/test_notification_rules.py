@@ -15,19 +15,7 @@ import httpx
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from autoexec.block_run.failures import UNEXPECTED_ERROR
-from autoexec.coordination import Coordinator, Keys, redis_client
-from autoexec.engine.context import Engine
-from autoexec.engine.tasks import notify
-from autoexec.errors import ConfigurationError, NotificationDeliveryError
-from autoexec.hooks import (
-    BalanceChange,
-    ChargeRefused,
-    GraphExecutionChange,
-    NodeExecutionChange,
-    NodeRef,
-)
-from autoexec.notification_sinks import (
+from autoexec.billing.notification_sinks import (
     MAX_BACKOFF_SECONDS,
     DeliveryThreads,
     Retries,
@@ -35,7 +23,7 @@ from autoexec.notification_sinks import (
     http_client,
     log_notification,
 )
-from autoexec.notifications import (
+from autoexec.billing.notifications import (
     AGENT_RUN,
     LOW_BALANCE,
     SYSTEM_ALERT,
@@ -51,6 +39,18 @@ from autoexec.notifications import (
     run_summary,
     system_alert_request,
     zero_balance_request,
+)
+from autoexec.block_run.failures import UNEXPECTED_ERROR
+from autoexec.coordination import Coordinator, Keys, redis_client
+from autoexec.engine.context import Engine
+from autoexec.engine.tasks import notify
+from autoexec.errors import ConfigurationError, NotificationDeliveryError
+from autoexec.hooks import (
+    BalanceChange,
+    ChargeRefused,
+    GraphExecutionChange,
+    NodeExecutionChange,
+    NodeRef,
 )
 from autoexec.settings import Settings, load_settings
 from autoexec.statuses import ExecutionStatus
@@ -423,7 +423,7 @@ def test_zero_balance_once_per_user_and_graph_until_a_top_up_and_always_if_redis
 def test_the_log_sink_logs_one_line_per_notification_and_a_repeat_zero_balance_none(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="autoexec.notifications")
+    caplog.set_level(logging.INFO, logger="autoexec.billing.notifications")
     engine = engine_with(memory_coordinator())
     assert [deliver(engine, zero(run, 1)) for run in ("e1", "e2")] == [
         "sent to log",
@@ -519,7 +519,7 @@ class DownAlerts:
 
 
 def test_the_log_sink_leaves_out_outputs_and_error_texts(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="autoexec.notifications")
+    caplog.set_level(logging.INFO, logger="autoexec.billing.notifications")
     body = {
         "id": "AGENT_RUN:e1", "type": AGENT_RUN, "user_id": "u1", "attempt": 0,
         "data": {"status": "FAILED", "error": "secret-ish", "outputs": {"b": [1], "a": [2]}},

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from autoexec import api
-from autoexec.billing import metering_for
+from autoexec.billing.charges import metering_for
 from autoexec.blocks.base import Block, BlockCost, BlockInput, BlockOutput, RunContext
 from autoexec.blocks.registry import load_registry
 from autoexec.coordination import make_coordinator

@@ -8,9 +8,9 @@ from typing import Any
 import click
 import pytest
 
-from autoexec.cli import parse_inputs
+from autoexec.cli.commands import parse_inputs
+from autoexec.cli.run_inputs import load_input_file
 from autoexec.errors import InputValidationError
-from autoexec.run_inputs import load_input_file
 
 
 @pytest.mark.parametrize(

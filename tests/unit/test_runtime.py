@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from autoexec.billing.notifications import NotificationHook, NotificationRequest
 from autoexec.celery_app import app
-from autoexec.events import EventPublisher
 from autoexec.hooks import GraphExecutionChange, Hook, note
-from autoexec.metrics import MetricsHook
-from autoexec.notifications import NotificationHook, NotificationRequest
+from autoexec.observability.events import EventPublisher
+from autoexec.observability.metrics import MetricsHook
 from autoexec.runtime import Runtime
 from autoexec.settings import load_settings
 from autoexec.statuses import ExecutionStatus
@@ -48,7 +48,7 @@ class Recorder(Hook):
 
 
 def test_the_hooks_are_the_built_in_ones_then_those_the_settings_name(sqlite_url: str) -> None:
-    runtime = runtime_on(sqlite_url, hooks="autoexec.metrics:MetricsHook")
+    runtime = runtime_on(sqlite_url, hooks="autoexec.observability.metrics:MetricsHook")
     kinds = [type(hook) for hook in runtime.hooks]
     assert kinds == [EventPublisher, MetricsHook, NotificationHook, MetricsHook]
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, cast
 
-from autoexec.events import GRAPH_EVENT, NODE_EVENT
-from autoexec.live import Event, GraphEvent, NodeEvent, Tracker
+from autoexec.observability.events import GRAPH_EVENT, NODE_EVENT
+from autoexec.observability.live import Event, GraphEvent, NodeEvent, Tracker
+from autoexec.observability.subscription import Channel, _user_stream
 from autoexec.statuses import ExecutionStatus
-from autoexec.subscription import Channel, _user_stream
 
 S = ExecutionStatus
 

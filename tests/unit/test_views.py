@@ -14,8 +14,7 @@ from autoexec.api import (
     NeverRanView,
     NodeExecutionView,
 )
-from autoexec.statuses import ExecutionStatus
-from autoexec.views import (
+from autoexec.cli.views import (
     credit_history_table,
     credits_line,
     cut,
@@ -31,6 +30,7 @@ from autoexec.views import (
     node_counts,
     node_stats_table,
 )
+from autoexec.statuses import ExecutionStatus
 
 S = ExecutionStatus
 T0 = datetime(2026, 12, 1, 6, 50, 1, tzinfo=UTC)

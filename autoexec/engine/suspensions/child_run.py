@@ -20,7 +20,6 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from autoexec.billing import add_child_spend, child_budget
 from autoexec.blocks.base import AwaitChild
 from autoexec.engine.context import Engine
 from autoexec.engine.submission import RunRequest, requested_graph, write_execution
@@ -95,7 +94,7 @@ def create_child(engine: Engine, session: Transaction, parent: NodeRef, child: A
     """Write the child execution, QUEUED, in the caller's transaction; its id."""
     request = replace(
         _request(session, parent, child),
-        credit_budget=child_budget(engine, session, parent.graph_exec_id),
+        credit_budget=engine.metering.child_budget(session, parent.graph_exec_id),
     )
     return write_execution(engine, session, request)
 
@@ -141,7 +140,7 @@ def resume_parent(engine: Engine, child_exec_id: str) -> bool:
 
     def resolve(session: Transaction) -> Resumption:
         resumption = child_resumption(session, child_exec_id)
-        add_child_spend(engine, session, parent_exec_id, child_exec_id)
+        engine.metering.add_child_spend(session, parent_exec_id, child_exec_id)
         return resumption
 
     try:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from autoexec.engine.context import Engine
 from autoexec.errors import InputValidationError
 from autoexec.store import credits as ledger
 from autoexec.store.credits import TOP_UP, Entry
+from autoexec.store.db import Database
 from autoexec.store.graphs import ensure_user
 
 MAX_KEY_CHARS = 60  # the ledger key column holds 200, with the user id (up to 128) in it
@@ -31,6 +31,13 @@ class CreditTransactionView(BaseModel):
     graph_exec_id: str | None
     node_exec_id: int | None
     created_at: datetime
+
+
+class Engine(Protocol):
+    """What the ledger needs of an engine: its database."""
+
+    @property
+    def db(self) -> Database: ...
 
 
 def top_up(engine: Engine, user_id: str, amount: int, key: str | None = None) -> int:

@@ -2,7 +2,7 @@
 takes a balance from at least AUTOEXEC_LOW_BALANCE_THRESHOLD to below it, ``ZERO_BALANCE``
 when a charge is refused for lack of credits, ``SYSTEM_ALERT`` when a node fails with an
 unexpected error (at most one per block and error type per AUTOEXEC_ALERT_INTERVAL_SECONDS);
-sent to the sinks of AUTOEXEC_NOTIFICATION_SINKS (autoexec.notification_sinks).
+sent to the sinks of AUTOEXEC_NOTIFICATION_SINKS (autoexec.billing.notification_sinks).
 
 How one travels:
 
@@ -36,18 +36,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from autoexec.block_run.failures import UNEXPECTED_ERROR
-from autoexec.coordination import CoordinationError, Coordinator
-from autoexec.errors import NotFoundError, NotificationDeliveryError
-from autoexec.events import cut_value
-from autoexec.hooks import (
-    BalanceChange,
-    ChargeRefused,
-    GraphExecutionChange,
-    Hook,
-    NodeExecutionChange,
-)
-from autoexec.notification_sinks import (
+from autoexec.billing.notification_sinks import (
     LOG,
     WEBHOOK,
     Retries,
@@ -55,6 +44,17 @@ from autoexec.notification_sinks import (
     delivery_threads,
     log_notification,
 )
+from autoexec.block_run.failures import UNEXPECTED_ERROR
+from autoexec.coordination import CoordinationError, Coordinator
+from autoexec.errors import NotFoundError, NotificationDeliveryError
+from autoexec.hooks import (
+    BalanceChange,
+    ChargeRefused,
+    GraphExecutionChange,
+    Hook,
+    NodeExecutionChange,
+)
+from autoexec.observability.events import cut_value
 from autoexec.settings import Settings
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo

@@ -1,8 +1,9 @@
 """Prometheus metrics of the engine (SPEC §11), updated by a built-in engine hook.
 
 Each process counts what it committed. In a ``celery worker`` the pool processes write to a
-shared multiprocess directory and the main process serves their sum (autoexec.worker_metrics);
-elsewhere (embedded stack, API process) the metrics live in this process's default registry.
+shared multiprocess directory and the main process serves their sum
+(autoexec.observability.worker_metrics); elsewhere (embedded stack, API process) the metrics
+live in this process's default registry.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ DELIVERIES = Counter(
 
 class MetricsHook(Hook):
     """Counts ended runs, ended node executions and recorded outputs; times nodes and the
-    queue wait. Active runs are not counted here (autoexec.active_runs reads them)."""
+    queue wait. Active runs are not counted here (autoexec.observability.active_runs reads them)."""
 
     def execution_ended(self, change: GraphExecutionChange) -> None:
         GRAPH_RUNS.labels(status=change.status.value).inc()

@@ -31,7 +31,7 @@ from autoexec.backoff import backoff_delay
 from autoexec.errors import NotificationDeliveryError
 from autoexec.settings import Settings
 
-log = logging.getLogger("autoexec.notifications")
+log = logging.getLogger("autoexec.billing.notifications")
 
 LOG, WEBHOOK = "log", "webhook"
 MAX_PENDING_ATTEMPTS = 100  # per process, waiting for a delivery thread

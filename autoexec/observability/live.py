@@ -1,5 +1,5 @@
 """Typed live events, and the state a subscriber rebuilds from a database snapshot and the
-wire events (autoexec.events) that follow it, each change yielded once.
+wire events (autoexec.observability.events) that follow it, each change yielded once.
 
 Per node execution, a change is new when it moves the status forward or brings an output with
 a higher ``seq``; anything the state already holds (because the snapshot read after the
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from autoexec.events import GRAPH_EVENT
+from autoexec.observability.events import GRAPH_EVENT
 from autoexec.statuses import SUSPENDED, TERMINAL, ExecutionStatus
 
 S = ExecutionStatus

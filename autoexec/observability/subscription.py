@@ -1,10 +1,10 @@
 """``api.subscribe``: an execution's state read from the database, then its live events.
 
 The channel is subscribed to before the snapshot is read, so no change falls between the two;
-what both carry is yielded once (``autoexec.live.Tracker``). Whenever events may have been
-missed (the connection to Redis dropped, an output came after a gap, or nothing arrived for
-``IDLE_SECONDS``, say because Redis is down) the snapshot is read again and what it has new
-is yielded: the stream goes on from the database alone until Redis is back.
+what both carry is yielded once (``autoexec.observability.live.Tracker``). Whenever events
+may have been missed (the connection to Redis dropped, an output came after a gap, or nothing
+arrived for ``IDLE_SECONDS``, say because Redis is down) the snapshot is read again and what it
+has new is yielded: the stream goes on from the database alone until Redis is back.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 
 from autoexec.coordination import CoordinationError, Coordinator, Keys, PubSub
 from autoexec.engine.context import Engine
-from autoexec.events import GRAPH_EVENT
-from autoexec.live import (
+from autoexec.observability.events import GRAPH_EVENT
+from autoexec.observability.live import (
     Event,
     GraphEvent,
     NodeState,
@@ -176,9 +176,9 @@ class Subscription:
             yield event
 
     def _final(self, message: dict[str, Any]) -> Iterator[Event]:
-        """Events of other processes may still be on their way (``autoexec.events``) when
-        the final one comes: the database has them all by then, and the final event, as it
-        was received, comes last."""
+        """Events of other processes may still be on their way
+        (``autoexec.observability.events``) when the final one comes: the database has them all by
+        then, and the final event, as it was received, comes last."""
         final = graph_from_wire(message)
         for merged in self.tracker.merge(self._snapshot()):
             same = isinstance(merged, GraphEvent) and merged.status is final.status

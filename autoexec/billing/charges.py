@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -57,7 +57,7 @@ def usage_amount(cost: BlockCost | None, stats: Mapping[str, Any]) -> int:
     return cost.amount * math.ceil(float(stats.get("walltime", 0.0)))
 
 
-_RUNS = "autoexec.billing.runs"
+_RUNS = "autoexec.billing.charges.runs"
 
 
 def block_runs(node: NodeCharge) -> list[Mapping[str, Any]]:
@@ -317,25 +317,6 @@ def metering_for(settings: Settings, registry: BlockRegistry, coordinator: Coord
     if not settings.billing_enabled:
         return NO_METERING
     return CreditMetering(settings, registry, coordinator)
-
-
-class Metered(Protocol):
-    """What the helpers below need of an engine."""
-
-    @property
-    def metering(self) -> Metering: ...
-
-
-def child_budget(engine: Metered, session: Session, parent_exec_id: str) -> int | None:
-    """What a child run may spend: what its parent's budget has left (None: no budget)."""
-    return engine.metering.child_budget(session, parent_exec_id)
-
-
-def add_child_spend(
-    engine: Metered, session: Session, parent_exec_id: str, child_exec_id: str
-) -> None:
-    """Count an ended child's spend in its parent's (``Metering.add_child_spend``)."""
-    engine.metering.add_child_spend(session, parent_exec_id, child_exec_id)
 
 
 def _insufficient(node: NodeCharge, amount: int, user_id: str, balance: int) -> str:

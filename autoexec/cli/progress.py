@@ -17,9 +17,9 @@ from rich.text import Text
 
 from autoexec import api
 from autoexec.api import ExecutionView
-from autoexec.live import Event, GraphEvent, NodeEvent
+from autoexec.cli.views import NO_VALUE, cut, format_seconds
+from autoexec.observability.live import Event, GraphEvent, NodeEvent
 from autoexec.statuses import ExecutionStatus
-from autoexec.views import NO_VALUE, cut, format_seconds
 
 S = ExecutionStatus
 TABLE_ROWS = 15

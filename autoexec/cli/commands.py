@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from autoexec.cli.run_inputs import load_input_file, pair_value
 from autoexec.errors import AutoexecError, GraphWarning, InputValidationError, NotFoundError
-from autoexec.run_inputs import load_input_file, pair_value
 from autoexec.statuses import GRAPH_STATUSES
 
 if TYPE_CHECKING:
@@ -355,7 +355,7 @@ def _follow_and_report(graph_exec_id: str, user_id: str, timeout: float, embedde
 
 
 def _follow_or_stop(graph_exec_id: str, user_id: str, timeout: float, embedded: bool) -> int:
-    from autoexec.progress import follow
+    from autoexec.cli.progress import follow
 
     try:
         view = follow(graph_exec_id, user_id, timeout)
@@ -410,8 +410,8 @@ def _stop_following(graph_exec_id: str, user_id: str, embedded: bool, code: int)
 def _show(view: ExecutionView) -> int:
     """Print the status and outputs of an ended run (the error and what never ran on
     stderr); the exit code."""
+    from autoexec.cli.views import credits_line, never_ran_lines
     from autoexec.engine.tasks import get_engine
-    from autoexec.views import credits_line, never_ran_lines
 
     click.echo(f"status: {view.status.value}")
     if view.error:
@@ -431,8 +431,8 @@ def _show(view: ExecutionView) -> int:
 def status(graph_exec_id: str, user_id: str, as_json: bool) -> None:
     """Show an execution: status, times, node counts, outputs, errors, nodes that never ran."""
     from autoexec import api
+    from autoexec.cli.views import execution_summary
     from autoexec.engine.tasks import get_engine
-    from autoexec.views import execution_summary
 
     _select_stack()
     view = api.get_execution(graph_exec_id, user_id)
@@ -452,7 +452,7 @@ def watch(graph_exec_id: str, user_id: str, timeout: float | None) -> None:
     """Show an execution live until it ends: progress and the running and latest node
     executions (one line per event when stdout is not a terminal). Exit code 0 if it
     COMPLETED, else 1."""
-    from autoexec.progress import watch as watch_execution
+    from autoexec.cli.progress import watch as watch_execution
 
     _select_stack()
     try:
@@ -497,7 +497,7 @@ class StatusChoice(click.Choice[str]):
 def executions(status_name: str | None, graph_id: str | None, limit: int, user_id: str) -> None:
     """List the user's executions, newest first."""
     from autoexec import api
-    from autoexec.views import executions_table
+    from autoexec.cli.views import executions_table
 
     _select_stack()
     rows = api.list_executions(user_id, status_name, graph_id, limit)
@@ -693,7 +693,7 @@ def top_up(amount: int, key: str | None, user_id: str) -> None:
 def credit_history(limit: int, user_id: str, as_json: bool) -> None:
     """The user's credit transactions, newest first."""
     from autoexec import api
-    from autoexec.views import credit_history_table
+    from autoexec.cli.views import credit_history_table
 
     _select_stack()
     rows = api.transactions(user_id, limit)

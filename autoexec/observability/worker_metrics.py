@@ -107,7 +107,7 @@ def _registry() -> CollectorRegistry:
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
-    from autoexec.active_runs import ActiveRunsCollector
+    from autoexec.observability.active_runs import ActiveRunsCollector
     from autoexec.store.db import Database
 
     registry = CollectorRegistry()
