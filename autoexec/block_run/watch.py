@@ -35,7 +35,7 @@ class StopWatch:
 
     def __init__(
         self,
-        timer: Callable[[], Scheduler],
+        timer: Scheduler,
         clock: Clock,
         logger: logging.LoggerAdapter[logging.Logger],
         stop_found: StopFinder,
@@ -46,7 +46,7 @@ class StopWatch:
         self.watches = 0
 
     def start(self) -> None:
-        self.timer().schedule(self._watch, WATCH_INTERVAL_SECONDS)
+        self.timer.schedule(self._watch, WATCH_INTERVAL_SECONDS)
 
     def finish(self) -> None:
         self.finished = True

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from autoexec.blocks.registry import BlockRegistry
 from autoexec.coordination import Coordinator
 from autoexec.dataflow import RunSpec
+from autoexec.engine.timer import Timer
 from autoexec.graph import Graph
 from autoexec.metering import NO_METERING, Metering
 from autoexec.settings import Settings
@@ -40,6 +41,8 @@ class Engine:
     registry: BlockRegistry
     dispatcher: Dispatcher
     metering: Metering = NO_METERING  # what runs cost: the credit ledger, or nothing
+    # Output flushes and stop watches that are due later (one thread, started on first use).
+    timer: Timer = field(default_factory=Timer)
 
     def wake(self, graph_exec_id: str, force: bool = False) -> None:
         """Make sure one orchestrator step will run for this graph (wake-ups coalesce).

@@ -34,7 +34,7 @@ from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.context import Engine
 from autoexec.engine.inline import NodeAttempt, Yielded, resend_queued
 from autoexec.engine.limits import deadline_of, limit_stop
-from autoexec.engine.output_buffer import OutputBuffer, timer
+from autoexec.engine.output_buffer import OutputBuffer
 from autoexec.engine.suspensions.registry import KINDS, Launch
 from autoexec.errors import BlockNotRegisteredError, ExecutionStoppedError, WorkerLostError
 from autoexec.graph import Graph, Node
@@ -333,7 +333,7 @@ class _Run:
         ref = NodeAttempt(self.node, job.attempt)
         self.buffer = OutputBuffer(engine, ref)
         self.clock = Clock(job.node_id, job.time_limit)
-        self.watch = StopWatch(timer, self.clock, self.logger, self._stop_found)
+        self.watch = StopWatch(engine.timer, self.clock, self.logger, self._stop_found)
         self.output_check = OutputCheck(engine.settings.max_output_bytes)
         self.wall_start = time.perf_counter()
         self.cpu_start = time.thread_time()

@@ -9,19 +9,14 @@ A flush and the block's next yield never interleave: both hold the buffer's lock
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
-import os
 import threading
-import time
 from collections.abc import Callable
 
 from autoexec.engine import inline
 from autoexec.engine.cancellation import Stop
 from autoexec.engine.context import Engine
 from autoexec.engine.inline import Flushed, NodeAttempt, Yielded
-from autoexec.per_process import PerProcess
 from autoexec.store.transaction import Transaction
 
 # Small, because a batch is delivered under the run's row lock, which every node end of the
@@ -57,7 +52,7 @@ class OutputBuffer:
             if len(self.items) >= MAX_BATCH and self._may_flush():
                 self._flush()
             elif len(self.items) == 1:
-                timer().schedule(self.flush_due, WINDOW_SECONDS)
+                self.engine.timer.schedule(self.flush_due, WINDOW_SECONDS)
 
     def flush_due(self) -> None:
         """Called by the timer: flush what has waited long enough."""
@@ -68,7 +63,9 @@ class OutputBuffer:
                 self._flush()
             except Exception:
                 log.warning("could not record the outputs of %s", self.ref, exc_info=True)
-                timer().schedule(self.flush_due, WINDOW_SECONDS)  # the node's flush says why
+                self.engine.timer.schedule(
+                    self.flush_due, WINDOW_SECONDS
+                )  # the node's flush says why
 
     def close(self, end: inline.End) -> Flushed:
         """Record what is left with the node's end, in one transaction."""
@@ -121,48 +118,3 @@ class OutputBuffer:
         elif flushed.needs_step and end is None:
             self.engine.wake(self.ref.graph_exec_id)
         return flushed
-
-
-class Timer:
-    """One daemon thread per process calling what is due: buffers' ``flush_due``, and the
-    stop watches of running nodes."""
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self._cond = threading.Condition()
-        self._due: list[tuple[float, int, Callable[[], None]]] = []
-        self._order = itertools.count()
-        self.thread = threading.Thread(target=self._loop, name="autoexec-output-timer", daemon=True)
-        self.thread.start()
-
-    def schedule(self, callback: Callable[[], None], delay: float) -> None:
-        with self._cond:
-            heapq.heappush(self._due, (time.monotonic() + delay, next(self._order), callback))
-            self._cond.notify()
-
-    def _loop(self) -> None:
-        while True:
-            callback = self._next_due()
-            try:
-                callback()
-            except Exception:  # the thread must live on for the other buffers
-                log.exception("the output timer could not run %s", callback)
-
-    def _next_due(self) -> Callable[[], None]:
-        with self._cond:
-            while True:
-                if not self._due:
-                    self._cond.wait()
-                    continue
-                wait = self._due[0][0] - time.monotonic()
-                if wait <= 0:
-                    return heapq.heappop(self._due)[2]
-                self._cond.wait(wait)
-
-
-_timer = PerProcess(Timer)
-
-
-def timer() -> Timer:
-    """The timer of this process (a forked worker child starts its own)."""
-    return _timer.get()

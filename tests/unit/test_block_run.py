@@ -124,7 +124,7 @@ class FakeTimer:
 def watch_with(stop_found: Callable[[int], Exception | None]) -> tuple[StopWatch, FakeTimer]:
     timer = FakeTimer()
     logger = logging.LoggerAdapter(logging.getLogger("autoexec.node"), {})
-    return StopWatch(lambda: timer, Clock("n1", None), logger, stop_found), timer
+    return StopWatch(timer, Clock("n1", None), logger, stop_found), timer
 
 
 def test_the_watch_asks_again_until_it_finds_a_stop_then_interrupts_the_block() -> None:

@@ -27,7 +27,6 @@ from autoexec.block_run.watch import StopWatch, database_due
 from autoexec.blocks.base import ERROR_PIN, Block, RunContext, Suspend, Yield
 from autoexec.dataflow import elements_of
 from autoexec.engine.context import Engine
-from autoexec.engine.output_buffer import timer
 from autoexec.engine.suspensions.registry import Kind, Launch, ReferenceNode
 from autoexec.engine.suspensions.resume import Resumption, resume_node
 from autoexec.errors import ExecutionStoppedError, InvalidTransitionError
@@ -231,7 +230,7 @@ def run_element(engine: Engine, node_exec_id: int, index: int) -> dict[str, Any]
         return {"index": index, "outputs": [], "error": loaded}
     run, clock = loaded
     stop_found = functools.partial(_stop_found, engine, run.context.graph_exec_id, node_exec_id)
-    watch = StopWatch(timer, clock, run.context.logger, stop_found)
+    watch = StopWatch(engine.timer, clock, run.context.logger, stop_found)
     watch.start()
     try:
         outputs = [[pin, value] for pin, value in element_outputs(run)]
