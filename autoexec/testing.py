@@ -37,7 +37,8 @@ from typing import Any
 
 from sqlalchemy import event
 
-from autoexec import api, notifications
+from autoexec import api
+from autoexec.billing import notifications
 from autoexec.billing.ledger import CreditTransactionView
 from autoexec.blocks.base import Block
 from autoexec.engine import node_execution, orchestrator
@@ -135,6 +136,8 @@ class InMemoryDispatcher:
         self.sent: list[Job] = []  # everything ever queued, in order
         self.revoked: set[str] = set()
         self.on_send: Callable[[Job], None] | None = None
+        # What a failing ``on_send`` raises for a broker that cannot be reached.
+        self.unavailable: tuple[type[Exception], ...] = (ConnectionError,)
         self._chords: dict[int, _Chord] = {}
         self._lock = threading.RLock()
 

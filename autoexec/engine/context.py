@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 class Dispatcher(Protocol):
     """Sends the engine's work to workers (Celery in production)."""
 
+    # What its sends raise when the broker cannot be reached: a failure of the engine's own
+    # (its task retries until the broker is back), never of the block being run.
+    unavailable: tuple[type[Exception], ...]
+
     def run_graph(self, graph_exec_id: str) -> None: ...
 
     def advance_graph(self, graph_exec_id: str, countdown: float | None = None) -> None: ...

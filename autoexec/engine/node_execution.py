@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kombu.exceptions import OperationalError as BrokerError
-
 from autoexec.backoff import backoff_delay
 from autoexec.block_run.failures import (
     UNEXPECTED_ERROR,
@@ -57,7 +55,12 @@ from autoexec.timeouts import Clock, time_limit
 S = ExecutionStatus
 log = logging.getLogger("autoexec.node")
 
-INFRASTRUCTURE_ERRORS = (DatabaseOperationalError, CoordinationError, BrokerError)
+
+def infrastructure_errors(engine: Engine) -> tuple[type[Exception], ...]:
+    """Failures of the engine's own services (database, Redis, broker): the task retries until
+    they are back; the node does not fail on them."""
+    return (DatabaseOperationalError, CoordinationError, *engine.dispatcher.unavailable)
+
 
 MAX_RETRY_BACKOFF = 60.0
 
@@ -449,7 +452,7 @@ def run_job(run: _Run) -> Outcome | None:
         if suspension is not None:
             return _suspended(run, suspension)
     except Exception as exc:
-        if isinstance(exc, INFRASTRUCTURE_ERRORS) and exc is not running.raised:
+        if isinstance(exc, infrastructure_errors(engine)) and exc is not running.raised:
             raise  # the engine's own writes: the task retries until the service is back
         return _outcome_of(run, block, running.ending_of(exc, len(job.retries)), exc)
     if run.buffer.stop is not None:
@@ -512,9 +515,10 @@ def _launched(run: _Run, block: type[Block[Any]], launch: Launch) -> Outcome | N
             if isinstance(item, Suspend):
                 return _suspended(run, item)
             run.emit(*item)
-    except INFRASTRUCTURE_ERRORS:
-        raise
-    except Exception as exc:  # not the block's: never retried
+    except Exception as exc:
+        if isinstance(exc, infrastructure_errors(run.engine)):
+            raise
+        # not the block's: never retried
         return _outcome_of(run, block, ending_of(exc, block, False, None), exc)
     return Outcome(S.COMPLETED, None, run.stats(None))
 

@@ -66,6 +66,8 @@ RETRY_POLICY: dict[str, Any] = {
 class CeleryDispatcher:
     """Sends engine work as Celery tasks."""
 
+    unavailable: tuple[type[Exception], ...] = (BrokerError,)
+
     def run_graph(self, graph_exec_id: str) -> None:
         run_graph.apply_async(kwargs={"graph_exec_id": graph_exec_id})
 

@@ -5,35 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
 from autoexec import api
 from autoexec.statuses import ExecutionStatus
+from tests.graphs import graph, node, user
 from tests.integration.conftest import Cluster, single_slot_worker
 
 S = ExecutionStatus
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def user() -> str:
-    return f"user-{uuid.uuid4().hex[:8]}"
-
-
-def graph(nodes: list[dict[str, Any]], links: list[tuple[str, str, str, str]]) -> dict[str, Any]:
-    return {
-        "name": f"g-{uuid.uuid4().hex[:8]}",
-        "nodes": nodes,
-        "links": [
-            {"source_id": s, "source_name": sn, "sink_id": t, "sink_name": tn}
-            for s, sn, t, tn in links
-        ],
-    }
-
-
-def node(node_id: str, block_id: str, **defaults: Any) -> dict[str, Any]:
-    return {"id": node_id, "block_id": block_id, "input_default": defaults}
 
 
 ADD_ONE = graph(

@@ -34,11 +34,6 @@ CELERY_MODULES = frozenset(
         "autoexec.observability.worker_metrics",
     }
 )
-# Imports of Redis or Celery in modules other work owns now; each should catch
-# ``autoexec.coordination.CoordinationError`` and ``autoexec.celery_app.BrokerError``
-# instead. Empty these as that work lands.
-KNOWN_REDIS_IMPORTS: frozenset[str] = frozenset()
-KNOWN_CELERY_IMPORTS = frozenset({"autoexec.engine.node_execution"})
 
 PURE_MODULES = (
     "autoexec.graph",
@@ -146,11 +141,11 @@ def importers(graph: grimp.ImportGraph, *libraries: str) -> set[str]:
 
 
 def test_only_the_coordination_module_imports_redis(graph: grimp.ImportGraph) -> None:
-    assert importers(graph, "redis", "fakeredis") - REDIS_MODULES == KNOWN_REDIS_IMPORTS
+    assert importers(graph, "redis", "fakeredis") - REDIS_MODULES == set()
 
 
 def test_only_the_app_and_task_modules_import_celery(graph: grimp.ImportGraph) -> None:
-    assert importers(graph, "celery", "kombu") - CELERY_MODULES == KNOWN_CELERY_IMPORTS
+    assert importers(graph, "celery", "kombu") - CELERY_MODULES == set()
 
 
 def loaded_after(modules: Iterable[str], watched: Iterable[str]) -> list[str]:

@@ -70,6 +70,8 @@ class PricedBlock(Block[PricedInput]):
 class Sent:
     """Records what the engine sends; the test runs the node tasks."""
 
+    unavailable = (ConnectionError,)
+
     def __init__(self) -> None:
         self.runs: list[str] = []
         self.nodes: list[NodeTask] = []
