@@ -39,6 +39,10 @@ def cli_env(cluster: Cluster) -> dict[str, str]:
     return {
         **os.environ,
         "AUTOEXEC_DATABASE_URL": cluster.database_url,
+        # The cluster's own queues: a command that submits must reach the test's workers.
+        "AUTOEXEC_GRAPH_QUEUE": cluster.graph_queue,
+        "AUTOEXEC_NODE_QUEUE": cluster.node_queue,
+        "AUTOEXEC_INBOX_QUEUE": cluster.inbox_queue,
         "AUTOEXEC_BROKER_URL": settings.broker_url,
         "AUTOEXEC_REDIS_URL": settings.redis_url,
         "PYTHONPATH": str(ROOT),
