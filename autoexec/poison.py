@@ -72,8 +72,9 @@ def _arguments(payload: Any) -> tuple[Sequence[Any], Mapping[str, Any]]:
     return args, kwargs
 
 
-def dead_queue() -> Queue:
-    name = get_settings().dead_queue
+def dead_queue(name: str | None = None) -> Queue:
+    """The dead-letter queue: ``name``, by default the one the settings name."""
+    name = name or get_settings().dead_queue
     return Queue(name, Exchange(name, type="direct"), routing_key=name)
 
 

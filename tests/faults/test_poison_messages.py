@@ -114,7 +114,7 @@ def dead_letters(worker: FaultWorker, test_id: str, settle: float) -> list[Messa
     found: list[Message] = []
     deadline = time.monotonic() + 60
     with Connection(worker.engine.settings.broker_url) as conn:
-        queue = dead_queue()(conn.channel())
+        queue = dead_queue(worker.queue("DEAD"))(conn.channel())
         queue.declare()
         quiet_until = None
         while time.monotonic() < (quiet_until or deadline):
