@@ -21,7 +21,6 @@ from autoexec.engine.cancellation import cancel_execution
 from autoexec.engine.context import Engine
 from autoexec.engine.submission import RunRequest, create_execution, fail_unpublished
 from autoexec.engine.suspensions.review import Decision, decide_review
-from autoexec.engine.tasks import get_engine
 from autoexec.errors import AutoexecError, GraphWarning, InputValidationError
 from autoexec.graph import (
     Graph,
@@ -38,6 +37,7 @@ from autoexec.store import executions as repo
 from autoexec.store import graphs as graph_store
 from autoexec.store import reviews as review_store
 from autoexec.store.tables import GraphExecution, NodeExecution
+from autoexec.tasks import get_engine
 
 log = logging.getLogger(__name__)
 graph_log = logging.getLogger("autoexec.graph")

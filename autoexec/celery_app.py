@@ -1,7 +1,7 @@
 """The Celery app: queues, routes, reliability settings, configured lazily from the settings of
 the process's runtime, which the app holds (``app.runtime``).
 
-With ``autoexec.engine.tasks`` this is the only module that uses Celery: the rest of autoexec
+With ``autoexec.tasks`` this is the only module that uses Celery: the rest of autoexec
 reaches it through the engine's dispatcher and the runtime's notification sender.
 """
 
@@ -179,7 +179,7 @@ class AutoexecCelery(Celery):
 
 
 def create_app() -> AutoexecCelery:
-    app = AutoexecCelery("autoexec", include=["autoexec.engine.tasks"])
+    app = AutoexecCelery("autoexec", include=["autoexec.tasks"])
     app.add_defaults(lambda: celery_config(app.runtime.settings))
     app.config_from_object("celeryconfig", silent=True)
     _connect_signals(app)

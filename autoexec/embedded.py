@@ -29,7 +29,7 @@ def configure_embedded(home: Path | None = None) -> None:
     bring its SQLite database in ``home`` to the latest schema."""
     home = (home or default_home()).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    from autoexec.engine.tasks import reconfigure
+    from autoexec.tasks import reconfigure
 
     database = f"sqlite:///{home / 'embedded.sqlite3'}"
     reconfigure({**EMBEDDED_ENV, "AUTOEXEC_DATABASE_URL": database})
@@ -70,9 +70,9 @@ def embedded_worker() -> Iterator[None]:
 def end_node_executions(graph_exec_id: str, reason: str = "cancelled") -> None:
     """Mark TERMINATED what still runs of a cancelled execution: on the embedded stack it runs in
     this process, which is about to exit (a cluster's workers stop such nodes themselves)."""
-    from autoexec.engine.tasks import get_engine
     from autoexec.statuses import ExecutionStatus as S
     from autoexec.store.transitions import terminate_nodes
+    from autoexec.tasks import get_engine
 
     with get_engine().db.session() as session:
         terminate_nodes(session, graph_exec_id, frozenset({S.QUEUED, S.RUNNING}), error=reason)

@@ -244,7 +244,7 @@ class AutoexecCluster:
 def autoexec_cluster(args: argparse.Namespace, workdir: Path) -> Iterator[AutoexecCluster]:
     """A fresh database, private queues and ``celery -A autoexec worker -c N`` on them."""
     from autoexec.celery_app import app
-    from autoexec.engine.tasks import reconfigure
+    from autoexec.tasks import reconfigure
 
     base = settings_env()
     tag = secrets.token_hex(4)

@@ -135,8 +135,8 @@ def main() -> None:
     args = p.parse_args()
     common.handle_signals()
     from autoexec import api
-    from autoexec.engine.tasks import reconfigure
     from autoexec.store import executions as repo
+    from autoexec.tasks import reconfigure
 
     base = common.settings_env()
     with common.bench_database(base["AUTOEXEC_DATABASE_URL"]) as url:

@@ -411,7 +411,7 @@ def _show(view: ExecutionView) -> int:
     """Print the status and outputs of an ended run (the error and what never ran on
     stderr); the exit code."""
     from autoexec.cli.views import credits_line, never_ran_lines
-    from autoexec.engine.tasks import get_engine
+    from autoexec.tasks import get_engine
 
     click.echo(f"status: {view.status.value}")
     if view.error:
@@ -432,7 +432,7 @@ def status(graph_exec_id: str, user_id: str, as_json: bool) -> None:
     """Show an execution: status, times, node counts, outputs, errors, nodes that never ran."""
     from autoexec import api
     from autoexec.cli.views import execution_summary
-    from autoexec.engine.tasks import get_engine
+    from autoexec.tasks import get_engine
 
     _select_stack()
     view = api.get_execution(graph_exec_id, user_id)
@@ -575,7 +575,7 @@ def reconcile(older_than: float | None, as_json: bool) -> None:
     if "AUTOEXEC_BROKER_URL" not in os.environ:
         raise click.UsageError(RECONCILE_NEEDS_CLUSTER)
     from autoexec.engine.reconciler import reconcile as reconcile_once
-    from autoexec.engine.tasks import get_engine
+    from autoexec.tasks import get_engine
 
     engine = get_engine()
     report = reconcile_once(

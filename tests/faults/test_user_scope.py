@@ -10,10 +10,10 @@ import pytest
 
 from autoexec import api
 from autoexec.celery_app import app
-from autoexec.engine.tasks import run_graph
 from autoexec.errors import InputValidationError, NotFoundError
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.tables import GraphExecution
+from autoexec.tasks import run_graph
 from tests.integration.conftest import Cluster
 from tests.integration.test_engine import ADD_ONE, graph, node, user
 from tests.integration.test_task_events import send_from_plain_celery, task_events

@@ -23,7 +23,7 @@ from kombu import Connection
 
 from autoexec.celery_app import app
 from autoexec.engine.context import Engine
-from autoexec.engine.tasks import reconfigure
+from autoexec.tasks import reconfigure
 from tests.conftest import Services, migrated_database
 
 ROOT = Path(__file__).resolve().parents[2]

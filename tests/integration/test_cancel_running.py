@@ -17,9 +17,9 @@ from sqlalchemy import func, select
 
 from autoexec import api
 from autoexec.engine.context import Engine
-from autoexec.engine.tasks import reconfigure
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store.tables import NodeExecutionOutput
+from autoexec.tasks import reconfigure
 from tests.integration.conftest import (
     Cluster,
     private_queues,

@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from autoexec import api
 from autoexec.engine.context import Engine
-from autoexec.engine.tasks import run_graph
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.executions import NodeTask
 from autoexec.store.tables import CreditTransaction
+from autoexec.tasks import run_graph
 from tests.integration.conftest import Cluster, billing_worker
 from tests.integration.test_engine import graph, node
 from tests.waiting import wait_for_text

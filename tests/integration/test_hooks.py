@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from autoexec import api
-from autoexec.engine.tasks import reconfigure
 from autoexec.errors import ConfigurationError
 from autoexec.hooks import load_hook
 from autoexec.statuses import ExecutionStatus
+from autoexec.tasks import reconfigure
 from tests.integration.conftest import Cluster, private_queues, worker_process
 from tests.integration.hooks_for_tests import LOG_VARIABLE
 from tests.integration.test_engine import graph, node, user

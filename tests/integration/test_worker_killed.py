@@ -9,9 +9,9 @@ from pathlib import Path
 from sqlalchemy import update
 
 from autoexec import api
-from autoexec.engine.tasks import run_graph
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.tables import NodeExecution
+from autoexec.tasks import run_graph
 from tests.integration.conftest import Cluster, kill_worker, private_queues, worker_process
 from tests.integration.test_engine import graph, node
 from tests.waiting import wait_until

@@ -85,6 +85,6 @@ def test_beat_schedules_one_reconciler_pass_per_interval() -> None:
 
 
 def test_the_reconcile_task_is_registered(app: Celery) -> None:
-    import autoexec.engine.tasks  # noqa: F401  (registers the tasks on the app)
+    import autoexec.tasks  # noqa: F401  (registers the tasks on the app)
 
     assert "autoexec.reconcile" in app.tasks

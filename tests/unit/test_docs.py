@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from autoexec import tasks
 from autoexec.celery_app import app, celery_config
-from autoexec.engine import tasks
 from autoexec.hooks import Hook
 from autoexec.settings import Settings, load_settings
 

@@ -14,20 +14,13 @@ import pytest
 
 PACKAGE = "autoexec"
 
-# Cycles that remain in modules other work is reshaping now; each entry names the members of
-# one cycle (a strongly connected group of modules). Empty it as that work lands: the test
-# fails on any cycle whose modules are not all in one entry, and on an entry no cycle uses.
-# The Celery task modules live under engine/ but are the layer above it (the app and its
-# tasks): at package level each counts as a node of its own.
-APP_LAYER_MODULES = frozenset({"autoexec.engine.tasks", "autoexec.engine.task_requests"})
-
 REDIS_MODULES = frozenset({"autoexec.coordination"})
 CELERY_MODULES = frozenset(
     {
         "autoexec.celery_app",
-        "autoexec.engine.tasks",
+        "autoexec.tasks",
         # A Celery Request class for run_graph's messages: part of the task module.
-        "autoexec.engine.task_requests",
+        "autoexec.task_requests",
         # The worker's consumer class (``worker_consumer``), which dead-letters bad messages.
         "autoexec.poison",
         # The worker's metrics: Celery's worker signals and its pool's state.
@@ -65,8 +58,6 @@ def internal_imports(graph: grimp.ImportGraph) -> dict[str, set[str]]:
 
 def package_of(module: str) -> str:
     """``autoexec.engine.finalize`` -> ``autoexec.engine``; a top-level module is its own."""
-    if module in APP_LAYER_MODULES:
-        return module
     return ".".join(module.split(".")[:2])
 
 
@@ -165,4 +156,4 @@ def test_importing_the_pure_core_loads_no_celery_redis_or_database_driver() -> N
 def test_importing_the_app_and_its_tasks_creates_no_metric() -> None:
     # A worker picks prometheus_client's multiprocess mode after importing the app and before
     # its pool forks: a metric created before that would count outside what it serves.
-    assert loaded_after(["autoexec.engine.tasks"], ["autoexec.observability.metrics"]) == []
+    assert loaded_after(["autoexec.tasks"], ["autoexec.observability.metrics"]) == []

@@ -43,7 +43,6 @@ from autoexec.billing.notifications import (
 from autoexec.block_run.failures import UNEXPECTED_ERROR
 from autoexec.coordination import Coordinator, Keys, redis_client
 from autoexec.engine.context import Engine
-from autoexec.engine.tasks import notify
 from autoexec.errors import ConfigurationError, NotificationDeliveryError
 from autoexec.hooks import (
     BalanceChange,
@@ -56,6 +55,7 @@ from autoexec.settings import Settings, load_settings
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.tables import GraphExecution
 from autoexec.task_arguments import check_arguments
+from autoexec.tasks import notify
 from tests.webhook_receiver import webhook_receiver
 
 S = ExecutionStatus

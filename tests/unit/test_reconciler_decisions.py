@@ -9,10 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from autoexec import api
+from autoexec import api, tasks
 from autoexec.blocks.registry import load_registry
 from autoexec.coordination import make_coordinator
-from autoexec.engine import tasks
 from autoexec.engine.context import Engine
 from autoexec.engine.reconciler import Report, reconcile
 from autoexec.errors import InputValidationError

@@ -10,9 +10,9 @@ import pytest
 from kombu import Message
 
 from autoexec.celery_app import app
-from autoexec.engine.tasks import advance_graph, cancel_graph, execute_node, run_graph
 from autoexec.poison import PoisonMessageError, checked_call
 from autoexec.task_arguments import ArgumentsError, check_arguments, shown_kwargs
+from autoexec.tasks import advance_graph, cancel_graph, execute_node, run_graph
 
 
 def test_arguments_that_fit_pass() -> None:

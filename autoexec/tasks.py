@@ -125,7 +125,7 @@ def reconfigure(env: Mapping[str, str] | None = None, replace: bool = False) -> 
     name="autoexec.run_graph",
     bind=True,
     throws=(AutoexecError,),
-    Request="autoexec.engine.task_requests:RunGraphRequest",
+    Request="autoexec.task_requests:RunGraphRequest",
     **RETRY_POLICY,
 )
 def run_graph(
