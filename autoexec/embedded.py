@@ -63,7 +63,15 @@ def embedded_worker() -> Iterator[None]:
         without_mingle=True,
         without_gossip=True,
     )
-    threading.Thread(target=worker.start, name="autoexec-embedded-worker", daemon=True).start()
+    # Celery finds "the current app" per thread: without this, what the worker thread builds from
+    # a bare signature (a task's retry, a chord) goes to Celery's default app, on amqp://localhost.
+    app.set_default()
+
+    def serve() -> None:
+        app.set_current()
+        worker.start()
+
+    threading.Thread(target=serve, name="autoexec-embedded-worker", daemon=True).start()
     yield
 
 

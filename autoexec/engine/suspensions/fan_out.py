@@ -48,6 +48,7 @@ NOT_WAITING = "not run: its node no longer waits (its run was cancelled or stopp
 # Result backends that keep results in one process's memory: a chord's parts never reach
 # its callback there (seen on the embedded stack, whose worker is a thread of the process).
 IN_PROCESS_BACKENDS = ("cache+memory://",)
+IN_PROCESS_BROKERS = ("memory://",)
 
 
 @dataclass(frozen=True)
@@ -115,11 +116,13 @@ def _launch(
 
 def check_chords_possible(engine: Engine) -> None:
     backend = engine.settings.effective_result_backend
-    if backend.startswith(IN_PROCESS_BACKENDS):
+    # An in-process backend gathers a chord only when every worker is in this process too.
+    in_one_process = engine.settings.broker_url.startswith(IN_PROCESS_BROKERS)
+    if backend.startswith(IN_PROCESS_BACKENDS) and not in_one_process:
         raise ValueError(
             f"fan_out needs a result backend the workers share (AUTOEXEC_RESULT_BACKEND, by "
-            f"default the Redis of AUTOEXEC_REDIS_URL); {backend!r} (the embedded stack's) "
-            "cannot gather a chord: run this graph on a cluster"
+            f"default the Redis of AUTOEXEC_REDIS_URL); {backend!r} lives in one "
+            "process and cannot gather a chord of workers in other processes"
         )
 
 
