@@ -18,6 +18,7 @@ from celery.utils.log import get_multiprocessing_logger
 from kombu import Exchange, Queue
 from kombu.exceptions import OperationalError
 
+from autoexec import embedded_broker  # noqa: F401  (registers the autoexec-memory:// transport)
 from autoexec.billing.notifications import NOTIFY_TASK, NotificationRequest
 from autoexec.logs import format_as_json, wants_json
 from autoexec.observability.worker_metrics import connect_worker_signals

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 EMBEDDED_ENV = {
-    "AUTOEXEC_BROKER_URL": "memory://localhost/",
+    "AUTOEXEC_BROKER_URL": "autoexec-memory://localhost/",
     "AUTOEXEC_REDIS_URL": "memory://embedded",
     "AUTOEXEC_RESULT_BACKEND": "cache+memory://",
 }
@@ -53,8 +53,6 @@ def embedded_worker() -> Iterator[None]:
     """
     from autoexec.celery_app import app
 
-    # The in-memory transport polls its queues; the default of 1 s would add a second per hop.
-    app.conf.broker_transport_options = {"polling_interval": 0.005}
     worker = app.WorkController(
         pool_cls="solo",
         concurrency=1,

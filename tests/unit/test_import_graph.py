@@ -23,6 +23,8 @@ CELERY_MODULES = frozenset(
         "autoexec.task_requests",
         # The worker's consumer class (``worker_consumer``), which dead-letters bad messages.
         "autoexec.poison",
+        # The embedded stack's in-memory broker (a kombu transport).
+        "autoexec.embedded_broker",
         # The worker's metrics: Celery's worker signals and its pool's state.
         "autoexec.observability.worker_metrics",
     }

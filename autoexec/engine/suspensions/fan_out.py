@@ -48,7 +48,7 @@ NOT_WAITING = "not run: its node no longer waits (its run was cancelled or stopp
 # Result backends that keep results in one process's memory: a chord's parts never reach
 # its callback there (seen on the embedded stack, whose worker is a thread of the process).
 IN_PROCESS_BACKENDS = ("cache+memory://",)
-IN_PROCESS_BROKERS = ("memory://",)
+IN_PROCESS_BROKERS = ("memory://", "autoexec-memory://")
 
 
 @dataclass(frozen=True)
