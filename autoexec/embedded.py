@@ -6,12 +6,19 @@ Redis stand-in. The engine runs the same code paths as on a cluster.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from autoexec.local_engine import LocalEngineServer
+
+log = logging.getLogger(__name__)
 
 EMBEDDED_ENV = {
     "AUTOEXEC_BROKER_URL": "autoexec-memory://localhost/",
@@ -24,9 +31,9 @@ def default_home() -> Path:
     return Path(os.environ.get("AUTOEXEC_HOME", Path.home() / ".autoexec"))
 
 
-def configure_embedded(home: Path | None = None) -> None:
+def configure_embedded(home: Path | None = None) -> Path:
     """Point this process's settings at the embedded stack (before anything reads them) and
-    bring its SQLite database in ``home`` to the latest schema."""
+    bring its SQLite database in ``home`` to the latest schema; the home."""
     home = (home or default_home()).resolve()
     home.mkdir(parents=True, exist_ok=True)
     from autoexec.tasks import reconfigure
@@ -34,6 +41,7 @@ def configure_embedded(home: Path | None = None) -> None:
     database = f"sqlite:///{home / 'embedded.sqlite3'}"
     reconfigure({**EMBEDDED_ENV, "AUTOEXEC_DATABASE_URL": database})
     migrate_once(database)
+    return home
 
 
 @functools.cache
@@ -45,12 +53,34 @@ def migrate_once(database_url: str) -> None:
 
 
 @contextmanager
-def embedded_worker() -> Iterator[None]:
-    """Run a Celery worker thread on the in-memory broker (after ``configure_embedded``).
+def embedded_engine(home: Path) -> Iterator[LocalEngineServer | None]:
+    """Run the engine of ``home`` in this process (after ``configure_embedded``): a Celery worker
+    thread on the in-process broker, served to the home's other processes. Runs left behind by
+    an engine that stopped are taken up. Yields the server, or None (and runs nothing) if
+    another process serves the home already.
 
-    The worker thread is a daemon: it stops with the process, so leaving the block costs nothing
-    (every execution the caller waited for has already ended).
+    The worker thread is a daemon: it stops with the process.
     """
+    server = LocalEngineServer(home, _api_function)
+    if not server.start():
+        yield None
+        return
+    try:
+        _start_worker()
+        threading.Thread(target=_take_up_runs, name="autoexec-take-up", daemon=True).start()
+        yield server
+    finally:
+        server.close()
+
+
+def _api_function(name: str) -> Callable[..., Any]:
+    from autoexec import api
+
+    function: Callable[..., Any] = getattr(api, name)
+    return function
+
+
+def _start_worker() -> None:
     from autoexec.celery_app import app
 
     worker = app.WorkController(
@@ -70,7 +100,30 @@ def embedded_worker() -> Iterator[None]:
         worker.start()
 
     threading.Thread(target=serve, name="autoexec-embedded-worker", daemon=True).start()
-    yield
+
+
+def _take_up_runs() -> None:
+    """Resume what an engine of this home left when it stopped (its broker went with it): this
+    process holds the home's engine lock, so no other process is running them."""
+    from autoexec.engine.reconciler import reconcile
+    from autoexec.tasks import get_engine
+
+    try:
+        report = reconcile(get_engine(), older_than_seconds=0)
+    except Exception:
+        log.exception("could not take up the runs left by an earlier engine of this home")
+        return
+    if report.acted:
+        log.info("took up runs left by an earlier engine of this home: %s", report)
+
+
+def wait_for_served_runs(server: LocalEngineServer, timeout: float = 3600.0) -> None:
+    """Keep the engine running until the runs other processes started here have ended."""
+    from autoexec import api
+
+    for graph_exec_id, user_id in sorted(server.served_runs().items()):
+        with contextlib.suppress(TimeoutError):
+            api.wait(graph_exec_id, user_id, timeout=timeout)
 
 
 def end_node_executions(graph_exec_id: str, reason: str = "cancelled") -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -9,7 +10,6 @@ import signal
 import sys
 import warnings
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,6 +23,7 @@ from autoexec.statuses import GRAPH_STATUSES
 if TYPE_CHECKING:
     from autoexec.api import ExecutionView
     from autoexec.blocks.registry import BlockRegistry
+    from autoexec.cli.stack import Stack
 
 DEFAULT_USER = "local"
 DEFAULT_TIMEOUT_SECONDS = 3600.0
@@ -174,19 +175,25 @@ def run(
     if dry_run:
         _dry_run(Path(target), inputs, user_id)
         return
-    on_embedded = _select_stack(embedded)
-    if detach and on_embedded:
+    if detach and _select_stack(embedded).embedded:
         raise click.UsageError(EMBEDDED_DETACH)
-    with _worker_in_process(on_embedded):
+    from autoexec.cli.stack import stack_running_the_engine
+
+    with stack_running_the_engine(embedded) as stack:
         graph_exec_id = _submit(
-            target, graph_file, graph_version, inputs, user_id, max_run_seconds, credit_budget
+            stack,
+            target,
+            graph_file,
+            graph_version,
+            inputs,
+            user_id,
+            max_run_seconds,
+            credit_budget,
         )
         if detach:
             click.echo(graph_exec_id)
             return
-        code = _follow_and_report(
-            graph_exec_id, user_id, timeout or DEFAULT_TIMEOUT_SECONDS, on_embedded
-        )
+        code = _follow_and_report(graph_exec_id, user_id, timeout or DEFAULT_TIMEOUT_SECONDS, stack)
     sys.exit(code)
 
 
@@ -194,15 +201,6 @@ EMBEDDED_DETACH = (
     "--detach needs a cluster: on the embedded stack the run lives in this process "
     "and would stop with it (set AUTOEXEC_BROKER_URL, or pass --cluster)"
 )
-
-
-def _worker_in_process(embedded: bool) -> AbstractContextManager[None]:
-    """The embedded stack's worker thread; on a cluster the workers are elsewhere."""
-    if not embedded:
-        return nullcontext()
-    from autoexec.embedded import embedded_worker
-
-    return embedded_worker()
 
 
 def _graph_file(target: str, graph_version: int | None) -> Path | None:
@@ -243,15 +241,10 @@ def _registry() -> BlockRegistry:
     return load_registry(load_settings().block_module_names)
 
 
-def _select_stack(embedded: bool | None = None) -> bool:
-    """Use the embedded stack when asked, or when no broker is configured; True if embedded."""
-    if embedded is None:
-        embedded = "AUTOEXEC_BROKER_URL" not in os.environ
-    if embedded:
-        from autoexec.embedded import configure_embedded
+def _select_stack(embedded: bool | None = None) -> Stack:
+    from autoexec.cli.stack import select_stack
 
-        configure_embedded()  # also migrates the embedded database
-    return embedded
+    return select_stack(embedded)
 
 
 def _dry_run(file: Path, inputs: dict[str, Any], user_id: str) -> None:
@@ -280,6 +273,7 @@ def _dry_run(file: Path, inputs: dict[str, Any], user_id: str) -> None:
 
 
 def _submit(
+    stack: Stack,
     target: str,
     graph_file: Path | None,
     graph_version: int | None,
@@ -289,13 +283,11 @@ def _submit(
     credit_budget: int | None,
 ) -> str:
     """Save the graph file (or find the saved graph) and start an execution; returns its id."""
-    from autoexec import api
-
     if graph_file is not None:
         graph_id, graph_version = _save_graph_file(graph_file, user_id)
     else:
         graph_id, graph_version = _saved_graph(target, graph_version, user_id)
-    graph_exec_id = api.execute_graph(
+    graph_exec_id: str = stack.api.execute_graph(
         graph_id,
         user_id,
         inputs,
@@ -338,13 +330,13 @@ def _saved_graph(graph_id: str, graph_version: int | None, user_id: str) -> tupl
     return graph_id, graph_version or latest[graph_id]
 
 
-def _follow_and_report(graph_exec_id: str, user_id: str, timeout: float, embedded: bool) -> int:
+def _follow_and_report(graph_exec_id: str, user_id: str, timeout: float, stack: Stack) -> int:
     """Follow a submitted run to its end and show it; the exit code.
 
     Past submission a service error cannot mean that the run failed: it may go on unseen.
     """
     try:
-        return _follow_or_stop(graph_exec_id, user_id, timeout, embedded)
+        return _follow_or_stop(graph_exec_id, user_id, timeout, stack)
     except service_errors() as exc:
         click.echo(
             f"lost contact: the execution may still be running: autoexec status {graph_exec_id}",
@@ -354,19 +346,19 @@ def _follow_and_report(graph_exec_id: str, user_id: str, timeout: float, embedde
         return EXIT_LOST_CONTACT
 
 
-def _follow_or_stop(graph_exec_id: str, user_id: str, timeout: float, embedded: bool) -> int:
+def _follow_or_stop(graph_exec_id: str, user_id: str, timeout: float, stack: Stack) -> int:
     from autoexec.cli.progress import follow
 
     try:
-        view = follow(graph_exec_id, user_id, timeout)
+        view = follow(graph_exec_id, user_id, timeout, stack.api)
     except KeyboardInterrupt:
-        if embedded:  # a second Ctrl-C must not leave the run half cancelled
+        if stack.embedded:  # a second Ctrl-C must not leave the run half cancelled
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-        return _stop_following(graph_exec_id, user_id, embedded, EXIT_INTERRUPTED)
+        return _stop_following(graph_exec_id, user_id, stack, EXIT_INTERRUPTED)
     except TimeoutError:
         click.echo(f"timeout: the run did not end within {timeout:g}s", err=True)
-        return _stop_following(graph_exec_id, user_id, embedded, EXIT_TIMEOUT)
-    if embedded:
+        return _stop_following(graph_exec_id, user_id, stack, EXIT_TIMEOUT)
+    if stack.engine_here:
         view = _end_what_still_runs(view, user_id)
     return _show(view)
 
@@ -383,18 +375,19 @@ def _end_what_still_runs(view: ExecutionView, user_id: str) -> ExecutionView:
     return api.get_execution(view.id, user_id)
 
 
-def _stop_following(graph_exec_id: str, user_id: str, embedded: bool, code: int) -> int:
+def _stop_following(graph_exec_id: str, user_id: str, stack: Stack, code: int) -> int:
     """Ctrl-C or the timeout: a run that cannot outlive this process (embedded) is cancelled,
     another one goes on and the user is told how to find it."""
     from autoexec import api
 
-    if embedded:
+    if stack.embedded:  # the run cannot outlive the engine of a terminal session
+        stack.api.cancel(graph_exec_id, user_id)
+    if stack.engine_here:
         from autoexec.embedded import end_node_executions
 
-        api.cancel(graph_exec_id, user_id)
         end_node_executions(graph_exec_id)
     view = api.get_execution(graph_exec_id, user_id)
-    if view.status.value == "TERMINATED" and embedded:
+    if view.status.value == "TERMINATED" and stack.embedded:
         click.echo(f"cancelled: execution {graph_exec_id}", err=True)
     elif view.is_finished:
         return _show(view)
@@ -454,9 +447,9 @@ def watch(graph_exec_id: str, user_id: str, timeout: float | None) -> None:
     COMPLETED, else 1."""
     from autoexec.cli.progress import watch as watch_execution
 
-    _select_stack()
+    stack = _select_stack()
     try:
-        board = watch_execution(graph_exec_id, user_id, sys.stdout, timeout)
+        board = watch_execution(graph_exec_id, user_id, sys.stdout, timeout, stack.api)
     except TimeoutError:
         click.echo(f"timeout: the run did not end within {timeout:g}s", err=True)
         sys.exit(EXIT_TIMEOUT)
@@ -523,19 +516,18 @@ def rerun(
 ) -> None:
     """Run an execution's graph version again with the same inputs, masks, skips, deadline
     and credit budget (or --budget)."""
-    from autoexec import api
-
     _refuse_conflicting_options(None, False, detach, timeout, None)
-    embedded = _select_stack()
-    if detach and embedded:
+    if detach and _select_stack().embedded:
         raise click.UsageError(EMBEDDED_DETACH)
-    with _worker_in_process(embedded):
-        new_id = api.rerun(graph_exec_id, user_id, credit_budget=credit_budget)
+    from autoexec.cli.stack import stack_running_the_engine
+
+    with stack_running_the_engine() as stack:
+        new_id = stack.api.rerun(graph_exec_id, user_id, credit_budget=credit_budget)
         click.echo(f"rerun of {graph_exec_id}: execution {new_id}", err=True)
         if detach:
             click.echo(new_id)
             return
-        code = _follow_and_report(new_id, user_id, timeout or DEFAULT_TIMEOUT_SECONDS, embedded)
+        code = _follow_and_report(new_id, user_id, timeout or DEFAULT_TIMEOUT_SECONDS, stack)
     sys.exit(code)
 
 
@@ -555,9 +547,8 @@ def graphs(user_id: str) -> None:
 @_user_option
 def cancel(graph_exec_id: str, user_id: str) -> None:
     """Cancel an execution."""
-    from autoexec import api
 
-    _select_stack()
+    api = _select_stack().api
     click.echo(api.cancel(graph_exec_id, user_id))
 
 
@@ -627,17 +618,16 @@ def list_reviews(user_id: str, as_json: bool) -> None:
 @click.option("--data", "data_json", help="JSON to go on with instead of the data as reviewed.")
 def approve(review_id: str, user_id: str, data_json: str | None) -> None:
     """Approve a pending review: its node yields approved_data and the run goes on."""
-    from autoexec import api
-
     data = None
     if data_json is not None:
         try:
             data = json.loads(data_json)
         except json.JSONDecodeError as exc:
             raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
-    _select_stack()
-    decided = api.approve(review_id, user_id, data=data)
+    stack = _select_stack()
+    decided = stack.api.approve(review_id, user_id, data=data)
     click.echo(f"review {decided.id} approved; run {decided.graph_exec_id} goes on")
+    _say_if_no_engine_runs(stack)
 
 
 @review.command()
@@ -646,11 +636,33 @@ def approve(review_id: str, user_id: str, data_json: str | None) -> None:
 @click.option("--reason", required=True, help="Why the data is rejected.")
 def reject(review_id: str, user_id: str, reason: str) -> None:
     """Reject a pending review: its node yields rejected (the reason) and the run goes on."""
-    from autoexec import api
-
-    _select_stack()
-    decided = api.reject(review_id, user_id, reason)
+    stack = _select_stack()
+    decided = stack.api.reject(review_id, user_id, reason)
     click.echo(f"review {decided.id} rejected; run {decided.graph_exec_id} goes on")
+    _say_if_no_engine_runs(stack)
+
+
+def _say_if_no_engine_runs(stack: Stack) -> None:
+    if stack.embedded and not stack.engine_elsewhere:
+        click.echo(
+            "no engine runs for this home now: the run goes on when one starts "
+            "(autoexec serve, or autoexec run)",
+            err=True,
+        )
+
+
+@main.command()
+def serve() -> None:
+    """Run the engine of the embedded stack ($AUTOEXEC_HOME) until Ctrl-C: runs started,
+    approved or cancelled from other terminals run here."""
+    from autoexec.cli.stack import stack_running_the_engine
+
+    with stack_running_the_engine(embedded=True, wait_for_others=False) as stack:
+        if not stack.engine_here:
+            raise click.ClickException(f"another process runs the engine of {stack.home}")
+        click.echo(f"serving {stack.home} (Ctrl-C stops)", err=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
 
 
 @main.group()
@@ -674,9 +686,8 @@ def show_credits(user_id: str) -> None:
 @_user_option
 def top_up(amount: int, key: str | None, user_id: str) -> None:
     """Add AMOUNT credits to the user's balance; print the balance."""
-    from autoexec import api
 
-    _select_stack()
+    api = _select_stack().api
     click.echo(f"balance: {api.top_up(user_id, amount, key)} credits")
 
 

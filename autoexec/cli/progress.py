@@ -143,16 +143,26 @@ def show(events: Iterable[Event], board: Board, out: TextIO) -> None:
         print(event_line(board, event), file=out, flush=True)
 
 
-def watch(graph_exec_id: str, user_id: str, out: TextIO, timeout: float | None = None) -> Board:
-    """Show an execution until its final event; the board as it ended."""
+def watch(
+    graph_exec_id: str,
+    user_id: str,
+    out: TextIO,
+    timeout: float | None = None,
+    engine_api: Any = api,
+) -> Board:
+    """Show an execution until its final event; the board as it ended. ``engine_api`` is
+    ``autoexec.api`` or the embedded engine's, served by another process."""
     board = Board(graph_exec_id)
-    with api.subscribe(graph_exec_id, user_id, timeout=timeout) as events:
+    with engine_api.subscribe(graph_exec_id, user_id, timeout=timeout) as events:
         show(events, board, out)
     return board
 
 
-def follow(graph_exec_id: str, user_id: str, timeout: float) -> ExecutionView:
+def follow(
+    graph_exec_id: str, user_id: str, timeout: float, engine_api: Any = api
+) -> ExecutionView:
     """Show progress on stderr until the execution ends (or ``timeout`` passes:
     ``TimeoutError``); the ended execution."""
-    watch(graph_exec_id, user_id, sys.stderr, timeout)
-    return api.get_execution(graph_exec_id, user_id)
+    watch(graph_exec_id, user_id, sys.stderr, timeout, engine_api)
+    result: ExecutionView = engine_api.get_execution(graph_exec_id, user_id)
+    return result
