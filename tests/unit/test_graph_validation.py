@@ -263,6 +263,7 @@ def test_fan_out_on_a_pin_the_block_does_not_have_is_rejected(registry: BlockReg
 def test_fan_out_on_an_input_pin_is_valid(registry: BlockRegistry) -> None:
     data = spec_example()
     data["nodes"][1]["fan_out"] = "b"
+    data["nodes"][1]["input_default"]["b"] = [1, 2]
 
     validate_graph(parse_definition(data), registry)
 
