@@ -200,7 +200,8 @@ def _bad_fan_outs(definition: GraphDefinition, registry: BlockRegistry) -> list[
 
 def _duplicate_links(definition: GraphDefinition) -> list[str]:
     counts = Counter(
-        (link.source_id, link.source_name, link.sink_id, link.sink_name) for link in definition.links
+        (link.source_id, link.source_name, link.sink_id, link.sink_name)
+        for link in definition.links
     )
     return [
         f"link {source}.{source_name} -> {sink}.{sink_name} appears {n} times: "

@@ -180,8 +180,7 @@ def run(
     inputs = {**file_inputs, **pairs}
     graph_file = _graph_file(target, graph_version)
     _refuse_conflicting_options(graph_file, dry_run, detach, timeout, max_run_seconds)
-    if as_new and (graph_file is None or dry_run):
-        raise click.UsageError("--new saves a graph file as a new graph: give FILE, not --dry-run")
+    _refuse_new_without_saving(as_new, graph_file, dry_run)
     if dry_run and credit_budget is not None:
         raise click.UsageError("--budget limits a real run's credits; --dry-run charges nothing")
     if dry_run:
@@ -253,6 +252,16 @@ def _refuse_conflicting_options(
         raise click.UsageError("--detach cannot be used with --dry-run, which runs in-process")
     if detach and timeout is not None:
         raise click.UsageError("--timeout limits following a run: it does nothing with --detach")
+
+
+def _refuse_new_without_saving(as_new: bool, graph_file: Path | None, dry_run: bool) -> None:
+    if as_new and dry_run:
+        raise click.UsageError("--new saves the graph file as a new graph; --dry-run saves nothing")
+    if as_new and graph_file is None:
+        raise click.UsageError(
+            "--new saves a graph file as a new graph: give the path of a JSON or YAML graph, "
+            "not a saved graph id"
+        )
 
 
 def _registry() -> BlockRegistry:
