@@ -173,7 +173,7 @@ def save_graph(
     _warn_about(parsed)
     with engine.db.session() as session:
         saved = graph_store.save_version(session, parsed, user_id, new)
-    if saved.by_name and saved.changed and saved.version > 1:
+    if saved.by_name and saved.changed:
         _warn(parsed, version_of_named_graph(saved))
     return saved.graph_id, saved.version
 
