@@ -148,9 +148,11 @@ def _end(
 
 def _stop_stats(session: Transaction, graph_exec_id: str, stop: Stop) -> dict[str, Any]:
     execution = repo.execution_with_fresh_spend(session, graph_exec_id)
-    stats = graph_stats(execution, node_outcomes(session, graph_exec_id), stop.reason)
-    if stop.missing_block_node is not None:
-        # The node failed for want of its block, though no execution of it was recorded.
-        stats[MISSING_BLOCK_NODE] = stop.missing_block_node
+    outcomes = node_outcomes(session, graph_exec_id)
+    stats = graph_stats(execution, outcomes, stop.reason)
+    missing = stop.missing_block_node
+    if missing is not None and all(outcome.node_id != missing for outcome in outcomes):
+        # The node failed for want of its block, though no execution of it could be made.
+        stats[MISSING_BLOCK_NODE] = missing
         stats["node_error_count"] += 1
     return stats
