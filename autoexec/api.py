@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from autoexec.billing import ledger as credits
 from autoexec.billing.ledger import CreditTransactionView
 from autoexec.coordination import Keys, PubSub
-from autoexec.engine.cancellation import cancel_execution
+from autoexec.engine.cancellation import MISSING_BLOCK_NODE, cancel_execution
 from autoexec.engine.context import Engine
 from autoexec.engine.submission import RunRequest, create_execution, fail_unpublished
 from autoexec.engine.suspensions.review import Decision, decide_review
@@ -25,6 +25,7 @@ from autoexec.errors import AutoexecError, GraphWarning, InputValidationError
 from autoexec.graph import (
     Graph,
     GraphDefinition,
+    Node,
     graph_warnings,
     parse_definition,
     validate_graph,
@@ -68,6 +69,10 @@ __all__ = [
 ]
 
 NO_INPUT_ARRIVED = "no input arrived"
+BLOCK_MISSING = (
+    "an input arrived, but its block {block_id!r} is not registered on the worker that was to "
+    "deliver it: the run stopped FAILED (see its error)"
+)
 WAITING_FOR_INPUTS = "waiting for inputs"
 # Only a run that ended on its own has nodes that "never ran"; a cancelled one was stopped.
 _ENDED_BY_ITSELF = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED})
@@ -151,22 +156,44 @@ def _engine(engine: Engine | None) -> Engine:
 
 
 def save_graph(
-    definition: dict[str, Any] | str | GraphDefinition, user_id: str, engine: Engine | None = None
+    definition: dict[str, Any] | str | GraphDefinition,
+    user_id: str,
+    engine: Engine | None = None,
+    new: bool = False,
 ) -> tuple[str, int]:
-    """Validate and store a graph; returns ``(graph_id, version)``."""
+    """Validate and store a graph; returns ``(graph_id, version)``.
+
+    A definition with an ``id`` is a version of that graph; one without is a version of the
+    user's graph of the same name (said with a ``GraphWarning`` when that adds a version), or
+    with ``new`` (or no such graph) a new graph.
+    """
     parsed = definition if isinstance(definition, GraphDefinition) else parse_definition(definition)
     engine = _engine(engine)
     validate_graph(parsed, engine.registry)
     _warn_about(parsed)
     with engine.db.session() as session:
-        return graph_store.save_graph(session, parsed, user_id)
+        saved = graph_store.save_version(session, parsed, user_id, new)
+    if saved.by_name and saved.changed:
+        _warn(parsed, version_of_named_graph(saved))
+    return saved.graph_id, saved.version
+
+
+def version_of_named_graph(saved: graph_store.SavedGraph) -> str:
+    return (
+        f"saved as version {saved.version} of your graph of that name ({saved.graph_id}), "
+        "not as a new graph: save with new=True (autoexec run --new) for a separate graph"
+    )
 
 
 def _warn_about(definition: GraphDefinition) -> None:
     """Log and emit (as ``GraphWarning``) what is legal but suspicious in a graph."""
     for message in graph_warnings(definition):
-        graph_log.warning("graph %r: %s", definition.name, message)
-        warnings.warn(f"graph {definition.name!r}: {message}", GraphWarning, stacklevel=3)
+        _warn(definition, message)
+
+
+def _warn(definition: GraphDefinition, message: str) -> None:
+    graph_log.warning("graph %r: %s", definition.name, message)
+    warnings.warn(f"graph {definition.name!r}: {message}", GraphWarning, stacklevel=3)
 
 
 def list_graphs(user_id: str, engine: Engine | None = None) -> list[dict[str, Any]]:
@@ -313,7 +340,9 @@ def _view(
         started_at=execution.started_at,
         ended_at=execution.ended_at,
         node_executions=[_node_view(n, node_outputs.get(n.id, {})) for n in nodes.values()],
-        never_ran=_never_ran(graph, nodes.values()) if _ended_by_itself(execution, nodes) else [],
+        never_ran=_never_ran(graph, nodes.values(), execution.stats)
+        if _ended_by_itself(execution, nodes)
+        else [],
         credits_spent=execution.credits_spent,
         credit_budget=execution.credit_budget,
     )
@@ -327,16 +356,30 @@ def _ended_by_itself(execution: GraphExecution, nodes: dict[int, NodeExecution])
     return execution.status in _ENDED_BY_ITSELF and not stopped
 
 
-def _never_ran(graph: Graph, nodes: Collection[NodeExecution]) -> list[NeverRanView]:
-    """INCOMPLETE node executions with their reason, then graph nodes no input ever reached."""
+def _never_ran(
+    graph: Graph, nodes: Collection[NodeExecution], stats: dict[str, Any]
+) -> list[NeverRanView]:
+    """INCOMPLETE node executions with their reason, then graph nodes that got no execution:
+    the one whose block a worker lacked (which stopped the run), and those no input reached."""
     waiting = [_left_waiting(n) for n in nodes if n.status is ExecutionStatus.INCOMPLETE]
     reached = {n.node_id for n in nodes}
     absent = [
-        NeverRanView(node_id=n.id, block_id=n.block_id, node_exec_id=None, reason=NO_INPUT_ARRIVED)
+        NeverRanView(
+            node_id=n.id,
+            block_id=n.block_id,
+            node_exec_id=None,
+            reason=_why_absent(n, stats.get(MISSING_BLOCK_NODE)),
+        )
         for n in graph.nodes
         if n.id not in reached
     ]
     return waiting + absent
+
+
+def _why_absent(node: Node, missing_block_node: str | None) -> str:
+    if node.id == missing_block_node:
+        return BLOCK_MISSING.format(block_id=node.block_id)
+    return NO_INPUT_ARRIVED
 
 
 def _left_waiting(node: NodeExecution) -> NeverRanView:

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from autoexec.blocks.base import ERROR_PIN
+from autoexec.blocks.base import ERROR_PIN, Block
 from autoexec.blocks.registry import BlockRegistry
 from autoexec.errors import BlockNotFoundError, GraphValidationError
 from autoexec.pins import base_name
@@ -146,7 +146,9 @@ def validate_graph(definition: GraphDefinition, registry: BlockRegistry) -> None
         *_duplicate_node_ids(definition),
         *_unknown_blocks(definition, registry),
         *_bad_links(definition, registry),
+        *_duplicate_links(definition),
         *_bad_fan_outs(definition, registry),
+        *_bad_constants(definition, registry),
         *_duplicate_input_names(definition),
         *_nothing_can_start(definition),
     ]
@@ -194,6 +196,65 @@ def _bad_fan_outs(definition: GraphDefinition, registry: BlockRegistry) -> list[
         for node in definition.nodes
         if node.fan_out is not None and not _is_input_pin(registry, node, node.fan_out)
     ]
+
+
+def _duplicate_links(definition: GraphDefinition) -> list[str]:
+    counts = Counter(
+        (link.source_id, link.source_name, link.sink_id, link.sink_name)
+        for link in definition.links
+    )
+    return [
+        f"link {source}.{source_name} -> {sink}.{sink_name} appears {n} times: "
+        "each value would arrive that many times; keep one"
+        for (source, source_name, sink, sink_name), n in counts.items()
+        if n > 1
+    ]
+
+
+def _bad_constants(definition: GraphDefinition, registry: BlockRegistry) -> list[str]:
+    """Constant inputs (``input_default``) that their pin's type refuses: they could only fail
+    the node when it runs. Dynamic pins (``values_#_key``) are checked once merged, at run."""
+    problems: list[str] = []
+    for node in definition.nodes:
+        if node.block_id in registry:
+            block = registry.get(node.block_id)
+            problems += [
+                problem
+                for pin, value in node.input_default.items()
+                if pin in block.input_pins()
+                for problem in _constant_problems(node, block, pin, value)
+            ]
+    return problems
+
+
+def _constant_problems(node: Node, block: type[Block[Any]], pin: str, value: Any) -> list[str]:
+    where = f"node {node.id!r} ({node.block_id}) input {pin!r}"
+    if pin == node.fan_out:
+        if not isinstance(value, list):
+            return [
+                f"{where}: a fan_out input must be a list, not {type(value).__name__} "
+                f"({_shown(value)})"
+            ]
+        return [
+            problem
+            for index, element in enumerate(value)
+            for problem in _type_problems(f"{where} element {index}", block, pin, element)
+        ]
+    return _type_problems(where, block, pin, value)
+
+
+def _type_problems(where: str, block: type[Block[Any]], pin: str, value: Any) -> list[str]:
+    try:
+        block.validate_input(pin, value)
+    except ValidationError as exc:
+        reasons = "; ".join(err["msg"] for err in exc.errors())
+        return [f"{where}: constant {_shown(value)} is invalid: {reasons}"]
+    return []
+
+
+def _shown(value: Any, width: int = 60) -> str:
+    text = json.dumps(value, default=repr, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _is_input_pin(registry: BlockRegistry, node: Node, pin: str) -> bool:

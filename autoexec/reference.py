@@ -177,9 +177,14 @@ class Resumer:
             )
         if callable(self.children):
             return self.children(child.graph_id, child.graph_version)
-        if child.graph_id not in self.children:
+        if child.graph_id in self.children:
+            return self.children[child.graph_id]
+        named = [graph for graph in self.children.values() if graph.name == child.graph_id]
+        if len(named) > 1:
+            raise ChildGraphError(f"{len(named)} child graphs are named {child.graph_id!r}")
+        if not named:
             raise ChildGraphError(f"child graph {child.graph_id!r} not found")
-        return self.children[child.graph_id]
+        return named[0]
 
 
 class NodeRunLimitError(RuntimeError):

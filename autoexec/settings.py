@@ -82,6 +82,8 @@ class Settings(BaseSettings):
 
     event_max_value_bytes: int = Field(default=4096, ge=64)
     max_output_bytes: int = Field(default=10_000_000, ge=1024)
+    # The largest graph input (as JSON) a submission may carry; a bigger one is refused.
+    max_input_bytes: int = Field(default=10_000_000, ge=1024)
     metrics_port: int = Field(default=9808, ge=0, le=65535)
     # text: Celery's log lines; json: one JSON object per line (autoexec.logs).
     log_format: Literal["text", "json"] = "text"

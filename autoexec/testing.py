@@ -274,10 +274,13 @@ class TestEngine:
     # --- graphs and runs ------------------------------------------------------------------
 
     def save_graph(
-        self, definition: dict[str, Any] | str | GraphDefinition, user_id: str = DEFAULT_USER
+        self,
+        definition: dict[str, Any] | str | GraphDefinition,
+        user_id: str = DEFAULT_USER,
+        new: bool = False,
     ) -> str:
-        """Validate and store a graph (a new version if it exists); its id."""
-        graph_id, _ = api.save_graph(definition, user_id, engine=self.engine)
+        """Validate and store a graph (a new version if it exists, unless ``new``); its id."""
+        graph_id, _ = api.save_graph(definition, user_id, engine=self.engine, new=new)
         return graph_id
 
     def submit(

@@ -161,6 +161,12 @@ class Block(Generic[InputT]):
         return _pin_adapter(cls.Output, pin).validate_python(value)
 
     @classmethod
+    def validate_input(cls, pin: str, value: Any) -> Any:
+        """Check one value of input ``pin`` against the ``Input`` schema's field for it; return
+        the coerced value (``pydantic.ValidationError`` if it does not validate)."""
+        return _pin_adapter(cls.Input, pin).validate_python(value)
+
+    @classmethod
     def describe(cls) -> dict[str, Any]:
         """A JSON-friendly summary of the block: id, name, description and pins."""
         return {

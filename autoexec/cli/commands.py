@@ -113,6 +113,15 @@ def main() -> None:
     use_log_format_in_cli(load_settings())
 
 
+_new_option = click.option(
+    "--new",
+    "as_new",
+    is_flag=True,
+    help="Save FILE as a new graph even if one of yours has its name (default: a new version "
+    "of that graph, said on stderr).",
+)
+
+
 @main.command()
 @click.argument("target", metavar="FILE|GRAPH_ID")
 @click.option(
@@ -145,6 +154,7 @@ def main() -> None:
     "AUTOEXEC_BROKER_URL is set).",
 )
 @click.option("--detach", is_flag=True, help="Print the execution id and return (cluster only).")
+@_new_option
 @click.option(
     "--max-run-seconds",
     type=click.FloatRange(min=0, min_open=True),
@@ -161,6 +171,7 @@ def run(
     dry_run: bool,
     embedded: bool | None,
     detach: bool,
+    as_new: bool,
     max_run_seconds: float | None,
     credit_budget: int | None,
     timeout: float | None,
@@ -170,6 +181,7 @@ def run(
     inputs = {**file_inputs, **pairs}
     graph_file = _graph_file(target, graph_version)
     _refuse_conflicting_options(graph_file, dry_run, detach, timeout, max_run_seconds)
+    _refuse_new_without_saving(as_new, graph_file, dry_run)
     if dry_run and credit_budget is not None:
         raise click.UsageError("--budget limits a real run's credits; --dry-run charges nothing")
     if dry_run:
@@ -189,6 +201,7 @@ def run(
             user_id,
             max_run_seconds,
             credit_budget,
+            as_new,
         )
         if detach:
             click.echo(graph_exec_id)
@@ -233,6 +246,16 @@ def _refuse_conflicting_options(
         raise click.UsageError("--timeout limits following a run: it does nothing with --detach")
 
 
+def _refuse_new_without_saving(as_new: bool, graph_file: Path | None, dry_run: bool) -> None:
+    if as_new and dry_run:
+        raise click.UsageError("--new saves the graph file as a new graph; --dry-run saves nothing")
+    if as_new and graph_file is None:
+        raise click.UsageError(
+            "--new saves a graph file as a new graph: give the path of a JSON or YAML graph, "
+            "not a saved graph id"
+        )
+
+
 def _registry() -> BlockRegistry:
     """The blocks the settings name, for commands that run no engine (no services needed)."""
     from autoexec.blocks.registry import load_registry
@@ -251,6 +274,7 @@ def _dry_run(file: Path, inputs: dict[str, Any], user_id: str) -> None:
     from autoexec.engine.submission import RunRequest, validate_request
     from autoexec.graph import Graph, load_definition, validate_graph
     from autoexec.reference import run_reference
+    from autoexec.settings import load_settings
 
     definition = load_definition(file)
     registry = _registry()
@@ -263,7 +287,8 @@ def _dry_run(file: Path, inputs: dict[str, Any], user_id: str) -> None:
             "user_id": user_id,
         }
     )
-    validate_request(graph, RunRequest(graph.id, user_id, inputs), registry.get)
+    max_input_bytes = load_settings().max_input_bytes
+    validate_request(graph, RunRequest(graph.id, user_id, inputs), registry.get, max_input_bytes)
     result = run_reference(graph, registry.get, inputs)
     click.echo(f"status: {result.status.value}")
     if result.error:
@@ -281,10 +306,11 @@ def _submit(
     user_id: str,
     max_run_seconds: float | None,
     credit_budget: int | None,
+    as_new: bool = False,
 ) -> str:
     """Save the graph file (or find the saved graph) and start an execution; returns its id."""
     if graph_file is not None:
-        graph_id, graph_version = _save_graph_file(graph_file, user_id)
+        graph_id, graph_version = _save_graph_file(graph_file, user_id, as_new)
     else:
         graph_id, graph_version = _saved_graph(target, graph_version, user_id)
     graph_exec_id: str = stack.api.execute_graph(
@@ -299,15 +325,15 @@ def _submit(
     return graph_exec_id
 
 
-def _save_graph_file(graph_file: Path, user_id: str) -> tuple[str, int]:
-    """Save a graph file; what the save warns about (nodes that can never run) goes to stderr
-    once, as ``warning: ...``."""
+def _save_graph_file(graph_file: Path, user_id: str, as_new: bool = False) -> tuple[str, int]:
+    """Save a graph file; what the save warns about (nodes that can never run, a version added
+    to the graph of its name) goes to stderr once, as ``warning: ...``."""
     from autoexec import api
     from autoexec.graph import load_definition
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", GraphWarning)
-        saved = api.save_graph(load_definition(graph_file), user_id)
+        saved = api.save_graph(load_definition(graph_file), user_id, new=as_new)
     for warning in caught:
         click.echo(f"warning: {warning.message}", err=True)
     return saved
@@ -529,6 +555,17 @@ def rerun(
             return
         code = _follow_and_report(new_id, user_id, timeout or DEFAULT_TIMEOUT_SECONDS, stack)
     sys.exit(code)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_new_option
+@_user_option
+def save(file: Path, as_new: bool, user_id: str) -> None:
+    """Save FILE (a JSON or YAML graph) without running it; print ``GRAPH_ID vVERSION``."""
+    _select_stack()
+    graph_id, version = _save_graph_file(file, user_id, as_new)
+    click.echo(f"{graph_id} v{version}")
 
 
 @main.command()

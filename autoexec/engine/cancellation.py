@@ -26,12 +26,19 @@ S = ExecutionStatus
 log = logging.getLogger(__name__)
 
 
+# The run's stat naming the node whose block a worker lacked, when that stopped the run.
+MISSING_BLOCK_NODE = "missing_block_node"
+
+
 @dataclass(frozen=True)
 class Stop:
-    """How a stopped execution ends: its final status and the reason, stored as its error."""
+    """How a stopped execution ends: its final status and the reason, stored as its error.
+    ``missing_block_node``: the node whose block the stopping worker lacks, when that is why
+    (an input for it arrived, but no execution of it could be made)."""
 
     status: ExecutionStatus
     reason: str
+    missing_block_node: str | None = None
 
 
 CANCELLED = Stop(S.TERMINATED, "cancelled")
@@ -141,4 +148,11 @@ def _end(
 
 def _stop_stats(session: Transaction, graph_exec_id: str, stop: Stop) -> dict[str, Any]:
     execution = repo.execution_with_fresh_spend(session, graph_exec_id)
-    return graph_stats(execution, node_outcomes(session, graph_exec_id), stop.reason)
+    outcomes = node_outcomes(session, graph_exec_id)
+    stats = graph_stats(execution, outcomes, stop.reason)
+    missing = stop.missing_block_node
+    if missing is not None and all(outcome.node_id != missing for outcome in outcomes):
+        # The node failed for want of its block, though no execution of it could be made.
+        stats[MISSING_BLOCK_NODE] = missing
+        stats["node_error_count"] += 1
+    return stats

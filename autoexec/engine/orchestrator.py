@@ -111,7 +111,8 @@ def _deliver_or_stop(engine: Engine, graph_exec_id: str) -> Batch:
         # Nothing was delivered (the transaction rolled back), and nothing will be until a
         # worker that has the block runs this step: the run cannot go on.
         log.error("graph execution %s: %s", graph_exec_id, exc)
-        return Batch(0, S.RUNNING, Stop(S.FAILED, str(exc)), "")
+        stop = Stop(S.FAILED, str(exc), missing_block_node=exc.node_id)
+        return Batch(0, S.RUNNING, stop, "")
 
 
 def _stopped(engine: Engine, graph_exec_id: str, batch: Batch) -> None:

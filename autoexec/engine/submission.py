@@ -36,10 +36,20 @@ class RunRequest:
     parent_node_exec_id: int | None = None
 
 
-def validate_request(graph: Graph, request: RunRequest, blocks: BlockLookup | None = None) -> None:
+def validate_request(
+    graph: Graph,
+    request: RunRequest,
+    blocks: BlockLookup | None = None,
+    max_input_bytes: int | None = None,
+) -> None:
     """Reject unknown or missing graph inputs, inputs that cannot validate on the pins they
-    feed, and masks/skips naming unknown nodes. ``blocks`` defaults to the process registry."""
-    problems = [*_input_problems(graph, request.inputs), *_node_problems(graph, request)]
+    feed or are bigger than ``max_input_bytes`` (as JSON), and masks/skips naming unknown
+    nodes. ``blocks`` defaults to the process registry."""
+    problems = [
+        *_input_problems(graph, request.inputs),
+        *_oversized_inputs(request.inputs, max_input_bytes),
+        *_node_problems(graph, request),
+    ]
     spec = RunSpec(
         graph,
         blocks or get_registry().get,
@@ -72,6 +82,22 @@ def _input_problems(graph: Graph, inputs: dict[str, Any]) -> list[str]:
         if name not in inputs and not has_fallback:
             problems.append(f"missing required graph input {name!r}")
     return problems
+
+
+def _oversized_inputs(inputs: dict[str, Any], limit: int | None) -> list[str]:
+    if limit is None:
+        return []
+    sizes = {name: _json_size(value) for name, value in inputs.items() if _is_json(value)}
+    return [
+        f"graph input {name!r} is {size:,} bytes of JSON, over the limit of {limit:,} "
+        "(AUTOEXEC_MAX_INPUT_BYTES): pass a reference to the data (a URL, a path) instead"
+        for name, size in sizes.items()
+        if size > limit
+    ]
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False).encode())
 
 
 def _is_json(value: Any) -> bool:
@@ -140,7 +166,7 @@ def requested_graph(engine: Engine, session: Transaction, request: RunRequest) -
         session, request.graph_id, request.user_id
     )
     graph = load_graph(session, request.graph_id, version, request.user_id)
-    validate_request(graph, request, engine.registry.get)
+    validate_request(graph, request, engine.registry.get, engine.settings.max_input_bytes)
     return graph
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from autoexec.errors import NotFoundError
+from autoexec.errors import GraphValidationError, NotFoundError
 from autoexec.graph import Graph, GraphDefinition
 from autoexec.store.tables import GraphExecution, GraphVersion, User
 
@@ -18,18 +19,45 @@ def ensure_user(session: Session, user_id: str) -> None:
         session.flush()
 
 
-def save_graph(session: Session, definition: GraphDefinition, user_id: str) -> tuple[str, int]:
+@dataclass(frozen=True)
+class SavedGraph:
+    """What a save did. ``by_name``: the definition had no id and took the id of the user's
+    graph of the same name; ``changed``: the save stored a new version."""
+
+    graph_id: str
+    version: int
+    by_name: bool
+    changed: bool
+
+
+def save_graph(
+    session: Session, definition: GraphDefinition, user_id: str, new: bool = False
+) -> tuple[str, int]:
+    """``save_version``, as ``(graph_id, version)``."""
+    saved = save_version(session, definition, user_id, new)
+    return saved.graph_id, saved.version
+
+
+def save_version(
+    session: Session, definition: GraphDefinition, user_id: str, new: bool = False
+) -> SavedGraph:
     """Store ``definition`` for ``user_id``; an unchanged definition keeps its latest version.
 
     The graph is identified by the definition's ``id`` if it has one, else by its name among the
-    user's graphs; a new name makes a new graph.
+    user's graphs; a new name, or ``new``, makes a new graph.
     """
+    if new and definition.id:
+        raise GraphValidationError(
+            f"a new graph was asked for, but the definition names graph id {definition.id!r}: "
+            "drop its id to save it as a separate graph, or save without new for a new version"
+        )
     ensure_user(session, user_id)
-    graph_id = definition.id or _graph_id_by_name(session, user_id, definition.name)
+    by_name = None if new or definition.id else graph_id_by_name(session, user_id, definition.name)
+    graph_id = definition.id or by_name
     latest = _latest_version(session, graph_id, user_id) if graph_id else None
     digest = definition.content_hash()
     if latest is not None and latest.content_hash == digest:
-        return latest.id, latest.version
+        return SavedGraph(latest.id, latest.version, by_name is not None, changed=False)
     row = GraphVersion(
         id=graph_id or str(uuid.uuid4()),
         version=(latest.version + 1) if latest else 1,
@@ -41,17 +69,25 @@ def save_graph(session: Session, definition: GraphDefinition, user_id: str) -> t
     )
     session.add(row)
     session.flush()
-    return row.id, row.version
+    return SavedGraph(row.id, row.version, by_name is not None, changed=True)
 
 
-def _graph_id_by_name(session: Session, user_id: str, name: str) -> str | None:
+def graph_id_by_name(session: Session, user_id: str, name: str) -> str | None:
+    """The id of the user's graph called ``name`` (the one saved last, if several are)."""
+    ids = graph_ids_named(session, user_id, name)
+    return ids[0] if ids else None
+
+
+def graph_ids_named(session: Session, user_id: str, name: str) -> list[str]:
+    """The ids of the user's graphs with a version called ``name``, the one last saved under
+    that name first."""
     stmt = (
-        select(GraphVersion.id)
+        select(GraphVersion.id, func.max(GraphVersion.created_at).label("saved"))
         .where(GraphVersion.user_id == user_id, GraphVersion.name == name)
-        .order_by(GraphVersion.created_at.desc())
-        .limit(1)
+        .group_by(GraphVersion.id)
+        .order_by(func.max(GraphVersion.created_at).desc())
     )
-    return session.scalar(stmt)
+    return [row.id for row in session.execute(stmt)]
 
 
 def _latest_version(session: Session, graph_id: str, user_id: str) -> GraphVersion | None:
@@ -65,6 +101,13 @@ def _latest_version(session: Session, graph_id: str, user_id: str) -> GraphVersi
     if row is not None and row.user_id != user_id:
         raise NotFoundError(f"graph {graph_id!r} not found")
     return row
+
+
+def graph_exists(session: Session, graph_id: str, user_id: str) -> bool:
+    stmt = select(GraphVersion.id).where(
+        GraphVersion.id == graph_id, GraphVersion.user_id == user_id
+    )
+    return session.scalar(stmt.limit(1)) is not None
 
 
 def latest_version_number(session: Session, graph_id: str, user_id: str) -> int:

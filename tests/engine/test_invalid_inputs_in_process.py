@@ -110,17 +110,24 @@ def test_error_recorded_by_the_last_delivery_is_delivered_without_another_wake_u
     assert view.outputs == {"problem": [CALC_A_INVALID]}
 
 
-def test_starting_node_with_an_invalid_default_fails_and_its_error_is_delivered(
+def test_a_constant_its_pin_refuses_is_refused_at_save(t: TestEngine) -> None:
+    definition = graph([node("calc", "calculator", operation="add", a="abc", b=1)], [])
+    with pytest.raises(GraphValidationError) as refused:
+        t.save_graph(definition)
+    assert "node 'calc' (calculator) input 'a': constant \"abc\" is invalid" in str(refused.value)
+
+
+def test_starting_node_with_an_invalid_masked_input_fails_and_its_error_is_delivered(
     t: TestEngine,
 ) -> None:
     definition = graph(
         [
-            node("calc", "calculator", operation="add", a="abc", b=1),
+            node("calc", "calculator", operation="add", a=1, b=1),
             node("problem", "agent_output", name="problem"),
         ],
         [("calc", "error", "problem", "value")],
     )
-    view = t.run(t.save_graph(definition))
+    view = t.run(t.save_graph(definition), nodes_input_masks={"calc": {"a": "abc"}})
     assert view.status is S.COMPLETED
     assert view.outputs == {"problem": [CALC_A_INVALID]}
     assert [n.status for n in view.node_executions if n.node_id == "calc"] == [S.FAILED]

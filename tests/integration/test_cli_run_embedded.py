@@ -118,6 +118,16 @@ REFUSED = [
         [str(HELLO), "--max-run-seconds", "0"],
         "Error: Invalid value for '--max-run-seconds': 0.0 is not in the range x>0.",
     ),
+    (
+        [str(HELLO), "--input", "x=true"],
+        "error: graph input 'x' = True cannot feed pin 'a' of node 'add' (calculator): "
+        "Value error, True is a boolean, not a number: give a number such as 1 or 0",
+    ),
+    (
+        ["nope", "--new"],
+        "Error: --new saves a graph file as a new graph: give the path of a JSON or YAML "
+        "graph, not a saved graph id",
+    ),
 ]
 
 
@@ -312,3 +322,41 @@ def test_a_block_retried_after_a_transient_error_completes_on_the_embedded_stack
     assert run.returncode == 0, run.stderr
     assert run.stdout == expected_stdout("COMPLETED", {"runs": [3]})
     assert "retry 2 of 3" in run.stderr
+
+
+def hello_adding(tmp_path: Path, b: int) -> Path:
+    """``examples/hello.json`` (graph name ``hello``) adding ``b`` instead of 1."""
+    definition = json.loads(HELLO.read_text())
+    definition["nodes"][1]["input_default"]["b"] = b
+    graph = tmp_path / f"hello-{b}.json"
+    graph.write_text(json.dumps(definition))
+    return graph
+
+
+def test_running_a_changed_file_under_a_saved_name_says_it_became_a_new_version(
+    tmp_path: Path,
+) -> None:
+    assert autoexec(tmp_path, "run", str(HELLO), "--input", "x=1").returncode == 0
+    graph_id = saved_graph_id(tmp_path)
+    run = autoexec(tmp_path, "run", str(hello_adding(tmp_path, 100)), "--input", "x=1")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.splitlines()[0] == (
+        f"warning: graph 'hello': saved as version 2 of your graph of that name ({graph_id}), "
+        "not as a new graph: save with new=True (autoexec run --new) for a separate graph"
+    )
+
+
+def test_new_saves_a_separate_graph_and_save_prints_its_id_and_version(tmp_path: Path) -> None:
+    first = autoexec(tmp_path, "save", str(HELLO))
+    assert first.returncode == 0, first.stderr
+    first_id = first.stdout.split()[0]
+    assert first.stdout == f"{first_id} v1\n"
+    second = autoexec(tmp_path, "save", "--new", str(hello_adding(tmp_path, 100)))
+    assert second.returncode == 0, second.stderr
+    assert second.stderr == ""
+    assert second.stdout.endswith(" v1\n") and not second.stdout.startswith(first_id)
+    run = autoexec(tmp_path, "run", "--new", str(HELLO), "--input", "x=1")
+    assert run.returncode == 0, run.stderr
+    listing = autoexec(tmp_path, "graphs").stdout.splitlines()
+    assert len(listing) == 3
+    assert all(line.split()[1:3] == ["v1", "hello"] for line in listing)

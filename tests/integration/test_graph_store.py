@@ -10,7 +10,15 @@ import pytest
 from autoexec.errors import NotFoundError
 from autoexec.graph import GraphDefinition, parse_definition
 from autoexec.store.db import Database
-from autoexec.store.graphs import latest_version_number, list_graphs, load_graph, save_graph
+from autoexec.store.graphs import (
+    SavedGraph,
+    graph_ids_named,
+    latest_version_number,
+    list_graphs,
+    load_graph,
+    save_graph,
+    save_version,
+)
 
 
 def spec_example(name: str = "add", b: int = 1) -> dict[str, Any]:
@@ -197,3 +205,17 @@ def test_list_graphs_of_a_user_without_graphs_is_empty(db: Database) -> None:
 
     with db.session() as session:
         assert list_graphs(session, "nobody") == []
+
+
+def test_a_save_by_name_says_so_and_new_makes_a_separate_graph(db: Database) -> None:
+    first_id, _ = save(db, spec_example(b=1))
+    with db.session() as session:
+        by_name = save_version(session, parse_definition(spec_example(b=2)), "alice")
+        separate = save_version(session, parse_definition(spec_example(b=3)), "alice", new=True)
+        named = graph_ids_named(session, "alice", "add")
+
+    assert by_name == SavedGraph(first_id, 2, by_name=True, changed=True)
+    assert separate.graph_id != first_id
+    assert (separate.version, separate.by_name, separate.changed) == (1, False, True)
+    assert named == [separate.graph_id, first_id]  # the one saved under the name last first
+    assert save(db, spec_example(b=4)) == (separate.graph_id, 2)

@@ -205,6 +205,14 @@ def test_calculator_complex_result_is_value_error() -> None:
         run(CalculatorBlock, operation="power", a=-8, b=0.5)
 
 
+@pytest.mark.parametrize("pin", ["a", "b"])
+def test_calculator_refuses_a_boolean_as_a_number(pin: str) -> None:
+    numbers: dict[str, Any] = {"a": 1, "b": 1, pin: True}
+    with pytest.raises(ValidationError, match="True is a boolean, not a number") as refused:
+        CalculatorBlock.Input.model_validate({"operation": "add", **numbers})
+    assert [error["loc"] for error in refused.value.errors()] == [(pin,)]
+
+
 def test_calculator_rejects_unknown_operation() -> None:
     with pytest.raises(ValidationError):
         CalculatorBlock.Input.model_validate({"operation": "sqrt", "a": 1, "b": 2})

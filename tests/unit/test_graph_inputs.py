@@ -185,3 +185,27 @@ def test_a_block_this_process_does_not_know_is_left_to_the_workers() -> None:
         return REGISTRY.get(block_id)
 
     assert refusal(graph, {"x": "abc"}, blocks=workers_only) is None
+
+
+# --- AUTOEXEC_MAX_INPUT_BYTES ---------------------------------------------------------------
+
+
+def test_a_graph_input_over_the_size_limit_is_refused_naming_it() -> None:
+    graph = Graph.model_validate(
+        {
+            "id": "g",
+            "version": 1,
+            "user_id": "u",
+            "nodes": [{"id": "text", "block_id": "agent_input", "input_default": {"name": "text"}}],
+        }
+    )
+    request = RunRequest("g", "u", {"text": "x" * 2000})
+
+    with pytest.raises(InputValidationError) as refused:
+        validate_request(graph, request, REGISTRY.get, max_input_bytes=1024)
+
+    assert str(refused.value) == (
+        "graph input 'text' is 2,002 bytes of JSON, over the limit of 1,024 "
+        "(AUTOEXEC_MAX_INPUT_BYTES): pass a reference to the data (a URL, a path) instead"
+    )
+    validate_request(graph, request, REGISTRY.get, max_input_bytes=2002)

@@ -263,6 +263,80 @@ def test_fan_out_on_a_pin_the_block_does_not_have_is_rejected(registry: BlockReg
 def test_fan_out_on_an_input_pin_is_valid(registry: BlockRegistry) -> None:
     data = spec_example()
     data["nodes"][1]["fan_out"] = "b"
+    data["nodes"][1]["input_default"]["b"] = [1, 2]
+
+    validate_graph(parse_definition(data), registry)
+
+
+# --- constant inputs, fan-out constants and duplicate links: refused at save --------------------
+
+
+def test_a_constant_operation_the_calculator_lacks_is_refused_naming_node_and_pin(
+    registry: BlockRegistry,
+) -> None:
+    data = spec_example()
+    data["nodes"][1]["input_default"]["operation"] = "sqrt"
+
+    message = validation_error(data, registry)
+
+    assert "node 'calc' (calculator) input 'operation': constant \"sqrt\" is invalid" in message
+    assert "'add', 'subtract', 'multiply', 'divide', 'power' or 'modulo'" in message
+
+
+@pytest.mark.parametrize(
+    ("constant", "reason"),
+    [("one", "unable to parse string as a number"), (True, "True is a boolean, not a number")],
+)
+def test_a_constant_number_of_the_wrong_type_is_refused(
+    registry: BlockRegistry, constant: Any, reason: str
+) -> None:
+    data = spec_example()
+    data["nodes"][1]["input_default"]["b"] = constant
+
+    message = validation_error(data, registry)
+
+    assert "node 'calc' (calculator) input 'b': constant" in message
+    assert reason in message
+
+
+def test_constants_that_validate_are_accepted(registry: BlockRegistry) -> None:
+    data = spec_example()
+    data["nodes"][1]["input_default"].update(operation="power", b="2.5", round_result=True)
+
+    validate_graph(parse_definition(data), registry)
+
+
+def test_a_fan_out_constant_that_is_not_a_list_is_refused(registry: BlockRegistry) -> None:
+    data = spec_example()
+    data["nodes"][1]["fan_out"] = "b"
+
+    message = validation_error(data, registry)
+
+    assert "node 'calc' (calculator) input 'b': a fan_out input must be a list, not int" in message
+
+
+def test_each_element_of_a_fan_out_constant_is_checked(registry: BlockRegistry) -> None:
+    data = spec_example()
+    data["nodes"][1]["fan_out"] = "b"
+    data["nodes"][1]["input_default"]["b"] = [1, "two", 3]
+
+    message = validation_error(data, registry)
+
+    assert "node 'calc' (calculator) input 'b' element 1: constant \"two\" is invalid" in message
+
+
+def test_duplicate_links_are_refused_naming_them(registry: BlockRegistry) -> None:
+    data = with_link("calc", "result", "out", "value")
+
+    message = validation_error(data, registry)
+
+    assert "link calc.result -> out.value appears 2 times" in message
+
+
+def test_two_links_into_one_pin_from_different_pins_are_not_duplicates(
+    registry: BlockRegistry,
+) -> None:
+    data = with_link("a", "result", "out", "value")
 
     validate_graph(parse_definition(data), registry)
 

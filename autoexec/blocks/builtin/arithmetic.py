@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from autoexec.blocks.base import Block, BlockCost, BlockInput, BlockOutput, RunContext
 
@@ -23,10 +23,20 @@ _OPERATIONS: dict[str, Callable[[float, float], Any]] = {
 }
 
 
+def refuse_boolean(value: Any) -> Any:
+    """Pydantic takes ``true`` for the number 1; a calculator input refuses it instead."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is a boolean, not a number: give a number such as 1 or 0")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(refuse_boolean)]
+
+
 class CalculatorInput(BlockInput):
     operation: Operation = Field(description="What to do with a and b.")
-    a: float = Field(description="The first number.")
-    b: float = Field(description="The second number.")
+    a: Number = Field(description="The first number.")
+    b: Number = Field(description="The second number.")
     round_result: bool = Field(default=False, description="Round the result to a whole number.")
 
 

@@ -11,7 +11,10 @@ from autoexec.blocks.base import AwaitChild, Block, BlockInput, BlockOutput, Run
 
 
 class AgentExecutorInput(BlockInput):
-    graph_id: str = Field(description="The graph to run (one of the same user's).")
+    graph_id: str = Field(
+        description="The graph to run, one of the same user's: its id, or its name (resolved "
+        "when the child starts)."
+    )
     graph_version: int | None = Field(default=None, description="Its version; default latest.")
     inputs: dict[str, Any] = Field(default_factory=dict, description="Its graph inputs by name.")
 

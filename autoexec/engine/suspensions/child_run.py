@@ -34,6 +34,7 @@ from autoexec.errors import (
 from autoexec.hooks import NodeRef
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.children import child_of_node, depth_of, get_child, outputs_of, root_of
+from autoexec.store.graphs import graph_exists, graph_ids_named
 from autoexec.store.transaction import Transaction
 
 S = ExecutionStatus
@@ -81,6 +82,7 @@ def check_child(engine: Engine, parent: NodeRef, child: AwaitChild) -> AwaitChil
                 f"agent_executor: graph {child.graph_id!r} would run {depth} levels deep, "
                 f"past the limit of {limit} (AUTOEXEC_MAX_SUBGRAPH_DEPTH)"
             )
+        child = replace(child, graph_id=child_graph_id(session, parent.user_id, child.graph_id))
         try:
             graph = requested_graph(engine, session, _request(session, parent, child))
         except (NotFoundError, InputValidationError) as exc:
@@ -88,6 +90,21 @@ def check_child(engine: Engine, parent: NodeRef, child: AwaitChild) -> AwaitChil
                 f"agent_executor cannot run graph {child.graph_id!r}: {exc}"
             ) from exc
     return replace(child, graph_version=graph.version)
+
+
+def child_graph_id(session: Transaction, user_id: str, graph_ref: str) -> str:
+    """The id of the graph ``graph_ref`` names: an id of the user's graphs, else the name of
+    one. Resolved when the child starts, not at save: ``graph_id`` may arrive through a link,
+    and a parent may be saved before the graph it calls."""
+    if graph_exists(session, graph_ref, user_id):
+        return graph_ref
+    named = graph_ids_named(session, user_id, graph_ref)
+    if len(named) > 1:
+        raise SubgraphError(
+            f"agent_executor: {len(named)} of your graphs are named {graph_ref!r} "
+            f"({', '.join(named)}): give the graph_id of the one to run"
+        )
+    return named[0] if named else graph_ref
 
 
 def create_child(engine: Engine, session: Transaction, parent: NodeRef, child: AwaitChild) -> str:
