@@ -25,6 +25,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -74,6 +76,7 @@ SMALL_BATCH_GRAPHS = max(GRAPHS // 3, 1)
 SEED = os.environ.get("AUTOEXEC_DIFFERENTIAL_SEED")
 WAIT_SECONDS = 150.0
 REGISTRY = load_registry()
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # --- comparing runs order-insensitively ----------------------------------------------------
@@ -593,3 +596,19 @@ def test_numbers_survive_the_engine(cluster: Cluster, x: Any, b: int) -> None:
     graph = in_memory_graph(Case(definition))
     expected = summarize_reference(graph, reference)
     assert differences(expected, summarize_engine(graph, view), view.error) == []
+
+
+def test_the_embedded_stack_matches_the_reference_on_random_graphs(tmp_path: Path) -> None:
+    """The same batch on the embedded stack (SQLite, the in-process broker and worker thread,
+    the Redis stand-in), in a process of its own as ``autoexec run`` would be."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTOEXEC_")}
+    env = {**clean, "AUTOEXEC_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "tests.integration.differential_embedded", str(GRAPHS)]
+    batch = subprocess.run(
+        command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=3 * WAIT_SECONDS
+    )
+    assert batch.returncode == 0, batch.stderr[-20_000:]
+    covered = json.loads(batch.stdout)
+    missing = [feature for feature, seen in covered.items() if not seen]
+    if GRAPHS >= 50:
+        assert not missing, f"no generated graph has {missing}: {covered}"
