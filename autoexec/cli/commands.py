@@ -786,6 +786,8 @@ def _service_error_reason(exc: Exception) -> str:
 def entrypoint() -> None:
     try:
         main(standalone_mode=True)
+    except (SystemExit, KeyboardInterrupt):
+        raise  # before service_errors(), which imports the Celery app (a second of start-up)
     except AutoexecError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
