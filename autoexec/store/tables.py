@@ -214,6 +214,21 @@ class NodeExecutionOutput(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
 
 
+class FanOutElement(Base):
+    """The result of one element of a fan-out node execution (SPEC §8.3), recorded by the
+    element's task: the gather reads these, so a chord whose state in Redis was lost still
+    gathers, and an element whose result is recorded is not run again."""
+
+    __tablename__ = "fan_out_elements"
+
+    node_exec_id: Mapped[int] = mapped_column(
+        ForeignKey("node_executions.id", ondelete="CASCADE"), primary_key=True
+    )
+    element_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    outputs: Mapped[Any] = mapped_column(Json, nullable=True)  # [pin, value] pairs, yield order
+    error: Mapped[str | None] = mapped_column(Text)
+
+
 class StaticInput(Base):
     """The latest value that arrived on a static link (SPEC §3.4)."""
 

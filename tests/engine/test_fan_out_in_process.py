@@ -6,9 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from autoexec import api
+from autoexec.engine.suspensions import fan_out
 from autoexec.statuses import ExecutionStatus
-from autoexec.testing import FAN_OUT_ELEMENT, TestEngine
+from autoexec.testing import FAN_OUT_ELEMENT, GATHER_FAN_OUT, TestEngine
 from tests.graphs import fanned_out, graph, node
 
 S = ExecutionStatus
@@ -95,3 +98,24 @@ def test_a_cancelled_fan_out_ends_terminated_and_runs_no_element_afterwards(
     [touched] = [n for n in view.node_executions if n.node_id == "touch"]
     assert (touched.status, touched.outputs) == (S.TERMINATED, {})
     assert list(markers.iterdir()) == []
+
+
+def test_a_fan_out_whose_chord_lost_every_result_is_gathered_by_its_last_element(
+    t: TestEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Redis lost the chord's state: no element's result reaches the callback, which never
+    # runs. Each element's result is recorded in the database, and the last one gathers.
+    monkeypatch.setattr(t.dispatcher, "element_done", lambda node_exec_id, result: None)
+    view = t.run(t.save_graph(fanned("multiply")), {"b": [3, 1, 2]})
+    assert view.status is S.COMPLETED
+    assert view.outputs == {"r": [[6, 2, 4]]}
+    assert not [job for job in t.dispatcher.sent if job.kind == GATHER_FAN_OUT]
+
+
+def test_an_element_delivered_again_returns_its_recorded_result_without_running(
+    t: TestEngine,
+) -> None:
+    view = t.run(t.save_graph(fanned("multiply")), {"b": [5, 7]})
+    calc = calc_node(view)
+    again = fan_out.run_element(t.engine, calc.id, 1)
+    assert again == {"index": 1, "outputs": [["result", 14]], "error": None}

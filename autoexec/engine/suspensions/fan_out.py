@@ -35,6 +35,12 @@ from autoexec.hooks import NodeRef
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store import suspended
+from autoexec.store.fan_out_elements import (
+    ElementResult,
+    record_element,
+    recorded_element,
+    recorded_elements,
+)
 from autoexec.store.graphs import load_run_graph
 from autoexec.store.transaction import Transaction
 from autoexec.timeouts import Clock, time_limit
@@ -200,13 +206,30 @@ def gather(
     engine: Engine, results: Sequence[Mapping[str, Any]], node_exec_id: int, graph_exec_id: str
 ) -> None:
     """The chord's callback: the node yields each output pin gathered over the elements, or
-    fails with the first failed element's index. A node that no longer waits (its run was
-    cancelled, or a copy of this callback came first) is left as it is."""
-    resumption = resumption_of(results, engine.settings.max_output_bytes)
+    fails with the first failed element's index. The results recorded in the database are the
+    truth (the chord's own may be lost with Redis); a node that no longer waits (its run was
+    cancelled, or its last element or a copy of this callback came first) is left as it is."""
+    by_index = {int(result["index"]): dict(result) for result in results}
+    with engine.db.session() as session:
+        by_index.update({e.index: e.message() for e in recorded_elements(session, node_exec_id)})
+    resumption = resumption_of(list(by_index.values()), engine.settings.max_output_bytes)
     try:
         resume_node(engine, graph_exec_id, node_exec_id, lambda session: resumption)
     except InvalidTransitionError as refused:
         log.info("fan-out of node execution %s not resumed: %s", node_exec_id, refused)
+
+
+def gather_if_complete(engine: Engine, node_exec_id: int) -> bool:
+    """Gather the fan-out if every element's result is recorded and the node still waits:
+    after its last element, or for the reconciler when the chord's callback was lost."""
+    with engine.db.session() as session:
+        node = repo.node_state(session, node_exec_id)
+        fanned = (node.stats or {}).get(STATS_KEY)
+        recorded = len(recorded_elements(session, node_exec_id))
+    if node.status is not S.WAITING or not fanned or recorded < int(fanned["elements"]):
+        return False
+    gather(engine, [], node_exec_id, node.graph_exec_id)
+    return True
 
 
 def resumption_of(results: Sequence[Mapping[str, Any]], max_bytes: int) -> Resumption:
@@ -226,11 +249,26 @@ def resumption_of(results: Sequence[Mapping[str, Any]], max_bytes: int) -> Resum
 
 
 def run_element(engine: Engine, node_exec_id: int, index: int) -> dict[str, Any]:
-    """Run element ``index`` of a WAITING fan-out node; its result for the chord's callback:
-    ``index``, ``outputs`` (``[pin, value]`` pairs in yield order) and ``error`` (or None)."""
+    """Run element ``index`` of a WAITING fan-out node and record its result; the result for
+    the chord's callback: ``index``, ``outputs`` (``[pin, value]`` pairs in yield order) and
+    ``error`` (or None). An element whose result is recorded already (its message delivered
+    again) is not run again; the element that records the last result gathers the node."""
+    with engine.db.session() as session:
+        recorded = recorded_element(session, node_exec_id, index)
+    if recorded is not None:
+        return recorded.message()
+    result = _run_element(engine, node_exec_id, index)
+    if result.error != NOT_WAITING:
+        with engine.db.session() as session:
+            record_element(session, node_exec_id, result)
+        gather_if_complete(engine, node_exec_id)
+    return result.message()
+
+
+def _run_element(engine: Engine, node_exec_id: int, index: int) -> ElementResult:
     loaded = _load(engine, node_exec_id, index)
     if isinstance(loaded, str):
-        return {"index": index, "outputs": [], "error": loaded}
+        return ElementResult(index, [], loaded)
     run, clock = loaded
     stop_found = functools.partial(_stop_found, engine, run.context.graph_exec_id, node_exec_id)
     watch = StopWatch(engine.timer, clock, run.context.logger, stop_found)
@@ -239,11 +277,10 @@ def run_element(engine: Engine, node_exec_id: int, index: int) -> dict[str, Any]
         outputs = [[pin, value] for pin, value in element_outputs(run)]
     except Exception as exc:  # the block failed (or a timeout), or its run was stopped
         stopped = run.ending_of(exc, retries_done=None) is Ending.STOPPED
-        error = NOT_WAITING if stopped else error_message(exc)
-        return {"index": index, "outputs": [], "error": error}
+        return ElementResult(index, [], NOT_WAITING if stopped else error_message(exc))
     finally:
         watch.finish()
-    return {"index": index, "outputs": outputs, "error": None}
+    return ElementResult(index, outputs, None)
 
 
 def _load(engine: Engine, node_exec_id: int, index: int) -> tuple[RunningBlock, Clock] | str:
