@@ -28,6 +28,7 @@ from autoexec.block_run.watch import StopWatch, database_due
 from autoexec.blocks.base import ERROR_PIN, Block, RunContext, Suspend
 from autoexec.clock import utcnow
 from autoexec.coordination import CoordinationError
+from autoexec.engine import inline
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.context import Engine
 from autoexec.engine.inline import NodeAttempt, Yielded, resend_queued
@@ -135,6 +136,19 @@ def execute_node(
         engine.wake(claimed.graph_exec_id, force=True)
     run = _Run(engine, claimed)
     try:
+        return _run_and_record(run, rerun)
+    except RetryNode:
+        raise
+    except Exception as exc:
+        if isinstance(exc, infrastructure_errors(engine)):
+            raise  # the task retries until the service is back
+        return _fail_unrecorded(run, exc)
+
+
+def _run_and_record(run: _Run, rerun: bool) -> ExecutionStatus | None:
+    """Run the node's block and record its end; what it ended with, None if not ours."""
+    engine, claimed = run.engine, run.job
+    try:
         outcome = run_job(run)
     finally:
         run.watch.finish()
@@ -150,6 +164,12 @@ def execute_node(
         # finds the run ended, never a FAILED node in a run that goes on.
         stop_execution(engine, claimed.graph_exec_id, outcome.stop, run.buffer.closing(end))
         return outcome.status
+    return _recorded(run, outcome, end, rerun)
+
+
+def _recorded(run: _Run, outcome: Outcome, end: inline.End, rerun: bool) -> ExecutionStatus:
+    """``outcome`` recorded with the outputs left in the buffer, and what follows sent."""
+    engine, claimed = run.engine, run.job
     flushed = run.buffer.close(end)
     if outcome.suspension is not None:
         KINDS.of(outcome.suspension).after_commit(engine, run.node, outcome.suspension)
@@ -159,6 +179,22 @@ def execute_node(
     if flushed.needs_step:
         engine.wake(claimed.graph_exec_id, force=rerun or run.buffer.step_owed)
     return outcome.status
+
+
+def _fail_unrecorded(run: _Run, exc: Exception) -> ExecutionStatus | None:
+    """An error of the engine's own that is not a service being down (a value the database
+    refused, a bug) hit the run or its recording: the node fails with it, its unrecorded
+    outputs dropped (they would fail again), rather than staying RUNNING with no task left
+    to end it. Raises if even that cannot be recorded (the reconciler ends the node then);
+    recording checks the attempt, so a run taken over meanwhile records nothing."""
+    error = f"the engine could not record the node's run: {error_message(exc)}"
+    run.logger.exception("failed: %s", error)
+    with run.buffer.lock:
+        run.buffer.items[:] = [Yielded(run.seq, ERROR_PIN, error)]
+    stats = {**run.stats(error), UNEXPECTED_ERROR: type(exc).__name__}
+    outcome = Outcome(S.FAILED, error, stats)
+    end = functools.partial(_record, engine=run.engine, job=run.job, outcome=outcome)
+    return _recorded(run, outcome, end, rerun=True)
 
 
 def _refused(engine: Engine, node_exec_id: int, refused: Refused, rerun: bool) -> None:
