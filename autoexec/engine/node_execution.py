@@ -155,6 +155,8 @@ def _run_and_record(run: _Run, rerun: bool) -> ExecutionStatus | None:
         run.buffer.closed = True  # set again under its lock below; stops the timer's flushes
     if outcome is None:
         return None
+    # The watch is over: the mark covers recording the end, and a retry's wait.
+    note_alive(engine, claimed.graph_exec_id, claimed.node_exec_id, outcome.retry_in)
     if outcome.retry_in is not None:
         _note_retry(engine, claimed, outcome)  # the buffer's last outputs come again
         raise RetryNode(outcome.retry_in)
@@ -195,6 +197,19 @@ def _fail_unrecorded(run: _Run, exc: Exception) -> ExecutionStatus | None:
     outcome = Outcome(S.FAILED, error, stats)
     end = functools.partial(_record, engine=run.engine, job=run.job, outcome=outcome)
     return _recorded(run, outcome, end, rerun=True)
+
+
+def note_alive(
+    engine: Engine, graph_exec_id: str, node_exec_id: int, wait: float | None = None
+) -> None:
+    """Mark the node execution as handled by this task (for ``wait`` seconds more): the
+    reconciler re-runs a RUNNING node without a mark, whose task is gone. A mark Redis could
+    not take costs a re-run at worst: the run goes on."""
+    seconds = engine.coordinator.NODE_ALIVE_TTL_SECONDS + (wait or 0)
+    try:
+        engine.coordinator.note_node_alive(graph_exec_id, node_exec_id, seconds)
+    except CoordinationError:
+        log.warning("could not mark node execution %s as alive", node_exec_id, exc_info=True)
 
 
 def _refused(engine: Engine, node_exec_id: int, refused: Refused, rerun: bool) -> None:
@@ -277,6 +292,8 @@ def claim(
     reconciler, not RUNNING with no task to run it."""
     graph = None
     if graph_exec_id is not None:
+        # Marked before the claim commits: a RUNNING node never looks lost to the reconciler.
+        note_alive(engine, graph_exec_id, node_exec_id)
         with engine.db.session() as session:
             graph = read_run_graph(session, graph_exec_id)
     with engine.db.single_statement() as session:
@@ -290,6 +307,7 @@ def claim(
             return claimed
         view, losses = claimed
     if graph is None or view.graph_exec_id != graph_exec_id:
+        note_alive(engine, view.graph_exec_id, node_exec_id)
         with engine.db.session() as session:
             graph = load_run_graph(session, view.graph_exec_id, view.graph_id, view.graph_version)
     return _job(engine, view, losses, graph)
@@ -449,6 +467,7 @@ class _Run:
             read_database = True
         if not read_database:
             return None
+        note_alive(self.engine, self.job.graph_exec_id, self.job.node_exec_id)
         with self.engine.db.session() as session:
             current, stopped = repo.running_attempt_and_stop(session, self.job.node_exec_id)
         if current != self.job.attempt:
