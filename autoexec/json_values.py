@@ -15,14 +15,27 @@ def json_problem(value: Any) -> str | None:
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        return NOT_FINITE if _only_not_finite(value) else str(exc)
+        return NOT_FINITE if holds_non_finite_number(value) else str(exc)
     return None
 
 
-def _only_not_finite(value: Any) -> bool:
-    """``value`` would be JSON if JSON allowed inf and NaN."""
+def holds_non_finite_number(value: Any) -> bool:
+    """``value`` holds inf, -inf or NaN somewhere inside it (objects JSON cannot hold are
+    passed over)."""
     try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
+        json.dumps(value, allow_nan=False, default=_opaque)
+    except ValueError:
+        return not _circular(value)
+    return False
+
+
+def _circular(value: Any) -> bool:
+    try:
+        json.dumps(value, default=_opaque)
+    except ValueError:
+        return True
+    return False
+
+
+def _opaque(value: Any) -> None:
+    return None

@@ -14,7 +14,7 @@ from autoexec.block_run.failures import Ending, SupersededError, ending_of
 from autoexec.block_run.iteration import iterate_block
 from autoexec.blocks.base import Block, RunContext, Suspend, Yield
 from autoexec.errors import ExecutionStoppedError
-from autoexec.json_values import json_problem
+from autoexec.json_values import NOT_FINITE, holds_non_finite_number, json_problem
 from autoexec.logs import context_prefix
 from autoexec.timeouts import Clock, alarm
 
@@ -75,10 +75,22 @@ class OutputCheck:
         self.total += checked_output_size(pin, value, self.limit)
 
 
+class FiniteNumbersCheck(OutputCheck):
+    """The reference interpreter's check: it passes Python objects from node to node (an
+    object pin's attributes), so only JSON's rule on numbers holds, with no size limit."""
+
+    def __init__(self) -> None:
+        super().__init__(limit=None)
+
+    def __call__(self, pin: str, value: Any) -> None:
+        if holds_non_finite_number(value):
+            raise ValueError(f"output {pin!r} is not JSON-serializable: {NOT_FINITE}")
+
+
 class RunningBlock:
     """``block`` run on ``inputs``: with a ``clock``, stopped past its limit or when another
-    thread interrupts it; each output checked by ``output_check`` (by default: JSON with no
-    size limit)."""
+    thread interrupts it; each output checked by ``output_check`` (by default, as the
+    reference interpreter checks them: numbers finite)."""
 
     def __init__(
         self,
@@ -89,8 +101,7 @@ class RunningBlock:
         output_check: OutputCheck | None = None,
     ) -> None:
         self.block, self.inputs, self.context, self.clock = block, inputs, context, clock
-        # The reference interpreter sets no size limit, but JSON's rule holds everywhere.
-        self.output_check = output_check or OutputCheck(limit=None)
+        self.output_check = output_check or FiniteNumbersCheck()
         self.raised: Exception | None = None  # what the block's own code raised
 
     def outputs(self) -> Generator[Yield, None, None]:

@@ -69,12 +69,12 @@ class Report:
 
     republished_runs: int = 0  # QUEUED runs whose run_graph was sent again
     waiting_runs: int = 0  # QUEUED runs left waiting: their user has no free slot
-    lost_nodes_resent: int = 0  # RUNNING node executions whose task was gone, sent again
-    lost_nodes_terminated: int = 0  # RUNNING node executions of ended runs, task gone
     resent_nodes: int = 0  # QUEUED node executions noted as sent, sent again
     dispatched_nodes: int = 0  # QUEUED node executions never sent, sent now
     woken_runs: int = 0  # RUNNING runs given an orchestrator step
     owned_runs: int = 0  # RUNNING runs left to their RUNNING node executions
+    lost_nodes_resent: int = 0  # RUNNING node executions whose task was gone, sent again
+    lost_nodes_terminated: int = 0  # RUNNING node executions of ended runs, task gone
     terminated_nodes: int = 0  # QUEUED/INCOMPLETE node executions of ended runs
     resumed_parents: int = 0  # suspended nodes resumed by the end of their child execution
     cancelled_orphans: int = 0  # child executions still going after their parent ended
