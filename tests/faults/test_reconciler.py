@@ -187,7 +187,7 @@ def test_a_running_node_whose_task_is_gone_is_taken_over_by_a_pass(stack: Stack)
     """As a task that raised an error of the engine's (PostgreSQL refusing Infinity) left its
     node RUNNING with its message acknowledged (issue 22): no task marks the node alive, so a
     pass sends its task again, which the real worker takes over as a re-delivery."""
-    lossy, dispatcher = stack.lossy()
+    lossy, _ = stack.lossy()
     run = submit(lossy, ADD_ONE, {"x": 1})
     assert admit(lossy, run.id)
     orchestrator.advance(lossy, run.id)
@@ -203,7 +203,7 @@ def test_a_running_node_whose_task_is_gone_is_taken_over_by_a_pass(stack: Stack)
     assert report == {**Report().as_dict(), "lost_nodes_resent": 1}
     assert_completed_once(stack.engine, run, {"sum": [2]})
     with stack.engine.db.session() as session:
-        calc = [n for n in repo.node_executions(session, run.id) if n.id == calc_id][0]
+        (calc,) = [n for n in repo.node_executions(session, run.id) if n.id == calc_id]
         assert (calc.attempt, calc.worker_losses) == (2, 1)
 
 
