@@ -3,6 +3,7 @@ starting node executions in one transaction (SPEC §3.1)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
