@@ -98,6 +98,10 @@ class Keys:
         return f"{cls.prefix}:stop:{graph_exec_id}"
 
     @classmethod
+    def node_alive(cls, graph_exec_id: str, node_exec_id: int) -> str:
+        return f"{cls.prefix}:alive:{graph_exec_id}:{node_exec_id}"
+
+    @classmethod
     def deadline_timer(cls, graph_exec_id: str) -> str:
         return f"{cls.prefix}:deadline-timer:{graph_exec_id}"
 
@@ -183,6 +187,26 @@ class Coordinator:
 
     def stop_requested(self, graph_exec_id: str) -> bool:
         return bool(self.client.exists(Keys.stop(graph_exec_id)))
+
+    # A node task renews its node's mark every few seconds while it handles it; a RUNNING
+    # node without one has no task left (see ``autoexec.engine.reconciler``).
+    NODE_ALIVE_TTL_SECONDS = 60
+
+    def note_node_alive(
+        self, graph_exec_id: str, node_exec_id: int, seconds: float = NODE_ALIVE_TTL_SECONDS
+    ) -> None:
+        """Mark the node execution as handled by a live task for the next ``seconds``."""
+        key = Keys.node_alive(graph_exec_id, node_exec_id)
+        self.client.set(key, 1, px=max(int(seconds * 1000), 1))
+
+    def nodes_alive(self, nodes: list[tuple[str, int]]) -> list[bool]:
+        """For each ``(graph_exec_id, node_exec_id)``: whether a live task handles it."""
+        if not nodes:
+            return []
+        keys = [
+            Keys.node_alive(graph_exec_id, node_exec_id) for graph_exec_id, node_exec_id in nodes
+        ]
+        return [value is not None for value in self.client.mget(keys)]
 
     def deadline_timer_pending(self, graph_exec_id: str) -> bool:
         return bool(self.client.exists(Keys.deadline_timer(graph_exec_id)))

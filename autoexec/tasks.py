@@ -81,7 +81,9 @@ class CeleryDispatcher:
             f"({task.node_exec_id}, {task.graph_exec_id!r}, "
             f"node={task.node_id!r}, block={task.block_id!r})"
         )
-        execute_node.apply_async(args=args, task_id=task.task_id, argsrepr=shown)
+        # A rerun (its node RUNNING, its task gone) is sent as a retry is, so the task knows.
+        retries = 1 if task.rerun else 0
+        execute_node.apply_async(args=args, task_id=task.task_id, argsrepr=shown, retries=retries)
 
     def revoke(self, task_ids: list[str]) -> None:
         app.control.revoke(task_ids)

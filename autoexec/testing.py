@@ -89,7 +89,7 @@ class Job:
     node: NodeTask | None = None  # execute_node
     node_exec_id: int | None = None  # fan-out element or gather
     index: int = 0  # fan-out element
-    rerun: bool = False  # execute_node sent again by its own retry
+    rerun: bool = False  # execute_node sent again by its own retry, or by the reconciler
     notification: notifications.NotificationRequest | None = None
     sink: str | None = None
     attempt: int = 0
@@ -151,7 +151,13 @@ class InMemoryDispatcher:
         self.put(job, countdown)
 
     def execute_node(self, task: NodeTask) -> None:
-        job = Job(EXECUTE_NODE, task.task_id, graph_exec_id=task.graph_exec_id, node=task)
+        job = Job(
+            EXECUTE_NODE,
+            task.task_id,
+            graph_exec_id=task.graph_exec_id,
+            node=task,
+            rerun=task.rerun,
+        )
         self.put(job)
 
     def revoke(self, task_ids: list[str]) -> None:

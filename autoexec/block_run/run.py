@@ -14,6 +14,7 @@ from autoexec.block_run.failures import Ending, SupersededError, ending_of
 from autoexec.block_run.iteration import iterate_block
 from autoexec.blocks.base import Block, RunContext, Suspend, Yield
 from autoexec.errors import ExecutionStoppedError
+from autoexec.json_values import NOT_FINITE, holds_non_finite_number, json_problem
 from autoexec.logs import context_prefix
 from autoexec.timeouts import Clock, alarm
 
@@ -46,13 +47,16 @@ def run_logger(
     return NodeLogAdapter(log, context)
 
 
-def checked_output_size(pin: str, value: Any, limit: int) -> int:
-    """The size of ``value`` as JSON; a ValueError if it is not JSON or over ``limit`` bytes."""
+def checked_output_size(pin: str, value: Any, limit: int | None) -> int:
+    """The size of ``value`` as JSON; a ValueError if it is not JSON (a number that is not
+    finite, anywhere inside it, included) or over ``limit`` bytes (None: no limit)."""
     try:
-        size = len(json.dumps(value))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"output {pin!r} is not JSON-serializable: {exc}") from None
-    if size > limit:
+        size = len(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"output {pin!r} is not JSON-serializable: {json_problem(value)}"
+        ) from None
+    if limit is not None and size > limit:
         raise ValueError(
             f"output {pin!r} is {size} bytes, over the limit of {limit} (AUTOEXEC_MAX_OUTPUT_BYTES)"
         )
@@ -60,10 +64,10 @@ def checked_output_size(pin: str, value: Any, limit: int) -> int:
 
 
 class OutputCheck:
-    """Each output of a run checked as JSON under ``limit`` bytes, and their sizes summed up
-    (the ``output_size`` stat)."""
+    """Each output of a run checked as JSON (finite numbers only) under ``limit`` bytes (None:
+    no limit), and their sizes summed up (the ``output_size`` stat)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self.total = 0
 
@@ -71,9 +75,22 @@ class OutputCheck:
         self.total += checked_output_size(pin, value, self.limit)
 
 
+class FiniteNumbersCheck(OutputCheck):
+    """The reference interpreter's check: it passes Python objects from node to node (an
+    object pin's attributes), so only JSON's rule on numbers holds, with no size limit."""
+
+    def __init__(self) -> None:
+        super().__init__(limit=None)
+
+    def __call__(self, pin: str, value: Any) -> None:
+        if holds_non_finite_number(value):
+            raise ValueError(f"output {pin!r} is not JSON-serializable: {NOT_FINITE}")
+
+
 class RunningBlock:
     """``block`` run on ``inputs``: with a ``clock``, stopped past its limit or when another
-    thread interrupts it; with an ``output_check``, each output checked by it."""
+    thread interrupts it; each output checked by ``output_check`` (by default, as the
+    reference interpreter checks them: numbers finite)."""
 
     def __init__(
         self,
@@ -84,7 +101,7 @@ class RunningBlock:
         output_check: OutputCheck | None = None,
     ) -> None:
         self.block, self.inputs, self.context, self.clock = block, inputs, context, clock
-        self.output_check = output_check
+        self.output_check = output_check or FiniteNumbersCheck()
         self.raised: Exception | None = None  # what the block's own code raised
 
     def outputs(self) -> Generator[Yield, None, None]:
@@ -99,8 +116,7 @@ class RunningBlock:
                     return
                 if self.clock is not None:
                     self.clock.check()  # an output yielded past the limit, or a stop, is not kept
-                if self.output_check is not None:
-                    self.output_check(*item)
+                self.output_check(*item)
                 yield item
 
     def ending_of(self, exc: Exception, retries_done: int | None) -> Ending:

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from autoexec.errors import InputValidationError
+from autoexec.json_values import NOT_FINITE, json_problem
 
 FILE_PREFIX = "@"
 
@@ -28,8 +29,19 @@ def value_of(raw: str) -> Any:
 def pair_value(name: str, raw: str) -> Any:
     """The value of ``name=raw``: the content of a file for ``@path``, else ``raw`` itself."""
     if not raw.startswith(FILE_PREFIX):
-        return value_of(raw)
-    return value_of(_read_text(Path(raw[len(FILE_PREFIX) :]), f"input {name!r}"))
+        return _checked(f"input {name!r} ({raw})", value_of(raw))
+    value = value_of(_read_text(Path(raw[len(FILE_PREFIX) :]), f"input {name!r}"))
+    return _checked(f"input {name!r} ({raw})", value)
+
+
+def _checked(what: str, value: Any) -> Any:
+    """``value``, unless it holds a number JSON cannot (``1e400``, ``NaN``, ``Infinity``): a
+    run would get null or fail to be stored."""
+    if json_problem(value) == NOT_FINITE:
+        raise InputValidationError(
+            f"{what}: {NOT_FINITE}; give a finite number, or quote it to pass text"
+        )
+    return value
 
 
 def load_input_file(path: Path) -> dict[str, Any]:
@@ -46,6 +58,8 @@ def load_input_file(path: Path) -> dict[str, Any]:
     names = [name for name in data if not isinstance(name, str)]
     if names:
         raise InputValidationError(f"{path}: input names must be text, not {names[0]!r}")
+    for name, value in data.items():
+        _checked(f"{path}: input {name!r}", value)
     return data
 
 

@@ -28,6 +28,7 @@ from autoexec.block_run.watch import StopWatch, database_due
 from autoexec.blocks.base import ERROR_PIN, Block, RunContext, Suspend
 from autoexec.clock import utcnow
 from autoexec.coordination import CoordinationError
+from autoexec.engine import inline
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.context import Engine
 from autoexec.engine.inline import NodeAttempt, Yielded, resend_queued
@@ -135,12 +136,27 @@ def execute_node(
         engine.wake(claimed.graph_exec_id, force=True)
     run = _Run(engine, claimed)
     try:
+        return _run_and_record(run, rerun)
+    except RetryNode:
+        raise
+    except Exception as exc:
+        if isinstance(exc, infrastructure_errors(engine)):
+            raise  # the task retries until the service is back
+        return _fail_unrecorded(run, exc)
+
+
+def _run_and_record(run: _Run, rerun: bool) -> ExecutionStatus | None:
+    """Run the node's block and record its end; what it ended with, None if not ours."""
+    engine, claimed = run.engine, run.job
+    try:
         outcome = run_job(run)
     finally:
         run.watch.finish()
         run.buffer.closed = True  # set again under its lock below; stops the timer's flushes
     if outcome is None:
         return None
+    # The watch is over: the mark covers recording the end, and a retry's wait.
+    note_alive(engine, claimed.graph_exec_id, claimed.node_exec_id, outcome.retry_in)
     if outcome.retry_in is not None:
         _note_retry(engine, claimed, outcome)  # the buffer's last outputs come again
         raise RetryNode(outcome.retry_in)
@@ -150,6 +166,12 @@ def execute_node(
         # finds the run ended, never a FAILED node in a run that goes on.
         stop_execution(engine, claimed.graph_exec_id, outcome.stop, run.buffer.closing(end))
         return outcome.status
+    return _recorded(run, outcome, end, rerun)
+
+
+def _recorded(run: _Run, outcome: Outcome, end: inline.End, rerun: bool) -> ExecutionStatus:
+    """``outcome`` recorded with the outputs left in the buffer, and what follows sent."""
+    engine, claimed = run.engine, run.job
     flushed = run.buffer.close(end)
     if outcome.suspension is not None:
         KINDS.of(outcome.suspension).after_commit(engine, run.node, outcome.suspension)
@@ -159,6 +181,35 @@ def execute_node(
     if flushed.needs_step:
         engine.wake(claimed.graph_exec_id, force=rerun or run.buffer.step_owed)
     return outcome.status
+
+
+def _fail_unrecorded(run: _Run, exc: Exception) -> ExecutionStatus | None:
+    """An error of the engine's own that is not a service being down (a value the database
+    refused, a bug) hit the run or its recording: the node fails with it, its unrecorded
+    outputs dropped (they would fail again), rather than staying RUNNING with no task left
+    to end it. Raises if even that cannot be recorded (the reconciler ends the node then);
+    recording checks the attempt, so a run taken over meanwhile records nothing."""
+    error = f"the engine could not record the node's run: {error_message(exc)}"
+    run.logger.exception("failed: %s", error)
+    with run.buffer.lock:
+        run.buffer.items[:] = [Yielded(run.seq, ERROR_PIN, error)]
+    stats = {**run.stats(error), UNEXPECTED_ERROR: type(exc).__name__}
+    outcome = Outcome(S.FAILED, error, stats)
+    end = functools.partial(_record, engine=run.engine, job=run.job, outcome=outcome)
+    return _recorded(run, outcome, end, rerun=True)
+
+
+def note_alive(
+    engine: Engine, graph_exec_id: str, node_exec_id: int, wait: float | None = None
+) -> None:
+    """Mark the node execution as handled by this task (for ``wait`` seconds more): the
+    reconciler re-runs a RUNNING node without a mark, whose task is gone. A mark Redis could
+    not take costs a re-run at worst: the run goes on."""
+    seconds = engine.coordinator.NODE_ALIVE_TTL_SECONDS + (wait or 0)
+    try:
+        engine.coordinator.note_node_alive(graph_exec_id, node_exec_id, seconds)
+    except CoordinationError:
+        log.warning("could not mark node execution %s as alive", node_exec_id, exc_info=True)
 
 
 def _refused(engine: Engine, node_exec_id: int, refused: Refused, rerun: bool) -> None:
@@ -241,6 +292,8 @@ def claim(
     reconciler, not RUNNING with no task to run it."""
     graph = None
     if graph_exec_id is not None:
+        # Marked before the claim commits: a RUNNING node never looks lost to the reconciler.
+        note_alive(engine, graph_exec_id, node_exec_id)
         with engine.db.session() as session:
             graph = read_run_graph(session, graph_exec_id)
     with engine.db.single_statement() as session:
@@ -254,6 +307,7 @@ def claim(
             return claimed
         view, losses = claimed
     if graph is None or view.graph_exec_id != graph_exec_id:
+        note_alive(engine, view.graph_exec_id, node_exec_id)
         with engine.db.session() as session:
             graph = load_run_graph(session, view.graph_exec_id, view.graph_id, view.graph_version)
     return _job(engine, view, losses, graph)
@@ -413,6 +467,7 @@ class _Run:
             read_database = True
         if not read_database:
             return None
+        note_alive(self.engine, self.job.graph_exec_id, self.job.node_exec_id)
         with self.engine.db.session() as session:
             current, stopped = repo.running_attempt_and_stop(session, self.job.node_exec_id)
         if current != self.job.attempt:

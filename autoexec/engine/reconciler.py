@@ -13,7 +13,7 @@ executions' ``updated_at`` and its latest output's ``created_at`` — and then:
    stored task ids (a copy of a message that did arrive is refused by the node's claim), and
    one orchestrator step is woken to deliver what is undelivered and finalize a finished run.
    A run whose only active node executions are RUNNING is left alone: those recover through
-   the broker's redelivery of their unacknowledged messages (late acks);
+   the broker's redelivery of their unacknowledged messages (late acks), or by rule 0;
 3. a FAILED or TERMINATED execution that still has QUEUED node executions never sent: those
    (and, for TERMINATED, its INCOMPLETE ones, as a cancel does) end TERMINATED.
 
@@ -22,6 +22,14 @@ executions' ``updated_at`` and its latest output's ``created_at`` — and then:
 5. a child execution still going after its parent ended (the process that ended the parent
    died before stopping its children): it is cancelled, so no child outlives its root.
 
+0. first, a RUNNING node execution unchanged for ``older_than_seconds`` whose task is gone
+   (no task renews its mark in Redis: the task ended on an error of the engine's and its
+   message was acknowledged, or the message was lost): in a run still going, it is counted
+   as a lost worker and its task sent again, which takes it over as a re-delivered message
+   would (and fails it past AUTOEXEC_MAX_WORKER_LOSSES); in an ended run it ends TERMINATED.
+   A live task whose mark was missed is superseded, never recorded twice: a node's end is
+   recorded only by the attempt that owns it.
+
 Every query is bounded by ``limit`` rows; what is left is found by the next pass.
 """
 
@@ -29,7 +37,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
 from autoexec.clock import utcnow
@@ -38,16 +46,21 @@ from autoexec.engine.context import Engine
 from autoexec.engine.inline import publish, send
 from autoexec.engine.lifecycle import UNSTARTED_NODES, end_run
 from autoexec.engine.suspensions.child_run import resume_parent
-from autoexec.statuses import ExecutionStatus
+from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.children import ended_children_of_suspended_nodes, orphaned_children
 from autoexec.store.transaction import Transaction
+from autoexec.store.transitions import count_lost_task, transition_node
 
 S = ExecutionStatus
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 500
 ENDED_WITH_NODES_LEFT = "ended by the reconciler: its graph execution had already ended"
+LOST_IN_ENDED_RUN = (
+    "ended by the reconciler: its task was gone and its graph execution had already ended"
+)
+_RUNNING = frozenset({S.RUNNING})
 
 
 @dataclass
@@ -60,6 +73,8 @@ class Report:
     dispatched_nodes: int = 0  # QUEUED node executions never sent, sent now
     woken_runs: int = 0  # RUNNING runs given an orchestrator step
     owned_runs: int = 0  # RUNNING runs left to their RUNNING node executions
+    lost_nodes_resent: int = 0  # RUNNING node executions whose task was gone, sent again
+    lost_nodes_terminated: int = 0  # RUNNING node executions of ended runs, task gone
     terminated_nodes: int = 0  # QUEUED/INCOMPLETE node executions of ended runs
     resumed_parents: int = 0  # suspended nodes resumed by the end of their child execution
     cancelled_orphans: int = 0  # child executions still going after their parent ended
@@ -83,6 +98,7 @@ def reconcile(engine: Engine, older_than_seconds: float, limit: int = DEFAULT_LI
     """One pass over executions with no progress for ``older_than_seconds``."""
     before = utcnow() - timedelta(seconds=older_than_seconds)
     report = Report()
+    recover_lost_nodes(engine, before, limit, report)
     republish_queued_runs(engine, before, limit, report)
     resume_running_runs(engine, before, limit, report)
     end_nodes_of_ended_runs(engine, limit, report)
@@ -91,6 +107,43 @@ def reconcile(engine: Engine, older_than_seconds: float, limit: int = DEFAULT_LI
     if report.acted:
         log.warning("reconciler: %s", report)
     return report
+
+
+def recover_lost_nodes(engine: Engine, before: datetime, limit: int, report: Report) -> None:
+    """Rule 0: RUNNING node executions with no task left."""
+    with engine.db.session() as session:
+        stale = repo.stale_running_nodes(session, before, limit)
+    ids = [(node.task.graph_exec_id, node.task.node_exec_id) for node in stale]
+    alive = engine.coordinator.nodes_alive(ids)  # Redis down: nothing is judged lost
+    for node, is_alive in zip(stale, alive, strict=True):
+        if not is_alive:
+            _recover_lost_node(engine, node, report)
+
+
+def _recover_lost_node(engine: Engine, node: repo.RunningNode, report: Report) -> None:
+    task = node.task
+    with engine.db.session() as session:
+        if node.run_status in TERMINAL:
+            ended = transition_node(
+                session,
+                task.node_exec_id,
+                S.TERMINATED,
+                allowed_from=_RUNNING,
+                attempt_is=node.attempt,
+                error=LOST_IN_ENDED_RUN,
+            )
+            report.lost_nodes_terminated += int(ended)
+            return
+        counted = count_lost_task(session, task.node_exec_id, node.attempt)
+    if counted:
+        log.warning(
+            "reconciler: node execution %s (%s) of %s had no task left; sent again",
+            task.node_exec_id,
+            task.node_id,
+            task.graph_exec_id,
+        )
+        engine.dispatcher.execute_node(replace(task, rerun=True))
+        report.lost_nodes_resent += 1
 
 
 def republish_queued_runs(engine: Engine, before: datetime, limit: int, report: Report) -> None:

@@ -14,6 +14,7 @@ from autoexec.engine.lifecycle import UNSTARTED_NODES, end_run
 from autoexec.engine.limits import check_max_run_seconds
 from autoexec.errors import InputValidationError
 from autoexec.graph import Graph
+from autoexec.json_values import NOT_FINITE, json_problem
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.dataflow_sql import SqlDataflowStore
@@ -76,12 +77,12 @@ def check_credit_budget(value: object) -> None:
 def _input_problems(graph: Graph, inputs: dict[str, Any]) -> list[str]:
     declared = {str(n.input_default.get("name")): n for n in graph.input_nodes()}
     problems = [f"unknown graph input {name!r}" for name in inputs if name not in declared]
-    problems += [_not_json(name, value) for name, value in inputs.items() if not _is_json(value)]
+    problems += [_not_json(f"graph input {name!r}", value) for name, value in inputs.items()]
     for name, node in declared.items():
         has_fallback = any(node.input_default.get(k) is not None for k in ("value", "default"))
         if name not in inputs and not has_fallback:
             problems.append(f"missing required graph input {name!r}")
-    return problems
+    return [problem for problem in problems if problem]
 
 
 def _oversized_inputs(inputs: dict[str, Any], limit: int | None) -> list[str]:
@@ -101,18 +102,28 @@ def _json_size(value: Any) -> int:
 
 
 def _is_json(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
+    return json_problem(value) is None
 
 
-def _not_json(name: str, value: Any) -> str:
+def _not_json(what: str, value: Any) -> str:
+    """Why ``value`` given as ``what`` is refused, or "" if it is a JSON value."""
+    problem = json_problem(value)
+    if problem is None:
+        return ""
+    if problem == NOT_FINITE:
+        return f"{what} is not a JSON value: {NOT_FINITE}"
     return (
-        f"graph input {name!r} is not a JSON value ({type(value).__name__}): give text, "
+        f"{what} is not a JSON value ({type(value).__name__}): give text, "
         "a number, true/false, null, a list or a mapping (quote dates in YAML)"
     )
+
+
+def _mask_problems(masks: dict[str, dict[str, Any]]) -> list[str]:
+    return [
+        _not_json(f"nodes_input_masks[{node_id!r}][{pin!r}]", value)
+        for node_id, mask in masks.items()
+        for pin, value in mask.items()
+    ]
 
 
 def _node_problems(graph: Graph, request: RunRequest) -> list[str]:
@@ -127,7 +138,8 @@ def _node_problems(graph: Graph, request: RunRequest) -> list[str]:
         for node_id in request.nodes_to_skip
         if node_id not in known
     ]
-    return problems
+    problems += _mask_problems(request.nodes_input_masks)
+    return [problem for problem in problems if problem]
 
 
 def create_execution(engine: Engine, request: RunRequest, exec_id: str | None = None) -> str:

@@ -402,6 +402,9 @@ class NodeTask:
     task_id: str
     node_id: str
     block_id: str
+    # Sent again for a RUNNING node execution whose task is gone: its claim takes it over,
+    # as a re-delivered message's would.
+    rerun: bool = False
 
 
 def queued_nodes(graph_exec_id: str, sent: bool) -> Select[int, str | None, str, str]:
@@ -677,6 +680,48 @@ def stale_running_runs(session: Session, before: datetime, limit: int) -> list[s
         .limit(limit)
     )
     return list(session.scalars(stmt))
+
+
+@dataclass(frozen=True)
+class RunningNode:
+    """A RUNNING node execution, its attempt and its run's status."""
+
+    task: NodeTask
+    attempt: int
+    run_status: ExecutionStatus
+
+
+def stale_running_nodes(session: Session, before: datetime, limit: int) -> list[RunningNode]:
+    """RUNNING node executions unchanged since ``before``, oldest first."""
+    stmt = (
+        select(
+            NodeExecution.id,
+            NodeExecution.graph_exec_id,
+            NodeExecution.celery_task_id,
+            NodeExecution.node_id,
+            NodeExecution.block_id,
+            NodeExecution.attempt,
+            GraphExecution.status,
+        )
+        .join(GraphExecution, GraphExecution.id == NodeExecution.graph_exec_id)
+        .where(NodeExecution.status == S.RUNNING, NodeExecution.updated_at < before)
+        .order_by(NodeExecution.updated_at)
+        .limit(limit)
+    )
+    return [
+        RunningNode(
+            NodeTask(
+                row.id,
+                row.graph_exec_id,
+                row.celery_task_id or str(uuid.uuid4()),
+                row.node_id,
+                row.block_id,
+            ),
+            row.attempt,
+            row.status,
+        )
+        for row in session.execute(stmt)
+    ]
 
 
 def has_running_node(session: Session, graph_exec_id: str) -> bool:

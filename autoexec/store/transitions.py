@@ -182,6 +182,21 @@ def restart_running_node(
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
+def count_lost_task(session: Session, node_exec_id: int, attempt: int) -> bool:
+    """Count a lost worker for a RUNNING node execution whose task is gone, if ``attempt``
+    still owns it; True if so (the message sent again then takes it over)."""
+    result = session.execute(
+        update(NodeExecution)
+        .where(
+            NodeExecution.id == node_exec_id,
+            NodeExecution.status == S.RUNNING,
+            NodeExecution.attempt == attempt,
+        )
+        .values(worker_losses=NodeExecution.worker_losses + 1, updated_at=utcnow())
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
 def note_node_retry(
     session: Session, node_exec_id: int, attempt: int, stats: dict[str, Any]
 ) -> None:

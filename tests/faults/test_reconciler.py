@@ -26,15 +26,15 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from autoexec import api
-from autoexec.engine import node_execution, orchestrator, tasks
+from autoexec import api, tasks
+from autoexec.engine import node_execution, orchestrator
 from autoexec.engine.admission import admit
 from autoexec.engine.context import Engine
 from autoexec.engine.reconciler import ENDED_WITH_NODES_LEFT, Report, reconcile
 from autoexec.statuses import ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.tables import GraphExecution, NodeExecution
-from autoexec.store.transitions import terminate_nodes, transition_graph
+from autoexec.store.transitions import start_queued_node, terminate_nodes, transition_graph
 from autoexec.testing import InMemoryDispatcher
 from tests.conftest import Services, migrated_database
 from tests.integration.conftest import _delete_queues, _queue_env, environment, worker_process
@@ -181,6 +181,30 @@ def test_a_running_run_whose_successor_message_was_lost_completes_after_a_pass(
 
     assert report == Report(resent_nodes=1, woken_runs=1)
     assert_completed_once(stack.engine, run, {"sum": [2]})
+
+
+def test_a_running_node_whose_task_is_gone_is_taken_over_by_a_pass(stack: Stack) -> None:
+    """As a task that raised an error of the engine's (PostgreSQL refusing Infinity) left its
+    node RUNNING with its message acknowledged (issue 22): no task marks the node alive, so a
+    pass sends its task again, which the real worker takes over as a re-delivery."""
+    lossy, _ = stack.lossy()
+    run = submit(lossy, ADD_ONE, {"x": 1})
+    assert admit(lossy, run.id)
+    orchestrator.advance(lossy, run.id)
+    [(start_id,)] = [(n.id,) for n in queued(stack.engine, run)]
+    assert node_execution.execute_node(lossy, start_id) is S.COMPLETED
+    [(calc_id,)] = [(n.id,) for n in queued(stack.engine, run)]
+    with stack.engine.db.single_statement() as session:
+        assert start_queued_node(session, calc_id) is not None  # claimed by a task now gone
+    assert reconcile(stack.engine, older_than_seconds=300) == Report()  # not stale yet
+
+    report = json.loads(reconcile_command(stack, "--older-than", "0", "--json"))
+
+    assert report == {**Report().as_dict(), "lost_nodes_resent": 1}
+    assert_completed_once(stack.engine, run, {"sum": [2]})
+    with stack.engine.db.session() as session:
+        (calc,) = [n for n in repo.node_executions(session, run.id) if n.id == calc_id]
+        assert (calc.attempt, calc.worker_losses) == (2, 1)
 
 
 def queued(engine: Engine, run: Run) -> list[NodeExecution]:

@@ -386,3 +386,25 @@ class CrashAsBlock(Block[CrashAsInput]):
     def run(self, data: CrashAsInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
         raise type(data.error_type, (RuntimeError,), {})("a bug")
         yield  # pragma: no cover
+
+
+class NestedFloatInput(BlockInput):
+    number: str  # as Python's float() reads it: "inf", "nan", "1.5"
+
+
+class NestedFloatOutput(BlockOutput):
+    nested: dict[str, Any]
+
+
+class NestedFloatBlock(Block[NestedFloatInput]):
+    """Yields ``float(number)`` deep inside a mapping: the only way a test can make a block
+    yield NaN, since no graph input can be NaN."""
+
+    id = "test_nested_float"
+    name = "Nested float (tests)"
+    description = "Yields {'values': [1.0, float(number)]}."
+    Input = NestedFloatInput
+    Output = NestedFloatOutput
+
+    def run(self, data: NestedFloatInput, ctx: RunContext) -> Iterator[tuple[str, Any]]:
+        yield "nested", {"values": [1.0, float(data.number)]}

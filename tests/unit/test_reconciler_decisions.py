@@ -104,6 +104,7 @@ def test_a_run_whose_only_active_node_runs_is_left_to_it(
     with engine.db.session() as session:
         [node] = repo.node_executions(session, run)
         node.status = S.RUNNING
+    engine.coordinator.note_node_alive(run, node.id)  # its task is alive
     dispatcher.sent.clear()
 
     assert reconcile(engine, older_than_seconds=0) == Report(owned_runs=1)
@@ -125,6 +126,8 @@ def test_a_report_names_every_count() -> None:
         "dispatched_nodes": 0,
         "woken_runs": 1,
         "owned_runs": 0,
+        "lost_nodes_resent": 0,
+        "lost_nodes_terminated": 0,
         "terminated_nodes": 0,
         "resumed_parents": 0,
         "cancelled_orphans": 0,
