@@ -20,6 +20,8 @@ from autoexec.local_engine import LocalEngineServer
 
 log = logging.getLogger(__name__)
 
+TAKE_UP_LIMIT = 1000  # runs an engine takes up when it starts
+
 EMBEDDED_ENV = {
     "AUTOEXEC_BROKER_URL": "autoexec-memory://localhost/",
     "AUTOEXEC_REDIS_URL": "memory://embedded",
@@ -104,16 +106,31 @@ def _start_worker() -> None:
 
 def _take_up_runs() -> None:
     """Resume what an engine of this home left when it stopped (its broker went with it): this
-    process holds the home's engine lock, so no other process is running them."""
+    process holds the home's engine lock, so no other process is running them. What suspended
+    nodes wait for is sent again too (a fan-out's element tasks were in the lost broker)."""
+    from autoexec.clock import utcnow
     from autoexec.engine.reconciler import reconcile
+    from autoexec.engine.suspensions.registry import KINDS
+    from autoexec.statuses import ExecutionStatus
+    from autoexec.store import executions, suspended
     from autoexec.tasks import get_engine
 
+    engine = get_engine()
     try:
-        report = reconcile(get_engine(), older_than_seconds=0)
+        report = reconcile(engine, older_than_seconds=0)
+        with engine.db.session() as session:
+            runs = [
+                run
+                for status in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING)
+                for run in executions.stale_runs(session, status, utcnow(), TAKE_UP_LIMIT)
+            ]
+            waiting = [n for run in runs for n in suspended.suspended_nodes(session, run)]
+        for node_exec_id in waiting:
+            KINDS.send_again(engine, node_exec_id)
     except Exception:
         log.exception("could not take up the runs left by an earlier engine of this home")
         return
-    if report.acted:
+    if report.acted or waiting:
         log.info("took up runs left by an earlier engine of this home: %s", report)
 
 

@@ -46,8 +46,10 @@ from autoexec.engine.context import Engine
 from autoexec.engine.inline import publish, send
 from autoexec.engine.lifecycle import UNSTARTED_NODES, end_run
 from autoexec.engine.suspensions.child_run import resume_parent
+from autoexec.engine.suspensions.registry import KINDS
 from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
+from autoexec.store import suspended
 from autoexec.store.children import ended_children_of_suspended_nodes, orphaned_children
 from autoexec.store.transaction import Transaction
 from autoexec.store.transitions import count_lost_task, transition_node
@@ -75,6 +77,7 @@ class Report:
     owned_runs: int = 0  # RUNNING runs left to their RUNNING node executions
     lost_nodes_resent: int = 0  # RUNNING node executions whose task was gone, sent again
     lost_nodes_terminated: int = 0  # RUNNING node executions of ended runs, task gone
+    repaired_nodes: int = 0  # suspended nodes finished from what the database records
     terminated_nodes: int = 0  # QUEUED/INCOMPLETE node executions of ended runs
     resumed_parents: int = 0  # suspended nodes resumed by the end of their child execution
     cancelled_orphans: int = 0  # child executions still going after their parent ended
@@ -101,6 +104,7 @@ def reconcile(engine: Engine, older_than_seconds: float, limit: int = DEFAULT_LI
     recover_lost_nodes(engine, before, limit, report)
     republish_queued_runs(engine, before, limit, report)
     resume_running_runs(engine, before, limit, report)
+    repair_waiting_runs(engine, before, limit, report)
     end_nodes_of_ended_runs(engine, limit, report)
     resume_parents_of_ended_children(engine, limit, report)
     cancel_orphaned_children(engine, limit, report)
@@ -180,12 +184,15 @@ def resume_run(engine: Engine, graph_exec_id: str, report: Report) -> None:
     with engine.db.session() as session:
         sent_before = repo.queued_tasks(session, graph_exec_id)
         never_sent = repo.claim_task_ids(session, graph_exec_id)
+        waiting = suspended.suspended_nodes(session, graph_exec_id)
         owned = not sent_before and not never_sent and repo.has_running_node(session, graph_exec_id)
     if owned:
         report.owned_runs += 1
         return
     send(engine, sent_before)
     publish(engine, never_sent)
+    for node_exec_id in waiting:  # e.g. a fan-out whose chord was lost with Redis
+        report.repaired_nodes += KINDS.repair(engine, node_exec_id)
     engine.wake(graph_exec_id, force=True)
     report.resent_nodes += len(sent_before)
     report.dispatched_nodes += len(never_sent)
@@ -196,6 +203,18 @@ def resume_run(engine: Engine, graph_exec_id: str, report: Report) -> None:
         len(sent_before),
         len(never_sent),
     )
+
+
+def repair_waiting_runs(engine: Engine, before: datetime, limit: int, report: Report) -> None:
+    """WAITING executions (every node suspended) with no progress: each suspended node's kind
+    finishes what the database says is finished (a fan-out whose chord was lost)."""
+    with engine.db.session() as session:
+        runs = repo.stale_runs(session, S.WAITING, before, limit)
+        waiting = [(run, node) for run in runs for node in suspended.suspended_nodes(session, run)]
+    for graph_exec_id, node_exec_id in waiting:
+        if KINDS.repair(engine, node_exec_id):
+            report.repaired_nodes += 1
+            log.info("reconciler: node execution %s of %s repaired", node_exec_id, graph_exec_id)
 
 
 def end_nodes_of_ended_runs(engine: Engine, limit: int, report: Report) -> None:

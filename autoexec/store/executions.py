@@ -661,6 +661,13 @@ def stale_queued_runs(session: Session, before: datetime, limit: int) -> list[Qu
 def stale_running_runs(session: Session, before: datetime, limit: int) -> list[str]:
     """RUNNING executions with no progress since ``before``: the execution, its node
     executions and its latest output all unchanged since then; oldest first."""
+    return stale_runs(session, S.RUNNING, before, limit)
+
+
+def stale_runs(
+    session: Session, status: ExecutionStatus, before: datetime, limit: int
+) -> list[str]:
+    """Executions in ``status`` with no progress since ``before`` (as ``stale_running_runs``)."""
     node_changed = exists().where(
         NodeExecution.graph_exec_id == GraphExecution.id, NodeExecution.updated_at >= before
     )
@@ -674,7 +681,7 @@ def stale_running_runs(session: Session, before: datetime, limit: int) -> list[s
     )
     stmt = (
         select(GraphExecution.id)
-        .where(GraphExecution.status == S.RUNNING, GraphExecution.updated_at < before)
+        .where(GraphExecution.status == status, GraphExecution.updated_at < before)
         .where(~node_changed, func.coalesce(latest_output < before, True))
         .order_by(GraphExecution.updated_at)
         .limit(limit)

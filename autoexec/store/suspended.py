@@ -54,3 +54,14 @@ def stats_of_waiting_nodes(
         )
     )
     return [(node_exec_id, stats) for node_exec_id, stats in rows if stats]
+
+
+def suspended_nodes(session: Session, graph_exec_id: str) -> list[int]:
+    """The run's node executions suspended now (in REVIEW or WAITING), by id."""
+    rows = session.scalars(
+        select(NodeExecution.id).where(
+            NodeExecution.graph_exec_id == graph_exec_id,
+            NodeExecution.status.in_((S.REVIEW, S.WAITING)),
+        )
+    )
+    return list(rows)

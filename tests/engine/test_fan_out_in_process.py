@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from autoexec import api
+from autoexec.engine.reconciler import reconcile
 from autoexec.engine.suspensions import fan_out
 from autoexec.statuses import ExecutionStatus
+from autoexec.store.fan_out_elements import ElementResult, record_element
 from autoexec.testing import FAN_OUT_ELEMENT, GATHER_FAN_OUT, TestEngine
 from tests.graphs import fanned_out, graph, node
 
@@ -119,3 +121,25 @@ def test_an_element_delivered_again_returns_its_recorded_result_without_running(
     calc = calc_node(view)
     again = fan_out.run_element(t.engine, calc.id, 1)
     assert again == {"index": 1, "outputs": [["result", 14]], "error": None}
+
+
+def test_the_reconciler_gathers_a_fan_out_whose_elements_are_all_recorded(
+    t: TestEngine,
+) -> None:
+    graph_exec_id = t.submit(t.save_graph(fanned("multiply")), {"b": [4, 5]})
+    while not any(job.kind == FAN_OUT_ELEMENT for job in t.dispatcher.queued):
+        assert t.step() is not None
+    # Both elements ran and were recorded, but neither the last element nor the chord's
+    # callback resumed the node (the worker was lost between the record and the resume).
+    t.dispatcher.discard(lambda job: job.kind != FAN_OUT_ELEMENT)
+    calc = calc_node(t.execution(graph_exec_id))
+    with t.engine.db.session() as session:
+        for index, b in enumerate([4, 5]):
+            record_element(session, calc.id, ElementResult(index, [["result", 2 * b]], None))
+
+    report = reconcile(t.engine, older_than_seconds=0)
+    t.drain()
+
+    assert report.repaired_nodes == 1
+    view = t.execution(graph_exec_id)
+    assert (view.status, view.outputs) == (S.COMPLETED, {"r": [[8, 10]]})

@@ -128,6 +128,7 @@ def test_a_report_names_every_count() -> None:
         "owned_runs": 0,
         "lost_nodes_resent": 0,
         "lost_nodes_terminated": 0,
+        "repaired_nodes": 0,
         "terminated_nodes": 0,
         "resumed_parents": 0,
         "cancelled_orphans": 0,

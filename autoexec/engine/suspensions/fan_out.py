@@ -85,7 +85,11 @@ class FanOutKind(Kind[AwaitFanOut]):
         engine.dispatcher.fan_out(node.node_exec_id, node.graph_exec_id, suspension.elements)
 
     def send_again(self, engine: Engine, node_exec_id: int) -> None:
-        publish_again(engine, node_exec_id)
+        if not gather_if_complete(engine, node_exec_id):
+            publish_again(engine, node_exec_id)
+
+    def repair(self, engine: Engine, node_exec_id: int) -> bool:
+        return gather_if_complete(engine, node_exec_id)
 
     def task_ids(self, session: Transaction, graph_exec_id: str) -> list[str]:
         return element_task_ids(session, graph_exec_id)

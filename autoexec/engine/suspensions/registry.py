@@ -3,7 +3,8 @@
 The core calls a kind at fixed moments and never names one: while the node task runs
 (``launch``, ``prepare``), in the transaction that suspends the node (``persist``), after its
 commit (``after_commit``), when a re-delivered node task finds the node suspended
-(``send_again``), when a cancel revokes a run's tasks (``task_ids``), after a run ends
+(``send_again``), when the reconciler finds it suspended in a run with no progress
+(``repair``), when a cancel revokes a run's tasks (``task_ids``), after a run ends
 (``after_run_end``) and in the reference interpreter (``in_reference``). ``Kind`` is the base
 with a no-op for each, so a kind implements only what it does.
 
@@ -90,6 +91,11 @@ class SuspensionKind(Protocol[SuspendT]):
         """A re-delivered node task found the node suspended: what ``after_commit`` sent may
         have been lost in a crash; send it again if so (a copy must be harmless)."""
 
+    def repair(self, engine: Engine, node_exec_id: int) -> bool:
+        """The reconciler found the node suspended in a run with no progress: finish what the
+        database says is finished (never send work that may still be running); True if it
+        did."""
+
     def task_ids(self, session: Transaction, graph_exec_id: str) -> list[str]:
         """The ids of the tasks the run's suspended nodes wait for, to revoke on a cancel."""
 
@@ -128,6 +134,9 @@ class Kind(Generic[SuspendT]):
 
     def send_again(self, engine: Engine, node_exec_id: int) -> None:
         return None
+
+    def repair(self, engine: Engine, node_exec_id: int) -> bool:
+        return False
 
     def task_ids(self, session: Transaction, graph_exec_id: str) -> list[str]:
         return []
@@ -178,6 +187,9 @@ class SuspensionKinds:
     def send_again(self, engine: Engine, node_exec_id: int) -> None:
         for kind in self.all():
             kind.send_again(engine, node_exec_id)
+
+    def repair(self, engine: Engine, node_exec_id: int) -> bool:
+        return any([kind.repair(engine, node_exec_id) for kind in self.all()])
 
     def task_ids(self, session: Transaction, graph_exec_id: str) -> list[str]:
         return [task_id for kind in self.all() for task_id in kind.task_ids(session, graph_exec_id)]
