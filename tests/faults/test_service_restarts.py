@@ -21,7 +21,7 @@ from autoexec import api
 from autoexec.engine.context import Engine
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.migrate import upgrade_database
-from autoexec.store.tables import NodeExecution, NodeExecutionOutput
+from autoexec.store.tables import FanOutElement, NodeExecution, NodeExecutionOutput
 from tests.faults.conftest import FaultWorker, PrivateRedis, fault_worker, free_port
 from tests.integration.conftest import Cluster
 from tests.integration.test_engine import graph, node, user
@@ -241,3 +241,50 @@ def test_rabbitmq_restarted_mid_run_loses_and_doubles_nothing(
         private_rabbit.ctl("start_app")
         assert_exact(worker.engine, exec_id, owner)
         assert_drained(worker)
+
+
+ELEMENTS = 30
+SLOW_FAN_OUT = graph(
+    [
+        node("x", "agent_input", name="seconds"),
+        {**node("sleep", "test_sleep"), "fan_out": "seconds"},
+        node("out", "agent_output", name="slept"),
+    ],
+    [("x", "result", "sleep", "seconds"), ("sleep", "done", "out", "value")],
+)
+
+
+def recorded_elements(engine: Engine, exec_id: str) -> int:
+    with engine.db.session() as session:
+        stmt = (
+            select(func.count())
+            .select_from(FanOutElement)
+            .join(NodeExecution, NodeExecution.id == FanOutElement.node_exec_id)
+            .where(NodeExecution.graph_exec_id == exec_id)
+        )
+        return int(session.scalar(stmt) or 0)
+
+
+def fan_out_waiting(engine: Engine, exec_id: str, owner: str) -> bool:
+    view = api.get_execution(exec_id, owner, engine=engine)
+    return any(n.node_id == "sleep" and n.status is S.WAITING for n in view.node_executions)
+
+
+def test_a_fan_out_whose_chord_redis_lost_still_ends_with_every_element_once(
+    cluster: Cluster, private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    # The chord's counter lives in Redis (the result backend); Redis keeps nothing on disk.
+    redis_env = {"AUTOEXEC_REDIS_URL": private_redis.url, "AUTOEXEC_RESULT_BACKEND": ""}
+    with fault_worker(cluster, tmp_path / "worker.log", redis_env, concurrency=2) as worker:
+        owner = user()
+        graph_id, _ = api.save_graph(SLOW_FAN_OUT, owner, engine=worker.engine)
+        seconds = [0.2] * ELEMENTS
+        exec_id = api.execute_graph(graph_id, owner, {"seconds": seconds}, engine=worker.engine)
+        wait_until(lambda: fan_out_waiting(worker.engine, exec_id, owner), "the fan-out waiting")
+        time.sleep(1.0)  # some of its elements have run, most have not
+        private_redis.stop()
+        time.sleep(1.0)
+        private_redis.start()
+        view = api.wait(exec_id, owner, timeout=180, engine=worker.engine)
+    assert (view.status, view.outputs) == (S.COMPLETED, {"slept": [seconds]})
+    assert recorded_elements(worker.engine, exec_id) == ELEMENTS
