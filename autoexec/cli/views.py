@@ -29,6 +29,7 @@ CREDITS_TABLE_HEADER = ("TIME", "KIND", "AMOUNT", "BALANCE AFTER", "REASON")
 SUMMARY_ROWS = 4
 MORE_HINT = "(--nodes for all)"
 INDENT = "  "  # of the lines of a section
+ERROR_CHARS = 300  # an error's line in the summary is cut there (a few lines of a terminal)
 FAILED_STATUSES = (ExecutionStatus.FAILED, ExecutionStatus.TERMINATED)
 
 
@@ -129,7 +130,7 @@ def execution_summary(
         *_header(view, now, metered),
         *graph_stats_lines(view.stats),
         *_outputs(view.outputs, inner, rows),
-        *_errors(view, width, rows),
+        *_errors(view, rows),
         *_section(
             "never ran", _at_most(rows, [cut(never_ran_line(n), inner) for n in view.never_ran])
         ),
@@ -249,21 +250,23 @@ def _outputs(outputs: dict[str, list[Any]], width: int, rows: int | None) -> lis
     return _section("outputs", _at_most(rows, lines) or ["(none)"])
 
 
-def _errors(view: ExecutionView, width: int, rows: int | None) -> list[str]:
-    lines = (
-        [f"{'error'.ljust(LABEL_WIDTH)}{cut(view.error, width - LABEL_WIDTH)}"]
-        if view.error
-        else []
-    )
+def _errors(view: ExecutionView, rows: int | None) -> list[str]:
+    """The run's error and each failed node's, on one line each: cut at ``ERROR_CHARS``, not
+    at the width, because the reason is what the user came for."""
+    limit = ERROR_CHARS if rows is not None else None
+    lines = [f"{'error'.ljust(LABEL_WIDTH)}{_one_line(view.error, limit)}"] if view.error else []
     failed = [
-        cut(
-            f"{node.node_id} ({node.block_id}, node execution {node.id}): {node.error}",
-            width - len(INDENT),
+        _one_line(
+            f"{node.node_id} ({node.block_id}, node execution {node.id}): {node.error}", limit
         )
         for node in view.node_executions
         if node.status is ExecutionStatus.FAILED
     ]
     return lines + _section("failed nodes", _at_most(rows, failed))
+
+
+def _one_line(text: str, limit: int | None) -> str:
+    return " ".join(text.split()) if limit is None else cut(text, limit)
 
 
 def _section(title: str, lines: list[str]) -> list[str]:
