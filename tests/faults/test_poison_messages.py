@@ -155,6 +155,10 @@ def test_a_poison_message_is_dead_lettered_and_the_worker_keeps_consuming(
     assert poison.reason in dead[0].headers[REASON_HEADER]
     assert dead[0].headers[QUEUE_HEADER] == worker.queue(poison.queue)
     assert dead[0].content_type == poison.content[0]
+    if poison.task is not None:  # a message with a task id: its sender learns the reason
+        with pytest.raises(PoisonMessageError, match=re.escape(poison.reason)) as raised:
+            app.AsyncResult(test_id).get(timeout=10)
+        assert MARKER not in str(raised.value)
     assert worker.alive()
     view = run_add_one(worker, 41)
     assert (view.status, view.outputs) == (S.COMPLETED, {"sum": [42]})
