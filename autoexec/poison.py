@@ -1,6 +1,9 @@
 """Poison messages: a message on an autoexec queue that no task can run is copied to the dead
 queue (``AUTOEXEC_DEAD_QUEUE``, the reason in the ``x-autoexec-reason`` header), logged without
-its body and rejected without re-queue; the consumer goes on with the next message.
+its body and rejected without re-queue; the consumer goes on with the next message. When the
+message has a task id, the reason is also stored as the task's failure in the result backend, so
+the sender's ``AsyncResult.get()`` raises :class:`PoisonMessageError` with it instead of waiting
+until its timeout.
 
 Celery's own consumer dies ("Unrecoverable error") on a body that is JSON but not
 ``[args, kwargs, embed]``: its request unpacks the body in the consumer itself. With ``-c 1``
@@ -21,6 +24,7 @@ from celery.worker.consumer import Consumer
 from kombu import Exchange, Message, Queue
 from vine import promise
 
+from autoexec.errors import AutoexecError
 from autoexec.settings import get_settings
 from autoexec.task_arguments import ArgumentsError, check_arguments, shown_kwargs
 
@@ -31,8 +35,9 @@ QUEUE_HEADER = "x-autoexec-queue"
 DEAD_LETTER_RETRY = {"max_retries": 3, "interval_start": 0, "interval_step": 1}
 
 
-class PoisonMessageError(Exception):
-    """A message no task can run; its text is the reason, never the body."""
+class PoisonMessageError(AutoexecError):
+    """A task message no task can run (unknown argument, wrong type, undecodable body, unknown
+    task): a worker dead-lettered it. Its text is the reason, never the arguments' values."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,18 @@ def publish_dead(app: Celery, message: Message, reason: str) -> None:
         )
 
 
+def store_failure(app: Celery, message: Message, reason: str) -> None:
+    """Store ``reason`` as the failure of the message's task (if it names its id), where the
+    sender's ``AsyncResult`` looks; a backend that cannot store it is logged, not raised."""
+    task_id = (message.headers or {}).get("id")
+    if not task_id:
+        return
+    try:
+        app.backend.mark_as_failure(str(task_id), PoisonMessageError(reason))
+    except Exception:
+        log.exception("could not store the failure of %s", _describe(message))
+
+
 def _queue_of(message: Message) -> str:
     return str((message.delivery_info or {}).get("routing_key") or "")
 
@@ -141,6 +158,7 @@ class PoisonSafeConsumer(Consumer):
             publish_dead(self.app, message, reason)
         except Exception:
             log.exception("could not dead-letter %s; it is dropped", _describe(message))
+        store_failure(self.app, message, reason)
         message.reject_log_error(log, self.connection_errors)
 
     def on_decode_error(self, message: Message, exc: Exception) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import warnings
@@ -446,20 +447,24 @@ def _show(view: ExecutionView) -> int:
 @main.command()
 @click.argument("graph_exec_id")
 @_user_option
+@click.option("--nodes", "all_rows", is_flag=True, help="List every node execution and output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole execution as JSON.")
-def status(graph_exec_id: str, user_id: str, as_json: bool) -> None:
-    """Show an execution: status, times, node counts, outputs, errors, nodes that never ran."""
+def status(graph_exec_id: str, user_id: str, all_rows: bool, as_json: bool) -> None:
+    """Summarize an execution in at most ~40 lines: status, times, node counts, outputs,
+    errors, nodes that never ran, then the node executions (failed first)."""
     from autoexec import api
-    from autoexec.cli.views import execution_summary
+    from autoexec.cli.views import OUTPUT_WIDTH, SUMMARY_ROWS, execution_json, execution_summary
     from autoexec.tasks import get_engine
 
     _select_stack()
     view = api.get_execution(graph_exec_id, user_id)
     if as_json:
-        click.echo(_dump(view.model_dump(mode="json")))
+        click.echo(execution_json(view))
         return
     metered = get_engine().settings.billing_enabled
-    for line in execution_summary(view, datetime.now(UTC), metered=metered):
+    width = shutil.get_terminal_size((OUTPUT_WIDTH, 24)).columns
+    rows = None if all_rows else SUMMARY_ROWS
+    for line in execution_summary(view, datetime.now(UTC), width, metered, rows):
         click.echo(line)
 
 

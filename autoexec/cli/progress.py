@@ -1,13 +1,17 @@
 """Live view of an execution, fed by its events (``api.subscribe``): on a terminal, a progress
-line over a table of the running and most recent node executions; else one line per event."""
+line over a table of the running and most recent node executions; else a line per change of the
+run's status and at most one line a second for the rest (a 1,000-node run stays readable)."""
 
 from __future__ import annotations
 
 import json
+import math
 import sys
+import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 from rich.console import Console, Group
@@ -30,6 +34,7 @@ COUNTED = {
     S.QUEUED: "queued", S.INCOMPLETE: "queued", S.FAILED: "failed", S.TERMINATED: "failed",
 }  # fmt: skip
 COUNTS = ("done", "running", "queued", "failed")
+PIPED_INTERVAL = 1.0  # seconds between two lines into a pipe, but for the run's own changes
 
 
 class Board:
@@ -115,8 +120,9 @@ def duration_text(event: NodeEvent, now: float) -> str:
     return format_seconds(max((event.ended_at or now) - event.started_at, 0.0))
 
 
-def event_line(board: Board, event: Event) -> str:
-    """One event as one line, with the counts after it."""
+def event_line(board: Board, event: Event, others: int = 0) -> str:
+    """One event as one line, with the counts after it and how many ``others`` events it
+    stands for."""
     if isinstance(event, GraphEvent):
         what = f"execution {event.graph_exec_id} {event.status.value}"
         if event.error:
@@ -124,7 +130,80 @@ def event_line(board: Board, event: Event) -> str:
     else:
         what = f"{event.node_id} ({event.block_id}) #{event.node_exec_id} {event.status.value}"
         what += "".join(f" {o.pin}={cut(_json(o.value), OUTPUTS_WIDTH)}" for o in event.new_outputs)
-    return f"{format_seconds(board.elapsed):>7}  {what} | {board.counts_text()}"
+    more = f" (+{others} more events)" if others else ""
+    return f"{format_seconds(board.elapsed):>7}  {what} | {board.counts_text()}{more}"
+
+
+class PipedLines:
+    """Progress into a pipe: a line at once for each change of the run's status; for the other
+    events at most one line per ``interval``, the latest event's with the counts of all. An
+    event held back is printed once the interval has passed (``print_due``), even if no other
+    event comes. Thread-safe: a timer may call ``print_due`` while events come."""
+
+    def __init__(
+        self,
+        board: Board,
+        out: TextIO,
+        interval: float = PIPED_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.board, self.out, self.interval, self.clock = board, out, interval, clock
+        self.lock = threading.Lock()
+        self.held: Event | None = None
+        self.held_count = 0
+        self.printed_at = -math.inf
+
+    def add(self, event: Event) -> None:
+        with self.lock:
+            run_changed = isinstance(event, GraphEvent) and event.status is not self.board.status
+            self.board.update(event)
+            if run_changed:
+                self._print_held()
+                self._print(event)
+                return
+            self.held, self.held_count = event, self.held_count + 1
+            self._print_held_if_due()
+
+    def print_due(self) -> None:
+        with self.lock:
+            self._print_held_if_due()
+
+    def print_held(self) -> None:
+        with self.lock:
+            self._print_held()
+
+    def _print_held_if_due(self) -> None:
+        if self.clock() - self.printed_at >= self.interval:
+            self._print_held()
+
+    def _print_held(self) -> None:
+        if self.held is not None:
+            self._print(self.held, self.held_count - 1)
+            self.held, self.held_count = None, 0
+
+    def _print(self, event: Event, others: int = 0) -> None:
+        print(event_line(self.board, event, others), file=self.out, flush=True)
+        self.printed_at = self.clock()
+
+
+@contextmanager
+def printing_held_lines(lines: PipedLines) -> Iterator[None]:
+    """A timer that prints the event ``lines`` holds back once it is due, while events are
+    awaited."""
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(lines.interval / 4):
+            lines.print_due()
+
+    timer = threading.Thread(target=tick, name="autoexec-progress", daemon=True)
+    timer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        timer.join()
+    lines.print_held()
 
 
 def _json(value: Any) -> str:
@@ -132,15 +211,16 @@ def _json(value: Any) -> str:
 
 
 def show(events: Iterable[Event], board: Board, out: TextIO) -> None:
-    """Show ``events`` as they come: live on a terminal, else a line each."""
+    """Show ``events`` as they come: live on a terminal, else as :class:`PipedLines`."""
     if out.isatty():
         with Live(board, console=Console(file=out), refresh_per_second=8):
             for event in events:
                 board.update(event)
         return
-    for event in events:
-        board.update(event)
-        print(event_line(board, event), file=out, flush=True)
+    lines = PipedLines(board, out)
+    with printing_held_lines(lines):
+        for event in events:
+            lines.add(event)
 
 
 def watch(

@@ -24,6 +24,13 @@ LABEL_WIDTH = 10
 TABLE_HEADER = ("ID", "GRAPH", "STATUS", "STARTED", "DURATION", "NODES")
 NODE_TABLE_HEADER = ("ID", "NODE", "BLOCK", "STATUS", "WALLTIME", "CPUTIME", "INPUT", "OUTPUT")
 CREDITS_TABLE_HEADER = ("TIME", "KIND", "AMOUNT", "BALANCE AFTER", "REASON")
+# ``autoexec status`` shows this many outputs, failed nodes and nodes that never ran, and
+# twice as many node executions: at most 40 lines whatever the run's size.
+SUMMARY_ROWS = 4
+MORE_HINT = "(--nodes for all)"
+INDENT = "  "  # of the lines of a section
+ERROR_CHARS = 300  # an error's line in the summary is cut there (a few lines of a terminal)
+FAILED_STATUSES = (ExecutionStatus.FAILED, ExecutionStatus.TERMINATED)
 
 
 def format_time(moment: datetime | None) -> str:
@@ -66,7 +73,11 @@ def format_duration(started: datetime | None, ended: datetime | None, now: datet
 
 def cut(text: str, width: int) -> str:
     """``text`` on one line of at most ``width`` characters, ending in "…" if cut."""
-    line = " ".join(text.split())
+    return clip(" ".join(text.split()), width)
+
+
+def clip(line: str, width: int) -> str:
+    """``line`` as it is if it has at most ``width`` characters, else cut and ending in "…"."""
     return line if len(line) <= width else line[: max(width - 1, 0)] + "…"
 
 
@@ -101,19 +112,46 @@ def _row_cells(row: ExecutionRow, now: datetime) -> tuple[str, ...]:
 
 
 def execution_summary(
-    view: ExecutionView, now: datetime, width: int = OUTPUT_WIDTH, metered: bool = False
+    view: ExecutionView,
+    now: datetime,
+    width: int = OUTPUT_WIDTH,
+    metered: bool = False,
+    rows: int | None = SUMMARY_ROWS,
 ) -> list[str]:
-    """What a user asks first about a run: status, times, nodes, credits, stats, outputs,
-    errors, what never ran, then each node execution's stats. Credits are shown when
-    ``metered`` (metering is on) or the run has a budget or spent any."""
+    """What a user asks first about a run: status, times, node counts, credits, stats,
+    outputs, errors, what never ran, then the node executions (failed first) with their stats.
+    Each list shows at most ``rows`` items (the node executions twice as many) and then
+    "… N more", so the summary stays short whatever the run's size; ``rows=None`` shows all.
+    Credits are shown when ``metered`` (metering is on) or the run has a budget or spent any."""
+    failed_first = sorted(view.node_executions, key=lambda node: not _failed(node))
+    node_rows = None if rows is None else 2 * rows
+    inner = width - len(INDENT)  # the width of a section's indented lines
     return [
         *_header(view, now, metered),
         *graph_stats_lines(view.stats),
-        *_outputs(view.outputs, width),
-        *_errors(view),
-        *_section("never ran", [never_ran_line(item) for item in view.never_ran]),
-        *_section("node executions", node_stats_table(view.node_executions, metered)),
+        *_outputs(view.outputs, inner, rows),
+        *_errors(view, rows),
+        *_section(
+            "never ran", _at_most(rows, [cut(never_ran_line(n), inner) for n in view.never_ran])
+        ),
+        *_section("node executions", node_stats_table(failed_first, metered, node_rows, inner)),
     ]
+
+
+def execution_json(view: ExecutionView) -> str:
+    """The whole execution, every node execution included, as indented JSON."""
+    return json.dumps(view.model_dump(mode="json"), indent=2, ensure_ascii=False)
+
+
+def _failed(node: NodeExecutionView) -> bool:
+    return node.status in FAILED_STATUSES
+
+
+def _at_most(rows: int | None, lines: list[str]) -> list[str]:
+    """The first ``rows`` lines, then ``… N more (--nodes for all)`` for the rest."""
+    if rows is None or len(lines) <= rows:
+        return lines
+    return [*lines[:rows], f"… {len(lines) - rows} more {MORE_HINT}"]
 
 
 def _header(view: ExecutionView, now: datetime, metered: bool) -> list[str]:
@@ -162,14 +200,25 @@ def graph_stats_lines(stats: dict[str, Any]) -> list[str]:
     return [f"{'stats'.ljust(LABEL_WIDTH)}{shown}"]
 
 
-def node_stats_table(nodes: Sequence[NodeExecutionView], metered: bool = False) -> list[str]:
+def node_stats_table(
+    nodes: Sequence[NodeExecutionView],
+    metered: bool = False,
+    rows: int | None = None,
+    width: int | None = None,
+) -> list[str]:
     """Each node execution's time and sizes, as its end recorded them (``-`` before), and
-    the credits charged for it when ``metered`` or any node was charged."""
+    the credits charged for it when ``metered`` or any node was charged; the first ``rows``
+    of them (then "… N more") with lines cut to ``width``."""
     if not nodes:
         return []
     with_cost = metered or any(node_cost(node) for node in nodes)
     header = (*NODE_TABLE_HEADER, "COST") if with_cost else NODE_TABLE_HEADER
-    return aligned([header, *(_node_cells(node, with_cost) for node in nodes)])
+    shown = nodes if rows is None else nodes[:rows]
+    table = aligned([header, *(_node_cells(node, with_cost) for node in shown)])
+    if width is not None:
+        table = [clip(line, width) for line in table]
+    hidden = len(nodes) - len(shown)
+    return [*table, f"… {hidden} more {MORE_HINT}"] if hidden else table
 
 
 def node_cost(node: NodeExecutionView) -> int:
@@ -196,23 +245,32 @@ def _node_cells(node: NodeExecutionView, with_cost: bool) -> tuple[str, ...]:
     return (*cells, str(node_cost(node)) if measured or "cost" in stats else NO_VALUE)
 
 
-def _outputs(outputs: dict[str, list[Any]], width: int) -> list[str]:
+def _outputs(outputs: dict[str, list[Any]], width: int, rows: int | None) -> list[str]:
     lines = [cut(f"{name}: {_json(values)}", width) for name, values in outputs.items()]
-    return _section("outputs", lines or ["(none)"])
+    return _section("outputs", _at_most(rows, lines) or ["(none)"])
 
 
-def _errors(view: ExecutionView) -> list[str]:
-    lines = [f"{'error'.ljust(LABEL_WIDTH)}{view.error}"] if view.error else []
+def _errors(view: ExecutionView, rows: int | None) -> list[str]:
+    """The run's error and each failed node's, on one line each: cut at ``ERROR_CHARS``, not
+    at the width, because the reason is what the user came for."""
+    limit = ERROR_CHARS if rows is not None else None
+    lines = [f"{'error'.ljust(LABEL_WIDTH)}{_one_line(view.error, limit)}"] if view.error else []
     failed = [
-        f"{node.node_id} ({node.block_id}, node execution {node.id}): {node.error}"
+        _one_line(
+            f"{node.node_id} ({node.block_id}, node execution {node.id}): {node.error}", limit
+        )
         for node in view.node_executions
         if node.status is ExecutionStatus.FAILED
     ]
-    return lines + _section("failed nodes", failed)
+    return lines + _section("failed nodes", _at_most(rows, failed))
+
+
+def _one_line(text: str, limit: int | None) -> str:
+    return " ".join(text.split()) if limit is None else cut(text, limit)
 
 
 def _section(title: str, lines: list[str]) -> list[str]:
-    return [title, *(f"  {line}" for line in lines)] if lines else []
+    return [title, *(f"{INDENT}{line}" for line in lines)] if lines else []
 
 
 def _json(value: Any) -> str:

@@ -5,6 +5,7 @@ the worker keeps consuming: the next run completes with exact outputs."""
 from __future__ import annotations
 
 import pickle
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,7 +16,8 @@ import pytest
 from kombu import Connection, Message
 
 from autoexec import api
-from autoexec.poison import QUEUE_HEADER, REASON_HEADER, dead_queue
+from autoexec.celery_app import app
+from autoexec.poison import QUEUE_HEADER, REASON_HEADER, PoisonMessageError, dead_queue
 from autoexec.statuses import ExecutionStatus
 from tests.faults.conftest import FaultWorker, fault_worker
 from tests.integration.conftest import Cluster
@@ -153,8 +155,37 @@ def test_a_poison_message_is_dead_lettered_and_the_worker_keeps_consuming(
     assert poison.reason in dead[0].headers[REASON_HEADER]
     assert dead[0].headers[QUEUE_HEADER] == worker.queue(poison.queue)
     assert dead[0].content_type == poison.content[0]
+    if poison.task is not None:  # a message with a task id: its sender learns the reason
+        with pytest.raises(PoisonMessageError, match=re.escape(poison.reason)) as raised:
+            app.AsyncResult(test_id).get(timeout=10)
+        assert MARKER not in str(raised.value)
     assert worker.alive()
     view = run_add_one(worker, 41)
     assert (view.status, view.outputs) == (S.COMPLETED, {"sum": [42]})
     assert MARKER not in worker.log()
     assert "Unrecoverable error" not in worker.log()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"inptus": {"secret": MARKER}}, "got an unexpected keyword argument 'inptus'"),
+        ({"graph_version": MARKER}, "graph_version: Input should be a valid integer"),
+    ],
+    ids=["a misspelt argument", "an argument of the wrong type"],
+)
+def test_the_sender_of_a_message_no_task_can_run_gets_the_reason_not_a_timeout(
+    worker: FaultWorker, kwargs: dict[str, Any], reason: str
+) -> None:
+    test_id = uuid.uuid4().hex
+    sent = app.send_task(
+        "autoexec.run_graph",
+        kwargs={"graph_id": "g", "user_id": "u", **kwargs},
+        headers={"x-test-id": test_id},
+    )
+    with pytest.raises(PoisonMessageError, match=re.escape(reason)) as raised:
+        sent.get(timeout=60)
+    assert MARKER not in str(raised.value)  # the reason names the argument, not its value
+    (dead,) = dead_letters(worker, test_id, settle=1.0)
+    assert reason in dead.headers[REASON_HEADER]
+    assert worker.alive()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -360,3 +361,29 @@ def test_new_saves_a_separate_graph_and_save_prints_its_id_and_version(tmp_path:
     listing = autoexec(tmp_path, "graphs").stdout.splitlines()
     assert len(listing) == 3
     assert all(line.split()[1:3] == ["v1", "hello"] for line in listing)
+
+
+def test_status_of_a_run_of_hundreds_of_items_fits_a_screen_and_nodes_lists_them_all(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "numbers.json").write_text(json.dumps(list(range(300))))
+    args = ["--input", f"numbers=@{tmp_path / 'numbers.json'}"]
+    started = time.monotonic()
+    run = autoexec(tmp_path, "run", str(EXAMPLES / "iterate.json"), *args)
+    seconds = time.monotonic() - started
+    assert run.returncode == 0, run.stderr
+    # Into a pipe: the announcement, the run's changes, at most a line a second besides.
+    assert len(run.stderr.splitlines()) <= seconds + 6, run.stderr
+    graph_exec_id = execution_id(run.stderr)
+
+    summary = autoexec(tmp_path, "status", graph_exec_id)
+    every = autoexec(tmp_path, "status", graph_exec_id, "--nodes")
+    dumped = autoexec(tmp_path, "status", graph_exec_id, "--json")
+    assert summary.returncode == every.returncode == dumped.returncode == 0, summary.stderr
+    node_executions = len(json.loads(dumped.stdout)["node_executions"])
+    assert node_executions > 600  # a square and an output per item
+    lines = summary.stdout.splitlines()
+    assert len(lines) <= 40
+    assert lines[-1] == f"  … {node_executions - 8} more (--nodes for all)"
+    listed = every.stdout.splitlines()
+    assert len(listed[listed.index("node executions") + 2 :]) == node_executions

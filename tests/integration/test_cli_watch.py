@@ -22,30 +22,36 @@ from tests.integration.test_live_events import ITEMS, STREAM_INTO_CALC
 
 TABLE_HEADER = re.compile(r"node\s+.*block\s+.*status\s+.*outputs\s+.*duration")
 PROGRESS_LINE = re.compile(r"RUNNING · done \d+, running \d+, queued \d+, failed \d+ · ")
-ITEM_LINE = re.compile(r"items \(test_slow_stream\) #\d+ RUNNING item=(\d+) \| ")
+MORE_EVENTS = re.compile(r"\(\+(\d+) more events\)$")
 
 
-def test_watch_into_a_pipe_prints_one_line_per_event(cluster: Cluster, services: Services) -> None:
+def test_watch_into_a_pipe_prints_the_runs_changes_and_at_most_a_line_a_second_besides(
+    cluster: Cluster, services: Services
+) -> None:
     exec_id, held = held_execution(cluster.engine, STREAM_INTO_CALC, USER)
     watch = subprocess.Popen(
         [str(AUTOEXEC), "watch", exec_id],
         env=cluster_env(cluster, services), cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert watch.stdout is not None
-    replayed = [watch.stdout.readline(), watch.stdout.readline()]  # the run and its first node
+    # The run, then its first node: held back, it comes once due though no other event comes.
+    replayed = [watch.stdout.readline(), watch.stdout.readline()]
     held.release()
+    released = time.monotonic()
     rest, _ = watch.communicate(timeout=RUN_TIMEOUT_SECONDS)
+    seconds = time.monotonic() - released
     lines = replayed + rest.splitlines(keepends=True)
 
     assert watch.returncode == 0
     assert lines[-2:] == [_ending(lines[-2], exec_id), "status: COMPLETED\n"]
     assert f"execution {exec_id} QUEUED | " in lines[0]
     assert "items (test_slow_stream)" in lines[1] and " QUEUED | " in lines[1]
-    items = [int(m.group(1)) for line in lines if (m := ITEM_LINE.search(line))]
-    assert items == list(range(ITEMS))
-    # The run's 3 events; per calculator its 4 (queued, started, output, ended); for the
-    # stream its 3 and its outputs; the final status.
-    assert len(lines) == 3 + 4 * ITEMS + 3 + ITEMS + 1
+    assert any(f"execution {exec_id} RUNNING | " in line for line in lines)
+    node_lines = [line for line in lines[2:-2] if f"execution {exec_id} " not in line]
+    # 5 events per item (the stream's output; queued, started, output, ended per calculator)
+    # come in far fewer lines: one a second at most, each saying how many it stands for.
+    assert len(node_lines) <= seconds + 3, node_lines  # + those the run's 2 changes printed
+    assert sum(int(n) for line in node_lines for n in MORE_EVENTS.findall(line)) > ITEMS
 
 
 def _ending(line: str, exec_id: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -18,6 +19,7 @@ from autoexec.cli.views import (
     credit_history_table,
     credits_line,
     cut,
+    execution_json,
     execution_summary,
     executions_table,
     format_duration,
@@ -128,7 +130,7 @@ def test_summary_of_a_failed_run_shows_errors_cut_outputs_and_what_never_ran() -
                          reason="no input arrived"),
         ],
     )  # fmt: skip
-    assert execution_summary(view, now=at(60), width=20) == [
+    assert execution_summary(view, now=at(60), width=70) == [
         "execution e1",
         "graph     sums v2 (g1)",
         "status    FAILED",
@@ -139,7 +141,7 @@ def test_summary_of_a_failed_run_shows_errors_cut_outputs_and_what_never_ran() -
         "nodes     2 node executions: completed 1, failed 1",
         "outputs",
         "  total: [1]",
-        '  long: ["yyyyyyyyyyy…',
+        '  long: ["' + "y" * 59 + "…",
         "error     boom: fix b",
         "failed nodes",
         "  b (calculator, node execution 2): boom: fix b",
@@ -148,8 +150,8 @@ def test_summary_of_a_failed_run_shows_errors_cut_outputs_and_what_never_ran() -
         "  out (agent_output): no input arrived",
         "node executions",
         "  ID  NODE  BLOCK       STATUS     WALLTIME  CPUTIME  INPUT  OUTPUT",
-        "  1   a     calculator  COMPLETED  -         -        -      -",
         "  2   b     calculator  FAILED     -         -        -      -",
+        "  1   a     calculator  COMPLETED  -         -        -      -",
     ]
 
 
@@ -262,3 +264,60 @@ def test_credit_history_table_signs_amounts_under_a_header() -> None:
         "2026-12-01 06:50:03 UTC  CHARGE  -2      98             print run (node log)",
         "2026-12-01 06:50:02 UTC  TOP_UP  +100    100            top-up",
     ]
+
+
+def big_failed_run(nodes: int = 1000, failed: int = 7) -> ExecutionView:
+    """A run of ``nodes`` node executions whose last ``failed`` failed, with many outputs and
+    nodes that never ran, and long texts everywhere."""
+    statuses = [S.COMPLETED] * (nodes - failed) + [S.FAILED] * failed
+    return execution(
+        status=S.FAILED,
+        error="x" * 300,
+        credits_spent=5,
+        stats={"walltime": 1, "cputime": 1, "nodes_walltime": 1, "nodes_cputime": 1,
+               "node_count": nodes, "node_error_count": failed, "cost": 5},
+        outputs={f"out{i}": ["v" * 500] for i in range(30)},
+        node_executions=[
+            node(i, f"n{i}", status, error="boom " * 100 if status is S.FAILED else None)
+            for i, status in enumerate(statuses, 1)
+        ],
+        never_ran=[
+            NeverRanView(node_id=f"late{i}", block_id="calculator", node_exec_id=None,
+                         reason="no input arrived")
+            for i in range(20)
+        ],
+    )  # fmt: skip
+
+
+def test_the_summary_of_a_huge_run_fits_in_40_lines_of_the_width() -> None:
+    lines = execution_summary(big_failed_run(), now=at(9), width=80, metered=True)
+    assert len(lines) <= 40
+    errors = lines[lines.index("failed nodes") - 1 : lines.index("never ran")]
+    assert max(len(line) for line in errors) <= 10 + 300  # the reason matters more than width
+    too_long = [line for line in lines if len(line) > 80 and line not in errors]
+    assert too_long == [lines[9]]  # the stats line is short enough to keep whole
+    assert lines[9].startswith("stats")
+    assert "nodes     1000 node executions: completed 993, failed 7" in lines
+
+
+def test_the_summary_lists_failed_node_executions_first_then_says_how_many_more() -> None:
+    lines = execution_summary(big_failed_run(), now=at(9))
+    table = lines[lines.index("node executions") + 2 :]
+    assert [row.split()[3] for row in table[:7]] == ["FAILED"] * 7
+    assert table[-1] == "  … 992 more (--nodes for all)"
+    assert "  … 26 more (--nodes for all)" in lines  # the outputs
+    assert "  … 3 more (--nodes for all)" in lines  # the failed nodes' errors
+
+
+def test_the_summary_with_all_rows_lists_every_node_execution_and_output() -> None:
+    lines = execution_summary(big_failed_run(), now=at(9), rows=None)
+    table = lines[lines.index("node executions") + 2 :]
+    assert len(table) == 1000
+    assert sorted(int(row.split()[0]) for row in table) == list(range(1, 1001))
+    assert sum(line.startswith("  out") for line in lines) == 30
+    assert not any("more (--nodes for all)" in line for line in lines)
+
+
+def test_the_json_of_an_execution_holds_every_node_execution() -> None:
+    view = big_failed_run()
+    assert ExecutionView.model_validate(json.loads(execution_json(view))) == view
