@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Self
 
 
 class AutoexecError(Exception):
@@ -60,8 +61,29 @@ class BlockDisabledError(AutoexecError):
     """This block is disabled and cannot run."""
 
 
+# What a refused input's repr says in place of its message (see InputValidationError).
+MESSAGE_HIDDEN = "message hidden from logs and task events: it may quote input values"
+
+
 class InputValidationError(AutoexecError):
-    """The submission's inputs are invalid."""
+    """The submission's inputs are invalid.
+
+    The message may quote the values it refuses: the caller, who sent them, reads it (``str``,
+    the task result). Its ``repr`` quotes only ``shown``, a wording with no value given where
+    it is raised, else nothing of it: Celery's trace log and task events print the ``repr``
+    of a task's exception (a refused ``run_graph`` is logged at INFO)."""
+
+    def __init__(self, message: str | None = None, *, shown: str | None = None) -> None:
+        super().__init__(message)
+        self.shown = shown
+
+    @classmethod
+    def quoting_no_value(cls, message: str) -> Self:
+        """A refusal whose message quotes no value: logs may show all of it."""
+        return cls(message, shown=message)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.shown or MESSAGE_HIDDEN!r})"
 
 
 class SubgraphError(InputValidationError):

@@ -122,7 +122,9 @@ def reconfigure(env: Mapping[str, str] | None = None, replace: bool = False) -> 
 # Keyword arguments only: monitoring shows input names, never values, and a value sent
 # positionally could not be hidden; such a message is refused as malformed (autoexec.poison).
 # A request naming an unknown graph or bad inputs is the caller's error: it fails the task
-# (the caller's result says why) without being logged as an unexpected worker error.
+# (the caller's result says why) without being logged as an unexpected worker error; the
+# log line and the task event quote no refused value (``InputValidationError``'s repr,
+# ``RunGraphRequest``).
 @app.task(
     name="autoexec.run_graph",
     bind=True,
@@ -167,7 +169,9 @@ def run_graph(
 
 def _run_request(options: dict[str, Any]) -> RunRequest:
     if not options["graph_id"] or not options["user_id"]:
-        raise InputValidationError("run_graph needs graph_exec_id, or graph_id and user_id")
+        raise InputValidationError.quoting_no_value(
+            "run_graph needs graph_exec_id, or graph_id and user_id"
+        )
     return RunRequest(
         options["graph_id"],
         options["user_id"],
@@ -184,7 +188,7 @@ def _refuse_options_with_an_id(options: dict[str, Any]) -> None:
     """An existing execution was submitted already: options sent along would do nothing."""
     given = sorted(name for name, value in options.items() if value is not None)
     if given:
-        raise InputValidationError(
+        raise InputValidationError.quoting_no_value(
             f"run_graph with graph_exec_id starts that execution as submitted; "
             f"leave out {', '.join(given)}"
         )
@@ -233,7 +237,7 @@ def gather_fan_out(results: list[dict[str, Any]], node_exec_id: int, graph_exec_
 def cancel_graph(graph_exec_id: str, user_id: str | None = None) -> str:
     """Cancel an execution of ``user_id``; returns what happened."""
     if not user_id:
-        raise InputValidationError(
+        raise InputValidationError.quoting_no_value(
             "autoexec.cancel_graph needs user_id, the owner of the execution: "
             "send kwargs={'graph_exec_id': ..., 'user_id': ...}"
         )
@@ -254,9 +258,8 @@ def reconcile(older_than_seconds: float | None = None) -> dict[str, int]:
 
 def _check_age(seconds: object) -> None:
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
-        raise InputValidationError(
-            f"reconcile: older_than_seconds must be a number of seconds, 0 or more, not {seconds!r}"
-        )
+        wanted = "reconcile: older_than_seconds must be a number of seconds, 0 or more"
+        raise InputValidationError(f"{wanted}, not {seconds!r}", shown=wanted)
 
 
 # Ids, a kind and numbers only (monitoring shows them); the task reads the rest. A database
