@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,7 @@ from autoexec.logs import format_as_json, wants_json
 from autoexec.observability.worker_metrics import connect_worker_signals
 from autoexec.runtime import Runtime
 from autoexec.settings import Settings, settings_with
+from autoexec.signing import SIGNATURE_HEADER, needs_signature, signature
 from autoexec.task_arguments import shown_kwargs
 
 # The broker did not take a message (unreachable, or refusing writes): re-exported, so that
@@ -176,7 +178,20 @@ class AutoexecCelery(Celery):
         shown = shown_kwargs(name, kwargs)
         if shown is not None:
             options.setdefault("kwargsrepr", shown)
+        if needs_signature(name):
+            self._sign(name, options.get("args", args[0] if args else None), kwargs, options)
         return super().send_task(name, *args, **options)
+
+    def _sign(self, name: str, args: Any, kwargs: Any, options: dict[str, Any]) -> None:
+        """With AUTOEXEC_TASK_SIGNING_KEY, add the message's signature to its headers
+        (``autoexec.signing``): over its task id, which is therefore chosen here."""
+        key = self.runtime.settings.task_signing_key
+        if key is None:
+            return
+        task_id = options.get("task_id") or str(uuid.uuid4())
+        made = signature(key.get_secret_value(), task_id, name, args or (), kwargs or {})
+        options["task_id"] = task_id
+        options["headers"] = {**(options.get("headers") or {}), SIGNATURE_HEADER: made}
 
 
 def create_app() -> AutoexecCelery:

@@ -141,7 +141,13 @@ class Coordinator:
     """Redis primitives the engine needs, over one client."""
 
     WAKE_TTL_SECONDS = 60
-    STOP_TTL_SECONDS = 7 * 24 * 3600
+    # The stop flag is the fast path by which the nodes running at a stop learn of it (they
+    # read it every 0.5 s); the database is the truth, which they read every few seconds, as
+    # a node task does before it runs. So the flag need only outlive the nodes running when
+    # it was set: 30 minutes is RabbitMQ's default consumer_timeout, past which no node task keeps
+    # its message (AUTOEXEC_NODE_TIMEOUT_SECONDS stays under it), and a node allowed longer
+    # still stops, from the database. One key per cancel lives that long, not 7 days.
+    STOP_TTL_SECONDS = 30 * 60
 
     def __init__(self, client: redis.Redis, events_client: redis.Redis | None = None) -> None:
         self.client = client

@@ -10,6 +10,9 @@ Celery's own consumer dies ("Unrecoverable error") on a body that is JSON but no
 the worker then stays up consuming nothing, and the broker hands the message to the next
 worker, which dies too. :class:`PoisonSafeConsumer` (Celery's ``worker_consumer``) checks each
 task message before Celery's handler sees it, and dead-letters what Celery would drop.
+
+With ``AUTOEXEC_TASK_SIGNING_KEY`` set, a user-scoped task message without a valid signature
+(``autoexec.signing``) is dead-lettered the same way: no task may run it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,15 @@ from kombu import Exchange, Message, Queue
 from vine import promise
 
 from autoexec.errors import AutoexecError
-from autoexec.settings import get_settings
+from autoexec.settings import Settings, get_settings
+from autoexec.signing import (
+    SIGNATURE_HEADER,
+    SIGNED_TASKS,
+    SignatureError,
+    check_signature,
+    links_a_signed_task,
+    needs_signature,
+)
 from autoexec.task_arguments import ArgumentsError, check_arguments, shown_kwargs
 
 log = logging.getLogger(__name__)
@@ -37,7 +48,8 @@ DEAD_LETTER_RETRY = {"max_retries": 3, "interval_start": 0, "interval_step": 1}
 
 class PoisonMessageError(AutoexecError):
     """A task message no task can run (unknown argument, wrong type, undecodable body, unknown
-    task): a worker dead-lettered it. Its text is the reason, never the arguments' values."""
+    task, a user-scoped task without a valid signature): a worker dead-lettered it. Its text is
+    the reason, never the arguments' values nor the signing key."""
 
 
 @dataclass(frozen=True)
@@ -47,15 +59,18 @@ class TaskCall:
     kwargs: Mapping[str, Any]
 
 
-def checked_call(app: Celery, message: Message) -> TaskCall:
-    """The task call a protocol-2 task message makes, once its body and arguments are checked;
-    raises :class:`PoisonMessageError` otherwise."""
+def checked_call(app: Celery, message: Message, signing_key: str | None = None) -> TaskCall:
+    """The task call a protocol-2 task message makes, once its body, its signature (with a
+    ``signing_key``) and its arguments are checked; raises :class:`PoisonMessageError`
+    otherwise."""
     name = str(message.headers["task"])
     try:
         payload = message.decode()
     except Exception as exc:
         raise PoisonMessageError(f"undecodable body: {type(exc).__name__}: {exc}") from None
     args, kwargs = _arguments(payload)
+    if signing_key is not None:
+        _check_authenticity(signing_key, message, TaskCall(name, args, kwargs), payload)
     task = app.tasks.get(name)
     if task is not None and name.startswith("autoexec."):
         try:
@@ -75,6 +90,67 @@ def _arguments(payload: Any) -> tuple[Sequence[Any], Mapping[str, Any]]:
     if not isinstance(args, list | tuple) or not isinstance(kwargs, Mapping):
         raise PoisonMessageError("body is not [args, kwargs, embed] with a list and an object")
     return args, kwargs
+
+
+def _check_authenticity(key: str, message: Message, call: TaskCall, payload: Any) -> None:
+    """A user-scoped task's message must be signed with ``key``, and no message may make the
+    worker send one (a callback, a chain, a chord)."""
+    try:
+        _check_signed(key, message, call, payload)
+    except SignatureError as exc:
+        raise PoisonMessageError(str(exc)) from None
+    except Exception as exc:  # a message it cannot check is refused, never let through
+        raise PoisonMessageError(
+            f"{call.name} message's signature could not be checked: {type(exc).__name__}"
+        ) from None
+
+
+def _check_signed(key: str, message: Message, call: TaskCall, payload: Any) -> None:
+    if needs_signature(call.name):
+        headers = message.headers or {}
+        task_id = str(headers.get("id") or "")
+        given = headers.get(SIGNATURE_HEADER)
+        check_signature(key, given, task_id, call.name, call.args, call.kwargs)
+    if links_a_signed_task(_embedded_calls(payload)):
+        raise SignatureError(
+            f"{call.name} message has a callback, chain or chord that sends "
+            f"{' or '.join(sorted(SIGNED_TASKS))}: refused with AUTOEXEC_TASK_SIGNING_KEY set "
+            "(the worker would sign it for the sender); send that task itself, signed"
+        )
+
+
+def _embedded_calls(payload: Any) -> object:
+    """What a task message asks to send after it (its body's third part, or, in the hybrid
+    protocol, all but the arguments)."""
+    if isinstance(payload, Mapping):
+        return {key: value for key, value in payload.items() if key not in ("args", "kwargs")}
+    return payload[2]
+
+
+def refuses_protocol_1(key: str | None, message: Message) -> str | None:
+    """With a key, the reason a task message in Celery's protocol 1 (its task named in its
+    body) is refused: autoexec sends protocol 2 only, whose headers carry the signature;
+    None for any other message (Celery's handlers judge it)."""
+    if key is None:
+        return None
+    try:
+        payload = message.decode()
+    except Exception:
+        return None  # Celery's decode error handler dead-letters it
+    if not isinstance(payload, Mapping) or "task" not in payload:
+        return None
+    return (
+        f"task {str(payload['task'])!r} in Celery's protocol 1, which cannot be signed: with "
+        "AUTOEXEC_TASK_SIGNING_KEY set, workers take protocol 2 only"
+    )
+
+
+def signing_key_of(app: Celery) -> str | None:
+    """The signing key of the app's runtime (the environment's for a plain Celery app)."""
+    runtime = getattr(app, "runtime", None)
+    settings: Settings = runtime.settings if runtime is not None else get_settings()
+    key = settings.task_signing_key
+    return key.get_secret_value() if key is not None else None
 
 
 def dead_queue(name: str | None = None) -> Queue:
@@ -136,18 +212,26 @@ class PoisonSafeConsumer(Consumer):
 
     def create_task_handler(self, promise: type[promise] = promise) -> Callable[..., Any]:
         handle = super().create_task_handler(promise)
+        # Read once, outside the check's fault handling below: a key that cannot be read must
+        # stop the worker, not let unsigned messages through.
+        signing_key = signing_key_of(self.app)
 
         def on_task_received(message: Message) -> Any:
             if "task" in (message.headers or {}):  # protocol 2; Celery checks the others
                 try:
-                    call = checked_call(self.app, message)
+                    call = checked_call(self.app, message, signing_key)
                 except PoisonMessageError as exc:
                     return self.dead_letter(message, str(exc))
                 except Exception:
-                    # A fault of the check itself must not cost a good message: Celery decides.
+                    # A fault of the check itself must not cost a good message: Celery decides;
+                    # unless messages must be signed: one that could not be checked is not run.
                     log.exception("could not check %s", _describe(message))
+                    if signing_key is not None:
+                        return self.dead_letter(message, "the message could not be checked")
                 else:
                     _show_safely(message, call)
+            elif reason := refuses_protocol_1(signing_key, message):
+                return self.dead_letter(message, reason)
             return handle(message)
 
         return on_task_received

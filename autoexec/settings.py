@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from autoexec.errors import ConfigurationError
 
 ENV_PREFIX = "AUTOEXEC_"
 NOTIFICATION_SINKS = ("log", "webhook")
+MIN_SIGNING_KEY_CHARS = 16
 
 
 class Settings(BaseSettings):
@@ -87,6 +88,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9808, ge=0, le=65535)
     # text: Celery's log lines; json: one JSON object per line (autoexec.logs).
     log_format: Literal["text", "json"] = "text"
+    # When set, the user-scoped task messages (run_graph, cancel_graph) carry an HMAC of their
+    # id, name and arguments made with it, and workers run only those (autoexec.signing).
+    task_signing_key: SecretStr | None = None
 
     @field_validator("broker_url", "redis_url", "database_url")
     @classmethod
@@ -115,6 +119,20 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"not set, but {ENV_PREFIX}NOTIFICATION_SINKS has webhook: set it to the URL "
                 "notifications are POSTed to, or drop webhook from the sinks"
+            )
+        return value
+
+    @field_validator("task_signing_key", mode="before")
+    @classmethod
+    def _signing_key(cls, value: object) -> object:
+        if value == "":
+            return None  # set but empty: as if unset
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and len(text) < MIN_SIGNING_KEY_CHARS:
+            # The key itself is never part of a message.
+            raise ValueError(
+                f"shorter than {MIN_SIGNING_KEY_CHARS} characters; make one with "
+                "python -c 'import secrets; print(secrets.token_hex(32))'"
             )
         return value
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from autoexec.coordination import make_coordinator
+from autoexec.coordination import Keys, make_coordinator
 
 
 def test_a_subscription_gets_what_is_published_on_its_channel_only() -> None:
@@ -26,3 +26,10 @@ def test_two_coordinators_on_one_memory_url_share_nothing() -> None:
     first.request_stop("run")
     assert first.stop_requested("run")
     assert not second.stop_requested("run")
+
+
+def test_a_stop_flag_lives_for_the_nodes_running_at_the_stop_not_for_days() -> None:
+    coordinator = make_coordinator(f"memory://coordination-{uuid.uuid4().hex}")
+    coordinator.request_stop("run")
+    seconds_left = coordinator.client.ttl(Keys.stop("run"))
+    assert 0 < seconds_left <= 30 * 60
