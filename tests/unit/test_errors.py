@@ -6,7 +6,7 @@ from __future__ import annotations
 import pickle
 
 from celery.app.trace import get_log_policy, log_policy_expected
-from celery.utils.saferepr import saferepr
+from kombu.utils.encoding import safe_repr
 
 from autoexec.errors import InputValidationError, SubgraphError
 
@@ -17,7 +17,7 @@ def test_the_repr_of_a_refusal_quotes_none_of_its_message() -> None:
     for error in (InputValidationError(REFUSAL), SubgraphError(f"child refused: {REFUSAL}")):
         assert str(error).endswith(REFUSAL)
         assert "sk-canary" not in repr(error)
-        assert "sk-canary" not in saferepr(error)  # what Celery logs and sends in events
+        assert "sk-canary" not in safe_repr(error)  # what Celery logs and sends in events
         assert "hidden" in repr(error)
 
 
