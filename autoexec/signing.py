@@ -73,7 +73,7 @@ def check_signature(
     expected = signature(key, task_id, task_name, args, kwargs)
     if not isinstance(given, str) or not hmac.compare_digest(given.encode(), expected.encode()):
         raise SignatureError(
-            f"{task_name} message has a {SIGNATURE_HEADER} that does not match its task id, "
+            f"{task_name} message's {SIGNATURE_HEADER} header does not match its task id, "
             "name and arguments: signed with another key than the workers' "
             "AUTOEXEC_TASK_SIGNING_KEY, or changed after it was signed"
         )
