@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from celery import Celery
+from celery import Celery, states
 from celery.worker.consumer import Consumer
 from kombu import Exchange, Message, Queue
 from vine import promise
@@ -180,11 +180,16 @@ def publish_dead(app: Celery, message: Message, reason: str) -> None:
 
 def store_failure(app: Celery, message: Message, reason: str) -> None:
     """Store ``reason`` as the failure of the message's task (if it names its id), where the
-    sender's ``AsyncResult`` looks; a backend that cannot store it is logged, not raised."""
+    sender's ``AsyncResult`` looks, unless that task has a result already: a message that
+    reuses the id of a task that ran (a forged one, say) must not change what it returned. A
+    backend that cannot store it is logged, not raised."""
     task_id = (message.headers or {}).get("id")
     if not task_id:
         return
     try:
+        if app.backend.get_state(str(task_id)) in states.READY_STATES:
+            log.warning("kept the result of %s: the task has one already", _describe(message))
+            return
         app.backend.mark_as_failure(str(task_id), PoisonMessageError(reason))
     except Exception:
         log.exception("could not store the failure of %s", _describe(message))

@@ -24,6 +24,7 @@ from autoexec.tasks import run_graph
 from tests.faults.conftest import FaultWorker, fault_worker
 from tests.integration.conftest import Cluster
 from tests.integration.test_engine import ADD_ONE, user
+from tests.waiting import wait_until
 
 S = ExecutionStatus
 KEY = secrets.token_hex(16)
@@ -123,3 +124,19 @@ def test_a_message_signed_as_the_key_says_by_another_app_runs(
     exec_id = str(sent.get(timeout=30))
     view = api.wait(exec_id, owner, timeout=60, engine=worker.engine)
     assert (view.status, view.outputs) == (S.COMPLETED, {"sum": [5]})
+
+
+def test_a_refused_message_reusing_a_task_id_leaves_that_task_result_as_it_was(
+    worker: FaultWorker, client: Celery
+) -> None:
+    owner, graph_id = saved_graph(worker)
+    kwargs = {"graph_id": graph_id, "user_id": owner, "inputs": {"x": 1}}
+    signed = run_graph.apply_async(kwargs=kwargs)
+    exec_id = str(signed.get(timeout=30))
+    forged = {**kwargs, "user_id": user()}
+    client.send_task(RUN, kwargs=forged, queue=worker.queue("INBOX"), task_id=signed.id)
+    wait_until(
+        lambda: worker.log().count(f"kept the result of task {RUN!r} id {signed.id!r}") == 1,
+        "the worker refusing the forged message",
+    )
+    assert str(app.AsyncResult(signed.id).get(timeout=5)) == exec_id
