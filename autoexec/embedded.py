@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from autoexec.errors import ConfigurationError
 from autoexec.local_engine import LocalEngineServer
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,22 @@ def embedded_engine(home: Path) -> Iterator[LocalEngineServer | None]:
         yield server
     finally:
         server.close()
+
+
+@contextmanager
+def embedded_worker(home: Path | None = None) -> Iterator[None]:
+    """Run the embedded engine of ``home`` (default ``$AUTOEXEC_HOME``) in this process while
+    the block lasts, for ``autoexec.api`` calls made here (after ``configure_embedded``).
+    ``ConfigurationError`` if another process runs that engine (an ``autoexec run`` or
+    ``autoexec serve``): one engine per home."""
+    home = (home or default_home()).resolve()
+    with embedded_engine(home) as server:
+        if server is None:
+            raise ConfigurationError(
+                f"another process runs the engine of {home} (autoexec run or serve): stop it, "
+                "or use another AUTOEXEC_HOME"
+            )
+        yield
 
 
 def _api_function(name: str) -> Callable[..., Any]:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from autoexec import api
+from autoexec.engine.reconciler import reconcile
 from autoexec.errors import InvalidTransitionError, NotFoundError
 from autoexec.statuses import ExecutionStatus
-from autoexec.testing import TestEngine
+from autoexec.testing import Job, TestEngine
 from tests.engine.conftest import MakeEngine
 from tests.graphs import ADD_ONE, graph, node, user
 
@@ -91,3 +92,25 @@ def test_a_run_in_review_holds_its_slot_and_a_cancel_ends_it(make_engine: MakeEn
     assert t.reviews(owner) == []
     with pytest.raises(InvalidTransitionError, match="cancelled"):
         t.approve(pending.id, owner)
+
+
+def test_an_approval_while_the_broker_is_down_returns_the_decision_and_the_run_goes_on(
+    t: TestEngine,
+) -> None:
+    owner = user()
+    view = t.run(t.save_graph(REVIEWED, owner), {"x": 1}, owner)
+    [pending] = t.reviews(owner)
+
+    def broker_down(job: Job) -> None:
+        raise ConnectionError("the broker is down")
+
+    t.dispatcher.on_send = broker_down
+    decided = t.approve(pending.id, owner)  # committed: no error for the caller
+    assert decided.status == "APPROVED"
+    t.dispatcher.on_send = None
+    assert t.execution(view.id, owner).status is S.RUNNING  # its successor's message is lost
+
+    reconcile(t.engine, older_than_seconds=0)  # the broker is back
+    t.drain()
+    final = t.execution(view.id, owner)
+    assert (final.status, final.outputs) == (S.COMPLETED, {"approved": [1], "side": [1]})

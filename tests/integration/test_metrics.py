@@ -124,6 +124,7 @@ def test_a_prefork_worker_serves_exact_counts_summed_over_its_pool_processes(
         wait_until(lambda: running(engine, waiting, owner, "wait"), "waiting node running")
         during = scrape(port)
         assert total(during, "autoexec_active_graph_runs") == 1
+        assert total(during, "autoexec_work_pending") == 1  # the waiting node, RUNNING
         assert (
             total(during, "autoexec_worker_pool_size"),
             total(during, "autoexec_worker_pool_busy"),
@@ -165,6 +166,7 @@ def test_a_prefork_worker_serves_exact_counts_summed_over_its_pool_processes(
     # An input, a result or error, and the output node's value and name, per node run.
     assert total(samples, "autoexec_deliveries_total") == outputs == 13
     assert total(samples, "autoexec_active_graph_runs") == 0
+    assert total(samples, "autoexec_work_pending") == 0
     assert total(samples, "autoexec_worker_pool_busy") == 0
 
 

@@ -34,8 +34,9 @@ S = ExecutionStatus
 MISSING = "block 'test_shout' of node 'loud' is not registered on worker"
 
 
-class KilledHere(Exception):
-    """Where the test kills the worker."""
+class KilledHere(BaseException):
+    """Where the test kills the worker: a BaseException, as no handler of the engine's can
+    catch a kill (it fails the node on an unexpected Exception of its own)."""
 
 
 class CrashOnStopFlag:

@@ -4,6 +4,7 @@ the run then continues where it was. Every kind resumes its nodes through ``resu
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from autoexec.store.transaction import Transaction
 from autoexec.store.transitions import transition_graph, transition_node
 
 S = ExecutionStatus
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,20 @@ def resume_node(
         if execution.cancel_requested_at is not None:
             raise InvalidTransitionError(f"graph execution {graph_exec_id} was cancelled")
         flushed = _resume(engine, session, node_exec_id, resumption)
-    inline.after_commit(engine, graph_exec_id, flushed, ended=True)
-    if flushed.needs_step:
-        engine.wake(graph_exec_id)
+    try:
+        inline.after_commit(engine, graph_exec_id, flushed, ended=True)
+        if flushed.needs_step:
+            engine.wake(graph_exec_id)
+    except engine.dispatcher.unavailable as unsent:
+        # The resumption is committed: its caller (an approval, say) must not hear that it
+        # failed. The successors are QUEUED and noted as sent; the reconciler sends them again.
+        log.warning(
+            "node execution %s of %s resumed, but its successors could not be sent (%s): "
+            "the reconciler sends them once the broker is back",
+            node_exec_id,
+            graph_exec_id,
+            unsent,
+        )
 
 
 def _resume(
