@@ -84,9 +84,10 @@ class BackingOffTask(RequeueingTask):
                     delay = _retry_delay(self.request.retries)
                     raise self.retry(exc=exc, countdown=delay) from None
                 delay = _retry_delay(retries)
-                # The error's type only: its text may quote a statement's parameters.
-                failure = type(exc).__name__
-                log.warning("task %s failed (%s); retry in %.1f s", self.request.id, failure, delay)
+                reason = _reason(exc)
+                log.warning(
+                    "task %s: %s; Retry in %.1f s, in this process", self.request.id, reason, delay
+                )
                 time.sleep(delay)
                 self._run_again_as_retry()
 
@@ -96,6 +97,12 @@ class BackingOffTask(RequeueingTask):
         request = self.request
         request.retries = (request.retries or 0) + 1
         request.delivery_info = {**(request.delivery_info or {}), "redelivered": False}
+
+
+def _reason(exc: Exception) -> str:
+    """What failed, without the statement and parameters a database error quotes."""
+    orig = getattr(exc, "orig", None)
+    return repr(orig if orig is not None else exc)
 
 
 def _retry_delay(retries: int) -> float:

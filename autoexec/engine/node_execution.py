@@ -214,12 +214,15 @@ def _refused(
 ) -> None:
     """The refused message may be the re-delivery of a run killed after it ended but before
     it sent its successors or what its suspension sends (a child's run, a fan-out), or
-    finalized the run: do what is left (its own successors only)."""
+    finalized the run: do what is left (its own successors only). A first message refused is
+    a copy whose original came first (a node ended or running): that one's task sees to its
+    run, so the copy wakes no step, unless its claim ended the node in a stopped run."""
     if rerun:
         resend_sent_by(engine, refused.graph_exec_id, node_exec_id)
     if rerun and refused.status in SUSPENDED:
         KINDS.send_again(engine, node_exec_id)
-    engine.wake(refused.graph_exec_id, force=worker_lost)
+    if rerun or refused.status is S.TERMINATED:
+        engine.wake(refused.graph_exec_id, force=worker_lost)
 
 
 def _record(
