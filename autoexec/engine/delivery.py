@@ -47,18 +47,18 @@ def deliver_pending(
     execution: ExecutionState,
     spec: RunSpec,
     pending: Sequence[PendingOutput],
-    dispatch_on_commit: bool = False,
+    sent_by: int | None = None,
 ) -> Delivered:
     """Deliver ``pending`` and mark them delivered; the caller holds ``execution``'s row lock.
 
-    With ``dispatch_on_commit`` the node executions made ready are noted as sent in this
-    transaction: the caller publishes them right after its commit."""
+    With ``sent_by`` the node executions made ready are noted as sent in this transaction, as
+    owned by that node execution: its task publishes them right after the commit."""
     store = SqlDataflowStore(
         session,
         spec.graph,
         execution.id,
         _static_sinks_of(spec),
-        dispatch_on_commit,
+        sent_by,
         engine.metering.dispatch_meter(session, execution.id, loaded=execution),
         execution.user_id,
     )

@@ -2,7 +2,8 @@
 
 The transaction that records a node's outputs (and its end) takes the graph execution's row
 lock, delivers those outputs, queues the node executions they make ready and claims their task
-ids; after the commit the task publishes them itself. So a sequential node costs one broker hop
+ids (ids that name the node execution sending them); after the commit the task publishes them
+itself. So a sequential node costs one broker hop
 and no ``advance_graph`` step. The row lock, not the Redis graph lock, keeps this path and an
 orchestrator step from delivering the same outputs twice: each reads what is undelivered only
 once it holds the lock. Whatever this path leaves (a stop to enforce, an output it could not
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from autoexec.coordination import CoordinationError
 from autoexec.dataflow import RunSpec
 from autoexec.engine.cancellation import Stop, stop_execution
 from autoexec.engine.context import Engine, run_spec
@@ -27,7 +29,7 @@ from autoexec.statuses import TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.executions import ExecutionState, NodeTask, PendingOutput
 from autoexec.store.graphs import load_run_graph
-from autoexec.store.transaction import Transaction
+from autoexec.store.transaction import DatabaseOperationalError, Transaction
 
 S = ExecutionStatus
 
@@ -115,8 +117,14 @@ def after_commit(engine: Engine, graph_exec_id: str, flushed: Flushed, ended: bo
         finalize(engine, graph_exec_id)
 
 
+def infrastructure_errors(engine: Engine) -> tuple[type[Exception], ...]:
+    """Failures of the engine's own services (database, Redis, broker): the task retries until
+    they are back; the node does not fail on them."""
+    return (DatabaseOperationalError, CoordinationError, *engine.dispatcher.unavailable)
+
+
 def send(engine: Engine, jobs: Sequence[NodeTask]) -> None:
-    """Publish node tasks already noted as sent (see ``resend_queued`` for a crash)."""
+    """Publish node tasks already noted as sent (see ``resend_sent_by`` for a crash)."""
     for job in jobs:
         engine.dispatcher.execute_node(job)
 
@@ -130,17 +138,17 @@ def publish(engine: Engine, jobs: list[NodeTask]) -> None:
             repo.mark_dispatched(session, [job.node_exec_id for job in jobs])
 
 
-def resend_queued(engine: Engine, graph_exec_id: str, node_id: str) -> None:
-    """Send again the node executions ``node_id``'s outputs may have queued and noted as sent
-    but not started: a node task notes its successors sent in the transaction that queues
-    them and publishes them after the commit, so its re-delivered (or retried) task calls this
-    in case it died in between. A copy of a message that did go out is refused by the claim of
-    whichever comes second."""
+def resend_sent_by(engine: Engine, graph_exec_id: str, node_exec_id: int) -> None:
+    """Send again the node executions ``node_exec_id`` queued and noted as sent that have not
+    started: a node task notes its successors sent in the transaction that queues them and
+    publishes them after the commit, so its re-delivered (or retried) task calls this in case
+    it died in between. A copy of a message that did go out is refused by the claim of
+    whichever comes second.
+
+    Only its own: re-sending every QUEUED execution of its successors made each retried
+    task of a stream re-send all its siblings' successors (n retries, n * n messages)."""
     with engine.db.session() as session:
-        execution = repo.get_execution_state(session, graph_exec_id)
-        graph = load_run_graph(session, graph_exec_id, execution.graph_id, execution.graph_version)
-        sinks = {link.sink_id for link in graph.links_from.get(node_id, [])}
-        jobs = repo.queued_tasks(session, graph_exec_id, sinks) if sinks else []
+        jobs = repo.tasks_sent_by(session, graph_exec_id, node_exec_id)
     send(engine, jobs)
 
 
@@ -194,7 +202,7 @@ def _deliver(
     ended: bool,
 ) -> Flushed:
     """Deliver the node's undelivered outputs and queue the successors they made ready."""
-    delivered = deliver_pending(engine, session, execution, spec, pending, dispatch_on_commit=True)
+    delivered = deliver_pending(engine, session, execution, spec, pending, sent_by=ref.node_exec_id)
     if delivered.stop is not None:
         return Flushed(stop=delivered.stop)
     left = delivered.recorded > 0 or len(pending) >= engine.settings.delivery_batch_size

@@ -31,7 +31,7 @@ from autoexec.coordination import CoordinationError
 from autoexec.engine import inline
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.context import Engine
-from autoexec.engine.inline import NodeAttempt, Yielded, resend_queued
+from autoexec.engine.inline import NodeAttempt, Yielded, infrastructure_errors, resend_sent_by
 from autoexec.engine.limits import deadline_of, limit_stop
 from autoexec.engine.output_buffer import OutputBuffer
 from autoexec.engine.suspensions.registry import KINDS, Launch
@@ -42,7 +42,7 @@ from autoexec.statuses import SUSPENDED, TERMINAL, ExecutionStatus
 from autoexec.store import executions as repo
 from autoexec.store.credits import NodeCharge
 from autoexec.store.graphs import load_run_graph, read_run_graph
-from autoexec.store.transaction import DatabaseOperationalError, Transaction
+from autoexec.store.transaction import Transaction
 from autoexec.store.transitions import (
     move_node,
     note_node_retry,
@@ -55,12 +55,6 @@ from autoexec.timeouts import Clock, time_limit
 
 S = ExecutionStatus
 log = logging.getLogger("autoexec.node")
-
-
-def infrastructure_errors(engine: Engine) -> tuple[type[Exception], ...]:
-    """Failures of the engine's own services (database, Redis, broker): the task retries until
-    they are back; the node does not fail on them."""
-    return (DatabaseOperationalError, CoordinationError, *engine.dispatcher.unavailable)
 
 
 MAX_RETRY_BACKOFF = 60.0
@@ -128,15 +122,17 @@ def execute_node(
     ``graph_exec_id``: its run, as the task message says (see ``claim``)."""
     claimed = claim(engine, node_exec_id, rerun, worker_lost, graph_exec_id)
     if isinstance(claimed, Refused):
-        _refused(engine, node_exec_id, claimed, rerun)
+        _refused(engine, node_exec_id, claimed, rerun, worker_lost)
         return None
-    if rerun:
-        # A crash may have kept the last run from sending successors it had queued.
-        resend_queued(engine, claimed.graph_exec_id, claimed.node_id)
-        engine.wake(claimed.graph_exec_id, force=True)
+    if rerun and claimed.attempt > 1:
+        # A crash may have kept the last run from sending successors it had queued. A node
+        # execution claimed for its first run (a message retried while the database was
+        # down) sent nothing yet: it re-sends nothing and wakes no step.
+        resend_sent_by(engine, claimed.graph_exec_id, claimed.node_exec_id)
+        engine.wake(claimed.graph_exec_id, force=worker_lost)
     run = _Run(engine, claimed)
     try:
-        return _run_and_record(run, rerun)
+        return _run_and_record(run, force_wake=worker_lost)
     except RetryNode:
         raise
     except Exception as exc:
@@ -145,7 +141,7 @@ def execute_node(
         return _fail_unrecorded(run, exc)
 
 
-def _run_and_record(run: _Run, rerun: bool) -> ExecutionStatus | None:
+def _run_and_record(run: _Run, force_wake: bool) -> ExecutionStatus | None:
     """Run the node's block and record its end; what it ended with, None if not ours."""
     engine, claimed = run.engine, run.job
     try:
@@ -166,20 +162,21 @@ def _run_and_record(run: _Run, rerun: bool) -> ExecutionStatus | None:
         # finds the run ended, never a FAILED node in a run that goes on.
         stop_execution(engine, claimed.graph_exec_id, outcome.stop, run.buffer.closing(end))
         return outcome.status
-    return _recorded(run, outcome, end, rerun)
+    return _recorded(run, outcome, end, force_wake)
 
 
-def _recorded(run: _Run, outcome: Outcome, end: inline.End, rerun: bool) -> ExecutionStatus:
-    """``outcome`` recorded with the outputs left in the buffer, and what follows sent."""
+def _recorded(run: _Run, outcome: Outcome, end: inline.End, force_wake: bool) -> ExecutionStatus:
+    """``outcome`` recorded with the outputs left in the buffer, and what follows sent;
+    ``force_wake``: the wake-up flag may be one a lost worker set and never acted on."""
     engine, claimed = run.engine, run.job
     flushed = run.buffer.close(end)
     if outcome.suspension is not None:
         KINDS.of(outcome.suspension).after_commit(engine, run.node, outcome.suspension)
     if run.buffer.step_owed:
         # A failed flush may have queued successors after its commit without sending them.
-        resend_queued(engine, claimed.graph_exec_id, claimed.node_id)
+        resend_sent_by(engine, claimed.graph_exec_id, claimed.node_exec_id)
     if flushed.needs_step:
-        engine.wake(claimed.graph_exec_id, force=rerun or run.buffer.step_owed)
+        engine.wake(claimed.graph_exec_id, force=force_wake)
     return outcome.status
 
 
@@ -196,7 +193,7 @@ def _fail_unrecorded(run: _Run, exc: Exception) -> ExecutionStatus | None:
     stats = {**run.stats(error), UNEXPECTED_ERROR: type(exc).__name__}
     outcome = Outcome(S.FAILED, error, stats)
     end = functools.partial(_record, engine=run.engine, job=run.job, outcome=outcome)
-    return _recorded(run, outcome, end, rerun=True)
+    return _recorded(run, outcome, end, force_wake=False)
 
 
 def note_alive(
@@ -212,15 +209,20 @@ def note_alive(
         log.warning("could not mark node execution %s as alive", node_exec_id, exc_info=True)
 
 
-def _refused(engine: Engine, node_exec_id: int, refused: Refused, rerun: bool) -> None:
+def _refused(
+    engine: Engine, node_exec_id: int, refused: Refused, rerun: bool, worker_lost: bool
+) -> None:
     """The refused message may be the re-delivery of a run killed after it ended but before
     it sent its successors or what its suspension sends (a child's run, a fan-out), or
-    finalized the run: do what is left."""
+    finalized the run: do what is left (its own successors only). A first message refused is
+    a copy whose original came first (a node ended or running): that one's task sees to its
+    run, so the copy wakes no step, unless its claim ended the node in a stopped run."""
     if rerun:
-        resend_queued(engine, refused.graph_exec_id, refused.node_id)
+        resend_sent_by(engine, refused.graph_exec_id, node_exec_id)
     if rerun and refused.status in SUSPENDED:
         KINDS.send_again(engine, node_exec_id)
-    engine.wake(refused.graph_exec_id, force=rerun)
+    if rerun or refused.status is S.TERMINATED:
+        engine.wake(refused.graph_exec_id, force=worker_lost)
 
 
 def _record(

@@ -7,17 +7,18 @@ lock taken by each delivery transaction keeps a step whose Redis lock expired fr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from autoexec.coordination import GraphLock, LockLost
+from autoexec.coordination import CoordinationError, GraphLock, LockLost
 from autoexec.engine.admission import admit_next
 from autoexec.engine.cancellation import CANCELLED, Stop, stop_execution
 from autoexec.engine.context import Engine, run_spec
 from autoexec.engine.delivery import deliver_pending
 from autoexec.engine.finalize import finalize
-from autoexec.engine.inline import publish
+from autoexec.engine.inline import infrastructure_errors, publish
 from autoexec.engine.limits import arm_deadline_timer, deadline_of
 from autoexec.errors import BlockNotRegisteredError
 from autoexec.statuses import TERMINAL, ExecutionStatus
@@ -37,11 +38,23 @@ def advance(engine: Engine, graph_exec_id: str) -> None:
     while True:
         try:
             _drain(engine, graph_exec_id, lock)
+        except infrastructure_errors(engine):
+            _leave_wake_to_retry(engine, graph_exec_id)
+            raise
         finally:
             _release(lock, graph_exec_id)
         # A step that found the lock taken left a note instead of queueing another task.
         if not coordinator.take_missed(graph_exec_id) or not lock.acquire(blocking=False):
             return
+
+
+def _leave_wake_to_retry(engine: Engine, graph_exec_id: str) -> None:
+    """The step cleared the wake-up flag, then failed on a service that is down: its task
+    retries, so the flag is set again for the retry to clear. Wake-ups meanwhile coalesce
+    into it; otherwise each node task's wake-up during a database outage sent one more step,
+    each retrying until the database came back."""
+    with contextlib.suppress(CoordinationError):  # Redis down too: wake-ups go out, as before
+        engine.coordinator.request_wake(graph_exec_id)
 
 
 def _acquire_or_hand_over(engine: Engine, graph_exec_id: str, lock: GraphLock) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import uuid
 from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
@@ -17,7 +16,7 @@ from autoexec.graph import Graph, Node
 from autoexec.hooks import NodeExecutionChange, NodeRef, note
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.credits import NodeCharge, Refused
-from autoexec.store.executions import NodeTask, append_output
+from autoexec.store.executions import NodeTask, append_output, new_task_id
 from autoexec.store.statements import bound, run, table
 from autoexec.store.tables import NodeExecution, NodeExecutionInput, StaticInput, utcnow
 from autoexec.store.transitions import move_node, transition_node
@@ -45,9 +44,10 @@ class SqlDataflowStore:
     ``recorded_outputs`` counts the outputs this store wrote (the ``error`` of an execution
     failed by the ready check): they are not delivered yet, so the caller must see to it.
     ``queued`` lists the node executions it made QUEUED, each with the Celery task id it was
-    given; with ``dispatch_on_commit`` they are also noted as sent, in the same transaction,
-    because the caller publishes them right after the commit (a crash in between is recovered
-    by the caller's re-delivered task, ``inline.resend_queued``).
+    given; with ``sent_by`` (the node execution whose task publishes them right after the
+    commit) they are also noted as sent, in the same transaction, and their task ids name
+    that node execution: a crash in between is recovered by its re-delivered task, which
+    re-sends only those (``inline.resend_sent_by``).
 
     Reads the rules make are skipped where the graph answers them: a node with no static link
     into it has no static inputs, and a node that is not a starting node and whose links all
@@ -68,7 +68,7 @@ class SqlDataflowStore:
         graph: Graph,
         graph_exec_id: str,
         static_sinks: Collection[str] | None = None,
-        dispatch_on_commit: bool = False,
+        sent_by: int | None = None,
         meter: DispatchMeter = _Free(),  # noqa: B008 (stateless)
         user_id: str | None = None,
     ) -> None:
@@ -76,7 +76,7 @@ class SqlDataflowStore:
         self.graph = graph
         self.graph_exec_id = graph_exec_id
         self.static_sinks = static_sinks
-        self.dispatch_on_commit = dispatch_on_commit
+        self.sent_by = sent_by
         self.meter = meter
         self.user_id = user_id
         self._unwritten: dict[int, tuple[str, dict[str, Any]]] = {}
@@ -214,7 +214,7 @@ class SqlDataflowStore:
             self._insert_queued(exec_id, node, inputs, stats)  # the meter wrote no row
             return
         exec_id = self._write(exec_id)
-        task_id = str(uuid.uuid4())
+        task_id = new_task_id(self.sent_by)
         queued = transition_node(
             self.session,
             exec_id,
@@ -223,7 +223,7 @@ class SqlDataflowStore:
             input_data=inputs,
             stats=stats,
             celery_task_id=task_id,
-            dispatched=self.dispatch_on_commit,
+            dispatched=self.sent_by is not None,
         )
         if queued:
             self.queued.append(
@@ -235,7 +235,7 @@ class SqlDataflowStore:
     ) -> None:
         """An execution ready as it is created: one INSERT, QUEUED with its task id."""
         self._unwritten.pop(exec_id)
-        now, task_id = utcnow(), str(uuid.uuid4())
+        now, task_id = utcnow(), new_task_id(self.sent_by)
         params = {
             "p_graph_exec_id": self.graph_exec_id,
             "p_node_id": node.id,
@@ -243,7 +243,7 @@ class SqlDataflowStore:
             "p_input_data": inputs,
             "p_stats": stats,
             "p_celery_task_id": task_id,
-            "p_dispatched": self.dispatch_on_commit,
+            "p_dispatched": self.sent_by is not None,
             "p_now": now,
         }
         row_id = int(run(self.session, _queued_insert(), params).scalar_one())

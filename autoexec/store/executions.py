@@ -470,6 +470,23 @@ def queued_tasks(
     return node_tasks(session, graph_exec_id, list(session.execute(stmt)))
 
 
+def new_task_id(sent_by: int | None = None) -> str:
+    """A Celery task id for a node execution made ready. One that the node execution
+    ``sent_by`` publishes after its commit starts with that one's id: its re-delivered or
+    retried task re-sends only what it owns (``tasks_sent_by``), not every QUEUED execution
+    of its successors."""
+    task_id = str(uuid.uuid4())
+    return task_id if sent_by is None else f"{sent_by}-{task_id}"
+
+
+def tasks_sent_by(session: Session, graph_exec_id: str, node_exec_id: int) -> list[NodeTask]:
+    """The run's QUEUED node executions that ``node_exec_id`` made ready and noted as sent
+    (by any of its attempts), with their task ids."""
+    owned = NodeExecution.celery_task_id.like(f"{int(node_exec_id)}-%")
+    stmt = queued_nodes(graph_exec_id, sent=True).where(owned)
+    return node_tasks(session, graph_exec_id, list(session.execute(stmt)))
+
+
 def mark_dispatched(session: Session, node_exec_ids: Sequence[int]) -> None:
     session.execute(
         update(NodeExecution).where(NodeExecution.id.in_(node_exec_ids)).values(dispatched=True)
