@@ -60,15 +60,19 @@ def queue_env(tag: str) -> dict[str, str]:
 
 @contextmanager
 def fault_worker(
-    cluster: Cluster, log_path: Path, extra: dict[str, str] | None = None, concurrency: int = 1
+    cluster: Cluster,
+    log_path: Path,
+    extra: dict[str, str] | None = None,
+    concurrency: int = 1,
+    pool: str = "prefork",
 ) -> Iterator[FaultWorker]:
-    """A worker subprocess on queues of its own (``-c concurrency``), this process submitting
-    to them meanwhile; its queues are deleted after."""
+    """A worker subprocess on queues of its own (``-c concurrency``, ``-P pool``), this process
+    submitting to them meanwhile; its queues are deleted after."""
     tag = secrets.token_hex(4)
     env = {"AUTOEXEC_DATABASE_URL": cluster.database_url, **queue_env(tag), **(extra or {})}
     with environment(env) as engine:
         try:
-            with worker_process(env, concurrency, log_path, f"faults-{tag}") as process:
+            with worker_process(env, concurrency, log_path, f"faults-{tag}", pool) as process:
                 yield FaultWorker(engine, env, process, log_path)
         finally:
             delete_queues(engine.settings.broker_url, env)
