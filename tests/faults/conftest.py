@@ -119,6 +119,14 @@ class PrivateRedis:
         os.kill(int(self.pid_file.read_text()), signal.SIGTERM)
         self._wait(up=False)
 
+    def freeze(self) -> None:
+        """Suspend the server (SIGSTOP): connections are still accepted, nothing is answered, as
+        with a hung Redis or a lost network; ``thaw`` resumes it."""
+        os.kill(int(self.pid_file.read_text()), signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.kill(int(self.pid_file.read_text()), signal.SIGCONT)
+
     @property
     def pid_file(self) -> Path:
         return self.directory / "redis.pid"
