@@ -167,10 +167,19 @@ class AutoexecCelery(Celery):
         attempt: int = 0,
         countdown: float | None = None,
     ) -> None:
-        """Send ``request`` as an ``autoexec.notify`` task (routed to the graph queue)."""
+        """Send ``request`` as an ``autoexec.notify`` task (routed to the graph queue).
+
+        Nobody waits for its result: without ``ignore_result``, Celery would subscribe this
+        process to the result in Redis (the result backend) when sending, and unsubscribe
+        when the result object is dropped, waiting out its reconnection retries (19 s) with
+        Redis down, in the hooks after the commit of a cancel, say."""
         kwargs = {"request": request.message(), "sink": sink, "attempt": attempt}
         self.send_task(
-            NOTIFY_TASK, kwargs=kwargs, countdown=countdown, retry_policy=SEND_RETRY_POLICY
+            NOTIFY_TASK,
+            kwargs=kwargs,
+            countdown=countdown,
+            retry_policy=SEND_RETRY_POLICY,
+            ignore_result=True,
         )
 
     def send_task(self, name: str, *args: Any, **options: Any) -> Any:

@@ -9,8 +9,9 @@ catches ``CoordinationError`` (any failure to reach or use Redis) and ``LockLost
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
@@ -26,6 +27,8 @@ MEMORY_SCHEME = "memory://"
 CoordinationError = RedisError
 LockLost = LockError
 UNREACHABLE: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+
+T = TypeVar("T")
 
 
 class GraphLock(Protocol):
@@ -137,6 +140,27 @@ class Keys:
         return f"{cls.prefix}:zero-balance:{user_id}:{graph_id}:{top_ups}"
 
 
+class SkipWhileDown:
+    """A circuit breaker: once Redis was found unreachable through it, every call fails at
+    once for ``pause`` seconds, so that callers with another way to know (the database) take
+    it without waiting on Redis's timeouts again and again."""
+
+    def __init__(self, pause: float) -> None:
+        self.pause = pause
+        self.down_until = 0.0
+
+    def call(self, command: Callable[[], T]) -> T:
+        if time.monotonic() < self.down_until:
+            raise RedisConnectionError(
+                f"Redis was unreachable less than {self.pause:g}s ago; not asked again yet"
+            )
+        try:
+            return command()
+        except UNREACHABLE:
+            self.down_until = time.monotonic() + self.pause
+            raise
+
+
 class Coordinator:
     """Redis primitives the engine needs, over one client."""
 
@@ -148,11 +172,24 @@ class Coordinator:
     # its message (AUTOEXEC_NODE_TIMEOUT_SECONDS stays under it), and a node allowed longer
     # still stops, from the database. One key per cancel lives that long, not 7 days.
     STOP_TTL_SECONDS = 30 * 60
+    # How long the stop path skips Redis after finding it down (see ``stop_client``).
+    STOP_PATH_PAUSE_SECONDS = 5.0
 
-    def __init__(self, client: redis.Redis, events_client: redis.Redis | None = None) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        events_client: redis.Redis | None = None,
+        stop_client: redis.Redis | None = None,
+    ) -> None:
         self.client = client
         # Publishing events must never hold a run up: its own client, with short timeouts.
         self.events_client = events_client or client
+        # A cancel and the stop watches of running nodes must stop a run within 2 s (SPEC §7)
+        # with Redis down too; the database is their truth and their fallback. So the stop
+        # flags and the marks of running nodes have a client of their own, with short
+        # timeouts, and skip Redis for a while once it was found down.
+        self.stop_client = stop_client or client
+        self.stop_path = SkipWhileDown(self.STOP_PATH_PAUSE_SECONDS)
 
     def request_wake(self, graph_exec_id: str) -> bool:
         """Flag that the graph has work; True if the caller must enqueue the orchestrator."""
@@ -189,10 +226,12 @@ class Coordinator:
 
     def request_stop(self, graph_exec_id: str) -> None:
         """Tell the execution's running node tasks to stop (cancelled, or past a limit)."""
-        self.client.set(Keys.stop(graph_exec_id), 1, ex=self.STOP_TTL_SECONDS)
+        self.stop_path.call(
+            lambda: self.stop_client.set(Keys.stop(graph_exec_id), 1, ex=self.STOP_TTL_SECONDS)
+        )
 
     def stop_requested(self, graph_exec_id: str) -> bool:
-        return bool(self.client.exists(Keys.stop(graph_exec_id)))
+        return bool(self.stop_path.call(lambda: self.stop_client.exists(Keys.stop(graph_exec_id))))
 
     # A node task renews its node's mark every few seconds while it handles it; a RUNNING
     # node without one has no task left (see ``autoexec.engine.reconciler``).
@@ -203,7 +242,9 @@ class Coordinator:
     ) -> None:
         """Mark the node execution as handled by a live task for the next ``seconds``."""
         key = Keys.node_alive(graph_exec_id, node_exec_id)
-        self.client.set(key, 1, px=max(int(seconds * 1000), 1))
+        # On the stop watch's way to the database: the stop path's client (a lost mark costs a
+        # re-run at worst, and the next one comes within seconds).
+        self.stop_path.call(lambda: self.stop_client.set(key, 1, px=max(int(seconds * 1000), 1)))
 
     def nodes_alive(self, nodes: list[tuple[str, int]]) -> list[bool]:
         """For each ``(graph_exec_id, node_exec_id)``: whether a live task handles it."""
@@ -265,6 +306,13 @@ EVENTS_TIMEOUTS: dict[str, Any] = {
     "socket_connect_timeout": 0.5,
     "retry": Retry(NoBackoff(), 0),
 }
+# One try, half a second at most: a stop flag Redis did not answer for is read from the
+# database (the truth) instead, well within the 2 s a stop may take.
+STOP_PATH_TIMEOUTS: dict[str, Any] = {
+    "socket_timeout": 0.5,
+    "socket_connect_timeout": 0.5,
+    "retry": Retry(NoBackoff(), 0),
+}
 
 
 def redis_client(
@@ -281,11 +329,16 @@ def redis_client(
 
 
 def make_coordinator(url: str) -> Coordinator:
-    """A coordinator for ``url``, with its own client for events; on ``memory://`` both clients
-    share one in-process server, owned by the coordinator (one per runtime)."""
+    """A coordinator for ``url``, with clients of its own for events and for the stop path; on
+    ``memory://`` all clients share one in-process server, owned by the coordinator (one per
+    runtime)."""
     memory = None
     if url.startswith(MEMORY_SCHEME):
         import fakeredis
 
         memory = fakeredis.FakeServer()
-    return Coordinator(redis_client(url, memory=memory), redis_client(url, EVENTS_TIMEOUTS, memory))
+    return Coordinator(
+        redis_client(url, memory=memory),
+        redis_client(url, EVENTS_TIMEOUTS, memory),
+        redis_client(url, STOP_PATH_TIMEOUTS, memory),
+    )

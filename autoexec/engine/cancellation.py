@@ -104,7 +104,8 @@ def _stop_children(engine: Engine, graph_exec_id: str) -> None:
 
 def _flag_stop(engine: Engine, graph_exec_id: str) -> None:
     """Tell running nodes through Redis (within 0.5 s); if Redis is down they find the stop in
-    the database, which is the truth, within 2 s: the stop has happened either way."""
+    the database, which is the truth, within 2 s: the stop has happened either way. So Redis
+    down costs this call one short try, then nothing for a while (``Coordinator.stop_path``)."""
     try:
         engine.coordinator.request_stop(graph_exec_id)
     except CoordinationError:

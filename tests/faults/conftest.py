@@ -60,15 +60,19 @@ def queue_env(tag: str) -> dict[str, str]:
 
 @contextmanager
 def fault_worker(
-    cluster: Cluster, log_path: Path, extra: dict[str, str] | None = None, concurrency: int = 1
+    cluster: Cluster,
+    log_path: Path,
+    extra: dict[str, str] | None = None,
+    concurrency: int = 1,
+    pool: str = "prefork",
 ) -> Iterator[FaultWorker]:
-    """A worker subprocess on queues of its own (``-c concurrency``), this process submitting
-    to them meanwhile; its queues are deleted after."""
+    """A worker subprocess on queues of its own (``-c concurrency``, ``-P pool``), this process
+    submitting to them meanwhile; its queues are deleted after."""
     tag = secrets.token_hex(4)
     env = {"AUTOEXEC_DATABASE_URL": cluster.database_url, **queue_env(tag), **(extra or {})}
     with environment(env) as engine:
         try:
-            with worker_process(env, concurrency, log_path, f"faults-{tag}") as process:
+            with worker_process(env, concurrency, log_path, f"faults-{tag}", pool) as process:
                 yield FaultWorker(engine, env, process, log_path)
         finally:
             delete_queues(engine.settings.broker_url, env)
@@ -114,6 +118,14 @@ class PrivateRedis:
     def stop(self) -> None:
         os.kill(int(self.pid_file.read_text()), signal.SIGTERM)
         self._wait(up=False)
+
+    def freeze(self) -> None:
+        """Suspend the server (SIGSTOP): connections are still accepted, nothing is answered, as
+        with a hung Redis or a lost network; ``thaw`` resumes it."""
+        os.kill(int(self.pid_file.read_text()), signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.kill(int(self.pid_file.read_text()), signal.SIGCONT)
 
     @property
     def pid_file(self) -> Path:

@@ -25,6 +25,7 @@ from autoexec.block_run.failures import Ending, error_message
 from autoexec.block_run.run import OutputCheck, RunningBlock, run_logger
 from autoexec.block_run.watch import StopWatch, database_due
 from autoexec.blocks.base import ERROR_PIN, Block, RunContext, Suspend, Yield
+from autoexec.coordination import CoordinationError
 from autoexec.dataflow import elements_of
 from autoexec.engine.context import Engine
 from autoexec.engine.suspensions.registry import Kind, Launch, ReferenceNode
@@ -325,10 +326,15 @@ def _stop_found(
     engine: Engine, graph_exec_id: str, node_exec_id: int, watches: int
 ) -> Exception | None:
     """The element's stop watch hook: its run's stop flag (Redis) at each watch, the database
-    (the truth: the node no longer waits, or its run was cancelled) every few watches."""
-    if engine.coordinator.stop_requested(graph_exec_id):
-        return ExecutionStoppedError()
-    if not database_due(watches):
+    (the truth: the node no longer waits, or its run was cancelled) every few watches, or at
+    once when Redis fails."""
+    try:
+        if engine.coordinator.stop_requested(graph_exec_id):
+            return ExecutionStoppedError()
+        read_database = database_due(watches)
+    except CoordinationError:
+        read_database = True
+    if not read_database:
         return None
     with engine.db.session() as session:
         view = repo.claim_view(session, node_exec_id)
