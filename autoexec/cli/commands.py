@@ -188,8 +188,8 @@ def run(
     if dry_run:
         _dry_run(Path(target), inputs, user_id)
         return
-    if detach and _select_stack(embedded).embedded:
-        raise click.UsageError(EMBEDDED_DETACH)
+    if detach:
+        _refuse_detach_in_this_process(embedded)
     from autoexec.cli.stack import stack_running_the_engine
 
     with stack_running_the_engine(embedded) as stack:
@@ -213,8 +213,17 @@ def run(
 
 EMBEDDED_DETACH = (
     "--detach needs a cluster: on the embedded stack the run lives in this process "
-    "and would stop with it (set AUTOEXEC_BROKER_URL, or pass --cluster)"
+    "and would stop with it (set AUTOEXEC_BROKER_URL, or pass --cluster; or start "
+    "`autoexec serve` for this home in another terminal)"
 )
+
+
+def _refuse_detach_in_this_process(embedded: bool | None) -> None:
+    """A detached run must live elsewhere: on a cluster, or in the process serving the
+    embedded home (``autoexec serve``, or another ``autoexec run``)."""
+    stack = _select_stack(embedded)
+    if stack.embedded and not stack.engine_elsewhere:
+        raise click.UsageError(EMBEDDED_DETACH)
 
 
 def _graph_file(target: str, graph_version: int | None) -> Path | None:
@@ -548,8 +557,8 @@ def rerun(
     """Run an execution's graph version again with the same inputs, masks, skips, deadline
     and credit budget (or --budget)."""
     _refuse_conflicting_options(None, False, detach, timeout, None)
-    if detach and _select_stack().embedded:
-        raise click.UsageError(EMBEDDED_DETACH)
+    if detach:
+        _refuse_detach_in_this_process(None)
     from autoexec.cli.stack import stack_running_the_engine
 
     with stack_running_the_engine() as stack:

@@ -92,7 +92,8 @@ REFUSED = [
     (
         [str(HELLO), "--detach"],
         "Error: --detach needs a cluster: on the embedded stack the run lives in this process "
-        "and would stop with it (set AUTOEXEC_BROKER_URL, or pass --cluster)",
+        "and would stop with it (set AUTOEXEC_BROKER_URL, or pass --cluster; or start "
+        "`autoexec serve` for this home in another terminal)",
     ),
     (
         [str(HELLO), "--version", "1"],

@@ -245,7 +245,8 @@ def test_rerun_refuses_detach_on_the_embedded_stack_and_unknown_ids(tmp_path: Pa
     assert detached.returncode == 2
     assert (
         "Error: --detach needs a cluster: on the embedded stack the run lives in this process "
-        "and would stop with it (set AUTOEXEC_BROKER_URL, or pass --cluster)" in detached.stderr
+        "and would stop with it (set AUTOEXEC_BROKER_URL, or pass --cluster; or start "
+        "`autoexec serve` for this home in another terminal)" in detached.stderr
     )
     unknown = autoexec(tmp_path, "rerun", "no-such-id")
     assert unknown.returncode == 2

@@ -181,3 +181,17 @@ def test_a_run_whose_engine_was_killed_goes_on_when_another_engine_starts(
     assert follow.returncode == 0, follow.stdout + follow.stderr
     status = json.loads(autoexec(tmp_path, "status", graph_exec_id, "--json").stdout)
     assert (status["status"], status["outputs"]) == ("COMPLETED", {"sent": ["later"]})
+
+
+def test_a_run_detached_on_the_embedded_stack_goes_on_in_the_serving_engine(
+    tmp_path: Path, terminals: list[Terminal]
+) -> None:
+    serve = open_terminal(terminals, tmp_path, "serve")
+    serve.read_until(lambda line: line.startswith("serving "))
+
+    detached = autoexec(tmp_path, "run", str(ROOT / "examples" / "hello.json"), "--detach")
+
+    assert detached.returncode == 0, detached.stderr
+    graph_exec_id = detached.stdout.strip()
+    watched = autoexec(tmp_path, "watch", graph_exec_id)
+    assert (watched.returncode, watched.stdout.splitlines()[-1]) == (0, "status: COMPLETED")
