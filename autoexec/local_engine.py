@@ -19,6 +19,7 @@ import fcntl
 import logging
 import os
 import secrets
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -47,11 +48,18 @@ Api = Callable[[str], Callable[..., Any]]
 
 
 def _key(home: Path) -> bytes:
+    """The home's key, made on first use: written to a private file, then linked into place,
+    so that two processes starting at once both end up reading the one that won."""
     path = home / KEY_NAME
     if not path.exists():
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as file:
-            file.write(secrets.token_hex(32))
+        descriptor, draft = tempfile.mkstemp(dir=home, prefix=".engine-key-")  # mode 0600
+        try:
+            with os.fdopen(descriptor, "w") as file:
+                file.write(secrets.token_hex(32))
+            with suppress(FileExistsError):
+                os.link(draft, path)
+        finally:
+            os.unlink(draft)
     return path.read_text().strip().encode()
 
 
@@ -88,11 +96,11 @@ class LocalEngineServer:
         most: a live-event stream may go on longer)."""
         with self._busy:
             self._busy.wait_for(lambda: self._calls == 0, CLOSE_WAIT_SECONDS)
-        if self._listener is not None:
+        listener, self._listener = self._listener, None  # first: the accept loop then ends
+        if listener is not None:
             with suppress(OSError):
-                self._listener.close()
+                listener.close()
             (self.home / SOCKET_NAME).unlink(missing_ok=True)
-            self._listener = None
         if self._lock_file is not None:
             os.close(self._lock_file)  # releases the lock
             self._lock_file = None

@@ -36,6 +36,11 @@ def record_element(session: Session, node_exec_id: int, result: ElementResult) -
         "error": result.error,
     }
     session.execute(insert(FanOutElement).values(**values).on_conflict_do_nothing())
+    return recorded_count(session, node_exec_id)
+
+
+def recorded_count(session: Session, node_exec_id: int) -> int:
+    """How many elements of the node have a result recorded."""
     counted = select(func.count()).where(FanOutElement.node_exec_id == node_exec_id)
     return int(session.scalar(counted) or 0)
 

@@ -39,6 +39,7 @@ from autoexec.store import suspended
 from autoexec.store.fan_out_elements import (
     ElementResult,
     record_element,
+    recorded_count,
     recorded_element,
     recorded_elements,
 )
@@ -230,7 +231,7 @@ def gather_if_complete(engine: Engine, node_exec_id: int) -> bool:
     with engine.db.session() as session:
         node = repo.node_state(session, node_exec_id)
         fanned = (node.stats or {}).get(STATS_KEY)
-        recorded = len(recorded_elements(session, node_exec_id))
+        recorded = recorded_count(session, node_exec_id)  # each element asks: a count, not rows
     if node.status is not S.WAITING or not fanned or recorded < int(fanned["elements"]):
         return False
     gather(engine, [], node_exec_id, node.graph_exec_id)
