@@ -39,3 +39,20 @@ ADD_ONE = graph(
     ],
     [("x", "result", "calc", "a"), ("calc", "result", "out", "value")],
 )
+
+
+# a * b -> product: the graph of the numbers rule's tests (inf and NaN).
+MULTIPLY = graph(
+    [
+        node("a", "agent_input", name="a"),
+        node("b", "agent_input", name="b"),
+        node("calc", "calculator", operation="multiply"),
+        node("out", "agent_output", name="product"),
+    ],
+    [
+        ("a", "result", "calc", "a"),
+        ("b", "result", "calc", "b"),
+        ("calc", "result", "out", "value"),
+    ],
+)
+NOT_FINITE = "it holds a number that is not finite (inf, -inf or NaN), which JSON cannot hold"

@@ -17,25 +17,10 @@ from autoexec.graph import Graph
 from autoexec.reference import run_reference
 from autoexec.statuses import ExecutionStatus
 from autoexec.testing import DEFAULT_USER, TestEngine
-from tests.graphs import graph, node
+from tests.graphs import MULTIPLY, NOT_FINITE, graph, node
 
 S = ExecutionStatus
-NOT_FINITE = "it holds a number that is not finite (inf, -inf or NaN), which JSON cannot hold"
 PRODUCT_NOT_FINITE = f"output 'result' is not JSON-serializable: {NOT_FINITE}"
-
-MULTIPLY = graph(
-    [
-        node("a", "agent_input", name="a"),
-        node("b", "agent_input", name="b"),
-        node("calc", "calculator", operation="multiply"),
-        node("out", "agent_output", name="product"),
-    ],
-    [
-        ("a", "result", "calc", "a"),
-        ("b", "result", "calc", "b"),
-        ("calc", "result", "out", "value"),
-    ],
-)
 
 
 def node_named(view: api.ExecutionView, node_id: str) -> api.NodeExecutionView:

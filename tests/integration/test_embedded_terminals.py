@@ -90,6 +90,15 @@ def open_terminal(terminals: list[Terminal], home: Path, *args: str) -> Terminal
     return terminals[-1]
 
 
+def run_in_review(terminals: list[Terminal], home: Path, draft: str) -> Terminal:
+    """``autoexec run`` of the reviewed graph in a terminal of its own, once it waits in REVIEW."""
+    graph = home / "reviewed.json"
+    graph.write_text(json.dumps(REVIEWED))
+    run = open_terminal(terminals, home, "run", str(graph), "--input", f"draft={draft}")
+    run.read_until(in_review)
+    return run
+
+
 def in_review(line: str) -> bool:
     return "execution " in line and " REVIEW " in line
 
@@ -104,10 +113,7 @@ def pending_review(home: Path) -> str:
 def test_a_review_approved_in_another_terminal_resumes_the_run(
     tmp_path: Path, terminals: list[Terminal]
 ) -> None:
-    graph = tmp_path / "reviewed.json"
-    graph.write_text(json.dumps(REVIEWED))
-    run = open_terminal(terminals, tmp_path, "run", str(graph), "--input", "draft=hello")
-    run.read_until(in_review)
+    run = run_in_review(terminals, tmp_path, "hello")
 
     approve = autoexec(tmp_path, "review", "approve", pending_review(tmp_path))
 
@@ -139,12 +145,8 @@ def test_a_run_cancelled_in_another_terminal_stops_its_running_node(
 def test_a_second_run_and_a_watch_from_other_terminals_go_through_the_serving_engine(
     tmp_path: Path, terminals: list[Terminal]
 ) -> None:
-    reviewed = tmp_path / "reviewed.json"
-    reviewed.write_text(json.dumps(REVIEWED))
-    first = open_terminal(terminals, tmp_path, "run", str(reviewed), "--input", "draft=one")
-    first.read_until(in_review)
-    second = open_terminal(terminals, tmp_path, "run", str(reviewed), "--input", "draft=two")
-    second.read_until(in_review)
+    first = run_in_review(terminals, tmp_path, "one")
+    second = run_in_review(terminals, tmp_path, "two")
     watch = open_terminal(terminals, tmp_path, "watch", second.graph_exec_id)
 
     listing = json.loads(autoexec(tmp_path, "review", "list", "--json").stdout)
@@ -163,10 +165,7 @@ def test_a_second_run_and_a_watch_from_other_terminals_go_through_the_serving_en
 def test_a_run_whose_engine_was_killed_goes_on_when_another_engine_starts(
     tmp_path: Path, terminals: list[Terminal]
 ) -> None:
-    graph = tmp_path / "reviewed.json"
-    graph.write_text(json.dumps(REVIEWED))
-    run = open_terminal(terminals, tmp_path, "run", str(graph), "--input", "draft=later")
-    run.read_until(in_review)
+    run = run_in_review(terminals, tmp_path, "later")
     graph_exec_id = run.graph_exec_id
     run.process.send_signal(signal.SIGKILL)
     run.process.communicate()

@@ -14,25 +14,11 @@ from autoexec import api
 from autoexec.errors import InputValidationError
 from autoexec.statuses import ExecutionStatus
 from autoexec.store.tables import GraphExecution
+from tests.graphs import MULTIPLY, NOT_FINITE
 from tests.integration.conftest import Cluster, private_queues, worker_process
-from tests.integration.test_engine import graph, node, user
+from tests.integration.test_engine import user
 
 S = ExecutionStatus
-
-MULTIPLY = graph(
-    [
-        node("a", "agent_input", name="a"),
-        node("b", "agent_input", name="b"),
-        node("calc", "calculator", operation="multiply"),
-        node("out", "agent_output", name="product"),
-    ],
-    [
-        ("a", "result", "calc", "a"),
-        ("b", "result", "calc", "b"),
-        ("calc", "result", "out", "value"),
-    ],
-)
-NOT_FINITE = "it holds a number that is not finite (inf, -inf or NaN), which JSON cannot hold"
 
 
 def test_an_output_that_overflows_to_inf_fails_its_node_and_frees_the_slot(
